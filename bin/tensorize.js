@@ -1,0 +1,14 @@
+#!/usr/bin/env node
+// Entry point of the `tensorize` command. The CLI is compiled to dist/ by `npm install`
+// (the prepare script) or `npm run build`.
+import { existsSync } from 'node:fs';
+
+const main = new URL('../dist/cli/main.js', import.meta.url);
+if (!existsSync(main)) {
+  process.stderr.write('tensorize: error: the CLI is not built (dist/ is missing)\n  hint: run `npm install` (or `npm run build`) in the tensorize directory\n');
+  process.exit(1);
+}
+const { run } = await import(main.href);
+process.on('SIGINT', () => process.exit(130));
+process.on('SIGTERM', () => process.exit(143));
+process.exitCode = await run(process.argv.slice(2));

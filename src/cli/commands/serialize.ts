@@ -1,0 +1,85 @@
+import { Command, Option } from 'commander';
+import { basename, dirname, join } from 'node:path';
+import { stat } from 'node:fs/promises';
+import { TensorType } from '../../format/constants.js';
+import { writeTensorizer } from '../../format/writer.js';
+import { openInput } from '../../inputs/index.js';
+import { parsePositiveInt } from '../options.js';
+import { formatBytes, gbps, log, peakRssBytes, printJson, Progress, warn, type CommonOptions } from '../output.js';
+
+interface Opts extends CommonOptions {
+  output?: string;
+  threads?: number;
+  tensorType: 'param' | 'buffer' | 'state_dict';
+}
+
+const TYPES = { param: TensorType.PARAM, buffer: TensorType.BUFFER, state_dict: TensorType.STATE_DICT };
+
+/** Where the output goes when -o is not given: beside the input, or <dir>/model.tensors. */
+async function defaultOutput(input: string): Promise<string> {
+  if ((await stat(input)).isDirectory()) return join(input, 'model.tensors');
+  const base = basename(input).replace(/(\.safetensors)?(\.index\.json)?$/, '');
+  return join(dirname(input), `${base || 'model'}.tensors`);
+}
+
+export function serializeCommand(): Command {
+  return new Command('serialize')
+    .description('convert safetensors weights (a file, a sharded index, or a model directory) into one .tensors file')
+    .argument('<input>', 'a .safetensors file, a model.safetensors.index.json, or a directory holding them')
+    .option('-o, --output <file>', 'output .tensors file (default: beside the input, or <dir>/model.tensors)')
+    .addOption(
+      new Option('--tensor-type <type>', 'tensor type recorded for every tensor (param/buffer for load_into_module, state_dict for plain state dicts)')
+        .choices(Object.keys(TYPES))
+        .default('state_dict'),
+    )
+    .option('--threads <n>', 'worker threads that copy and hash (default: CPU count)', parsePositiveInt('--threads', 256))
+    .option('--json', 'print one JSON document on stdout instead of the summary')
+    .option('-q, --quiet', 'no progress or summary on stderr')
+    .addHelpText(
+      'after',
+      `
+Tensors are written in input order with CRC32 and SHA-256 hashes, exactly as tensorizer
+writes them, so the file loads in tensorizer and vLLM. The data streams from input to
+output; memory use does not grow with the model. The output appears only when complete.
+
+Examples:
+  tensorize serialize model.safetensors -o model.tensors
+  tensorize serialize ./Llama-3-8B/ -o llama.tensors --json`,
+    )
+    .action(async (input: string, opts: Opts) => {
+      const t0 = performance.now();
+      const model = await openInput(input);
+      for (const w of model.warnings) warn(opts, w);
+      const out = opts.output ?? (await defaultOutput(input));
+      log(opts, `serializing ${model.tensors.length} tensors from ${model.files.length} ${model.format} file(s) to ${out}`);
+      const progress = new Progress(opts, 'serialize');
+      const summary = await writeTensorizer(
+        out,
+        model.tensors.map((t) => ({ path: t.path, type: TYPES[opts.tensorType], dtype: t.dtype, shape: t.shape, data: t.data })),
+        { threads: opts.threads, onStart: progress.start, onProgress: progress.add },
+      ).finally(() => progress.stop());
+      const seconds = (performance.now() - t0) / 1000;
+      for (const w of summary.warnings) warn(opts, w);
+      const result = {
+        ok: true,
+        input,
+        output: out,
+        format: model.format,
+        tensors: summary.tensors,
+        dataBytes: summary.dataBytes,
+        fileBytes: summary.fileBytes,
+        dataVersion: summary.version,
+        seconds: Number(seconds.toFixed(3)),
+        gbPerSecond: Number(gbps(summary.dataBytes, seconds).toFixed(3)),
+        peakRssBytes: peakRssBytes(),
+        warnings: [...model.warnings, ...summary.warnings],
+      };
+      if (opts.json) printJson(result);
+      else
+        log(
+          opts,
+          `wrote ${out}: ${result.tensors} tensors, ${formatBytes(result.dataBytes)} in ${seconds.toFixed(2)} s ` +
+            `(${result.gbPerSecond.toFixed(2)} GB/s), peak RSS ${formatBytes(result.peakRssBytes)}, data version ${result.dataVersion}`,
+        );
+    });
+}

@@ -1,0 +1,55 @@
+import { Command } from 'commander';
+import { TensorizeError } from '../../errors.js';
+import { verifyFile } from '../../format/verify.js';
+import { FileSource } from '../../sources/file.js';
+import { parsePositiveInt } from '../options.js';
+import { formatBytes, gbps, log, peakRssBytes, printJson, Progress, warn, type CommonOptions } from '../output.js';
+
+interface Opts extends CommonOptions {
+  threads?: number;
+}
+
+export function verifyCommand(): Command {
+  return new Command('verify')
+    .description('check the structure of a .tensors file and every CRC32 and SHA-256 it stores')
+    .argument('<file>', 'a .tensors file')
+    .option('--threads <n>', 'worker threads that hash (default: CPU count)', parsePositiveInt('--threads', 256))
+    .option('--json', 'print one JSON document on stdout')
+    .option('-q, --quiet', 'print nothing on success')
+    .addHelpText(
+      'after',
+      `
+Checks the file header, the index, that records are contiguous and agree with the index,
+then recomputes each tensor's hashes over its header and data exactly as tensorizer does.
+Exit status: 0 when everything passes, 1 when any check fails (the message names the
+tensor and the hash), 2 on a usage error.`,
+    )
+    .action(async (file: string, opts: Opts) => {
+      const t0 = performance.now();
+      const src = await FileSource.open(file);
+      const progress = new Progress(opts, 'verify');
+      try {
+        const r = await verifyFile(src, { threads: opts.threads, onStart: progress.start, onProgress: progress.add }).finally(() => progress.stop());
+        const seconds = (performance.now() - t0) / 1000;
+        for (const w of r.warnings) warn(opts, w);
+        if (opts.json) {
+          printJson({ ...r, seconds: Number(seconds.toFixed(3)), peakRssBytes: peakRssBytes() });
+        } else {
+          for (const f of r.failures) {
+            process.stderr.write(`FAILED: tensor ${JSON.stringify(f.tensor)} (#${f.index}): ${f.hash === 'crc32' ? 'CRC32' : 'SHA-256'} mismatch: stored ${f.expected}, computed ${f.actual}\n`);
+          }
+          if (r.ok) {
+            log(opts, `OK ${file}: data version ${r.version}, ${r.tensors} tensors, ${formatBytes(r.dataBytes)}, ${r.hashesChecked} hashes checked in ${seconds.toFixed(2)} s (${gbps(r.dataBytes, seconds).toFixed(2)} GB/s)`);
+          }
+        }
+        if (!r.ok) {
+          throw new TensorizeError('E_HASH_MISMATCH', `${file}: ${r.failures.length} hash check(s) failed in ${new Set(r.failures.map((f) => f.index)).size} tensor(s)`, {
+            hints: ['the file is corrupt: re-create or re-download it'],
+            reported: opts.json,
+          });
+        }
+      } finally {
+        await src.close();
+      }
+    });
+}

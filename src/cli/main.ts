@@ -1,0 +1,60 @@
+/**
+ * The `tensorize` command line. Commands live one per file in ./commands; this file wires
+ * them up and owns the single place where errors become messages and exit codes:
+ * 0 success, 1 failure (bad input, failed check), 2 usage error, 130 interrupted.
+ */
+import { Command, CommanderError } from 'commander';
+import { TensorizeError } from '../errors.js';
+import { demoCommand } from './commands/demo.js';
+import { exportCommand } from './commands/export.js';
+import { infoCommand } from './commands/info.js';
+import { serializeCommand } from './commands/serialize.js';
+import { verifyCommand } from './commands/verify.js';
+import { printJson } from './output.js';
+
+export const VERSION = '0.1.0';
+
+export function buildProgram(): Command {
+  const program = new Command('tensorize')
+    .description('convert model weights to the tensorizer single-file format, verify such files, and inspect them')
+    .version(VERSION)
+    .option('--verbose', 'show stack traces on errors')
+    .showHelpAfterError('(add --help for usage)')
+    .configureOutput({ writeOut: (s) => process.stdout.write(s), writeErr: (s) => process.stderr.write(s) });
+  for (const c of [serializeCommand(), verifyCommand(), infoCommand(), exportCommand(), demoCommand()]) {
+    program.addCommand(c);
+  }
+  // Every command reports usage errors through an exception instead of exiting.
+  const override = (c: Command) => {
+    c.exitOverride();
+    c.commands.forEach(override);
+  };
+  override(program);
+  return program;
+}
+
+/** Run the CLI; resolves to the exit code (never calls process.exit itself). */
+export async function run(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  const wantsJson = argv.includes('--json');
+  const verbose = argv.includes('--verbose');
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return 0;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') return 0;
+      if (wantsJson) printJson({ ok: false, error: { code: 'E_USAGE', message: e.message.replace(/^error: /, '') } });
+      return 2; // commander already printed the message on stderr
+    }
+    const err =
+      e instanceof TensorizeError
+        ? e
+        : new TensorizeError('E_IO', `unexpected error: ${(e as Error)?.message ?? String(e)}`, { hints: ['run again with --verbose for details'] });
+    if (wantsJson && !err.reported) printJson({ ok: false, error: { code: err.code, message: err.message, hints: err.hints } });
+    process.stderr.write(`tensorize: error: ${err.message}\n`);
+    for (const h of err.hints) process.stderr.write(`  hint: ${h}\n`);
+    if (verbose) process.stderr.write(`${(e as Error)?.stack ?? ''}\n`);
+    return err.exitCode;
+  }
+}

@@ -1,0 +1,44 @@
+/**
+ * One error class for everything tensorize reports on purpose. `code` is stable
+ * (scripts may switch on it); `exitCode` is what the CLI exits with.
+ */
+export type ErrorCode =
+  | 'E_USAGE' // bad command line or options
+  | 'E_NOT_FOUND' // an input path does not exist
+  | 'E_IO' // a read or write failed, or returned fewer bytes than asked
+  | 'E_FORMAT' // a .tensors file is malformed
+  | 'E_SAFETENSORS' // a safetensors input is malformed
+  | 'E_INPUT' // an input is unusable for another reason (e.g. no weights in a directory)
+  | 'E_HASH_MISMATCH' // stored CRC32/SHA-256 disagrees with the data
+  | 'E_UNSUPPORTED' // valid but not supported (yet), e.g. encrypted files, data version 5
+  | 'E_INEXPRESSIBLE' // a tensor cannot be written in the target format
+  | 'E_INTERRUPTED';
+
+export class TensorizeError extends Error {
+  readonly code: ErrorCode;
+  /** Extra lines telling the user what to do. */
+  readonly hints: string[];
+  /** The command already printed its --json result document for this failure. */
+  readonly reported: boolean;
+  constructor(code: ErrorCode, message: string, opts: { hints?: string[]; cause?: unknown; reported?: boolean } = {}) {
+    super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.name = 'TensorizeError';
+    this.code = code;
+    this.hints = opts.hints ?? [];
+    this.reported = opts.reported ?? false;
+  }
+  get exitCode(): number {
+    if (this.code === 'E_USAGE') return 2;
+    if (this.code === 'E_INTERRUPTED') return 130;
+    return 1;
+  }
+}
+
+export function usageError(message: string, hints?: string[]): TensorizeError {
+  return new TensorizeError('E_USAGE', message, { hints });
+}
+
+/** Where in a file something went wrong, for messages: `file.tensors @ byte 1234 (tensor "x")`. */
+export function at(file: string, offset: number | bigint, tensor?: string): string {
+  return `${file} @ byte ${offset}${tensor === undefined ? '' : ` (tensor ${JSON.stringify(tensor)})`}`;
+}

@@ -1,0 +1,252 @@
+/**
+ * Reads the file header, the metadata index and the per-tensor headers of a .tensors
+ * file, by range, from any ByteSource. Stricter than tensorizer itself: short reads,
+ * header sizes that disagree with the index, gaps or overlaps between records,
+ * unknown hash types and conflicting names are all errors that name the file, the
+ * tensor and the byte offset.
+ */
+import { at, TensorizeError } from '../errors.js';
+import type { ByteSource } from '../sources/source.js';
+import { checkRange } from '../sources/source.js';
+import {
+  FLAG_ENCRYPTED,
+  hasCryptInfo,
+  MAGIC,
+  METADATA_OFFSET,
+  metadataEntrySize,
+  SUPPORTED_VERSIONS,
+  TensorType,
+} from './constants.js';
+import { parseTensorizerDtype, type DTypeInfo } from './dtypes.js';
+import { decodeHeader, numel, type TensorHeader } from './header.js';
+import { decodePath, PathRegistry, pathToString, type TensorPath } from './paths.js';
+
+/** Metadata larger than this is refused rather than read into memory. */
+export const MAX_METADATA_BYTES = 512 * 1024 * 1024;
+/** A single tensor header larger than this is refused (legit headers are far smaller). */
+export const MAX_HEADER_BYTES = 64 * 1024 * 1024;
+const MIN_ENTRY = metadataEntrySize(1, 0, 0);
+
+export interface TensorEntry {
+  index: number;
+  path: TensorPath;
+  /** Display name: the plain name, or the JSON array of a structured path. */
+  name: string;
+  type: TensorType;
+  dtypeString: string;
+  dtype: DTypeInfo;
+  shape: number[];
+  headerOffset: number;
+  dataOffset: number;
+  /** Bytes of data in the file, from the index. */
+  dataLength: number;
+  /** itemsize × number of elements: the size the tensor has once loaded. */
+  byteSize: number;
+}
+
+export interface FileInfo {
+  version: number;
+  flags: bigint;
+  /** Every tensor header carries a crypt-info block (v3, or v4+ with the encrypted flag). */
+  hasCryptInfo: boolean;
+  /** The header's "tensor_size" field (tensorizer writes the sum of data lengths). */
+  tensorSizeField: bigint;
+  tensorCount: number;
+  metadataLength: number;
+  fileSize: number;
+}
+
+export class TensorizerFile {
+  private constructor(
+    readonly source: ByteSource,
+    readonly info: FileInfo,
+    readonly entries: TensorEntry[],
+    /** Bytes after the last record (tensorizer writes an 8-byte zero end marker). */
+    readonly trailingBytes: number,
+  ) {}
+
+  get name(): string {
+    return this.source.name;
+  }
+
+  static async open(source: ByteSource): Promise<TensorizerFile> {
+    const f = source.name;
+    if (source.size < METADATA_OFFSET) {
+      if (source.size >= 5 && !(await source.read(0, 5)).equals(MAGIC)) throw notTensorizer(f);
+      throw new TensorizeError('E_FORMAT', `${f}: ${source.size} bytes is too small to be a tensorizer file (the fixed header alone is ${METADATA_OFFSET} bytes)`);
+    }
+    const head = await source.read(0, METADATA_OFFSET);
+    if (!head.subarray(0, 5).equals(MAGIC)) throw notTensorizer(f);
+    const version = head.readUInt32LE(5);
+    if (version === 5) {
+      throw new TensorizeError('E_UNSUPPORTED', `${f}: data version 5 (tensorizer >= 2.12, written for tensors with a dimension >= 2^32) is not supported`);
+    }
+    if (!SUPPORTED_VERSIONS.includes(version)) {
+      throw new TensorizeError('E_FORMAT', `${f}: unsupported data version ${version} at byte 5 (tensorizer files are versions 1-4)`);
+    }
+    const flags = readU256(head, 9);
+    if (flags > FLAG_ENCRYPTED) throw new TensorizeError('E_FORMAT', `${f}: unknown feature flags 0x${flags.toString(16)} at byte 9`);
+    const tensorSizeField = head.readBigUInt64LE(41);
+    const count64 = head.readBigUInt64LE(57);
+    const m64 = head.readBigUInt64LE(65);
+    if (count64 === 0n) throw new TensorizeError('E_FORMAT', `${f}: the tensor index is empty (tensor count 0 at byte 57)`);
+    if (m64 > BigInt(source.size - METADATA_OFFSET)) {
+      throw new TensorizeError('E_FORMAT', `${at(f, 65)}: metadata length ${m64} runs past the end of the ${source.size}-byte file`);
+    }
+    const m = Number(m64);
+    if (m > MAX_METADATA_BYTES) throw new TensorizeError('E_FORMAT', `${at(f, 65)}: metadata length ${m} exceeds the ${MAX_METADATA_BYTES}-byte limit`);
+    if (count64 > BigInt(Math.floor(m / MIN_ENTRY))) {
+      throw new TensorizeError('E_FORMAT', `${at(f, 57)}: tensor count ${count64} cannot fit in ${m} bytes of metadata`);
+    }
+    const count = Number(count64);
+    const meta = await source.read(METADATA_OFFSET, m);
+    const info: FileInfo = {
+      version,
+      flags,
+      hasCryptInfo: hasCryptInfo(version, flags),
+      tensorSizeField,
+      tensorCount: count,
+      metadataLength: m,
+      fileSize: source.size,
+    };
+    const entries = parseMetadata(f, meta, count, source.size);
+    const last = entries[entries.length - 1]!;
+    return new TensorizerFile(source, info, entries, source.size - (last.dataOffset + last.dataLength));
+  }
+
+  /**
+   * Read and check one tensor's header against its index entry: the size field must
+   * equal the span the index gives, and name, type, dtype, shape and length must agree.
+   */
+  async readHeader(e: TensorEntry): Promise<{ header: TensorHeader; raw: Buffer }> {
+    const f = this.name;
+    const span = e.dataOffset - e.headerOffset;
+    checkRange(this.source, e.headerOffset, span, `header of tensor ${JSON.stringify(e.name)}`);
+    const raw = await this.source.read(e.headerOffset, span);
+    const size = raw.readBigUInt64LE(0);
+    if (size !== BigInt(span)) {
+      throw new TensorizeError(
+        'E_FORMAT',
+        `${at(f, e.headerOffset, e.name)}: header size ${size} disagrees with the index, which puts the data ${span} bytes after the header start`,
+      );
+    }
+    const header = decodeHeader(raw, this.info.hasCryptInfo, (o) => at(f, e.headerOffset + o, e.name));
+    const mismatch = (what: string, h: unknown, m: unknown) =>
+      new TensorizeError('E_FORMAT', `${at(f, e.headerOffset, e.name)}: the tensor header's ${what} (${h}) disagrees with the index (${m})`);
+    if (JSON.stringify(header.path) !== JSON.stringify(e.path)) throw mismatch('name', JSON.stringify(pathToString(header.path)), JSON.stringify(e.name));
+    if (header.type !== e.type) throw mismatch('type', header.type, e.type);
+    if (header.dtype.name !== e.dtype.name) throw mismatch('dtype', header.dtype.name, e.dtype.name);
+    if (header.shape.join(',') !== e.shape.join(',')) throw mismatch('shape', `[${header.shape}]`, `[${e.shape}]`);
+    // A meta tensor has a zero length in its header; the index may still reserve its bytes
+    // (tensorizer's 0-dim meta quirk). Otherwise the two lengths must agree.
+    if (header.dataLength !== e.dataLength && header.dataLength !== 0) throw mismatch('data length', header.dataLength, e.dataLength);
+    return { header, raw };
+  }
+
+  /** A meta tensor: elements but no data in the file (loads as zeros). */
+  static isMeta(e: TensorEntry, h: TensorHeader): boolean {
+    return e.byteSize > 0 && h.dataLength === 0;
+  }
+
+  async close(): Promise<void> {
+    await this.source.close();
+  }
+}
+
+function notTensorizer(f: string): TensorizeError {
+  return new TensorizeError('E_FORMAT', `${f} is not a tensorizer file (it does not start with "|TZR|")`, {
+    hints: ['to convert safetensors or PyTorch weights, use: tensorize serialize <input> -o <out.tensors>'],
+  });
+}
+
+function readU256(b: Buffer, o: number): bigint {
+  let v = 0n;
+  for (let i = 3; i >= 0; i--) v = (v << 64n) | b.readBigUInt64LE(o + 8 * i);
+  return v;
+}
+
+function parseMetadata(f: string, meta: Buffer, count: number, fileSize: number): TensorEntry[] {
+  const base = METADATA_OFFSET;
+  const entries: TensorEntry[] = [];
+  const registry = new PathRegistry();
+  let o = 0;
+  const need = (n: number, what: string, i: number) => {
+    if (o + n > meta.length) {
+      throw new TensorizeError('E_FORMAT', `${at(f, base + o)}: metadata entry ${i} is truncated (its ${what} runs past the ${meta.length}-byte metadata section)`);
+    }
+  };
+  let prevEnd = base + meta.length;
+  for (let i = 0; i < count; i++) {
+    const entryStart = base + o;
+    need(2, 'name length', i);
+    const nameLen = meta.readUInt16LE(o); o += 2;
+    need(nameLen, 'name', i);
+    const nameBytes = meta.subarray(o, o + nameLen); o += nameLen;
+    let path: TensorPath;
+    try {
+      path = decodePath(nameBytes);
+    } catch (e) {
+      throw new TensorizeError('E_FORMAT', `${at(f, entryStart + 2)}: metadata entry ${i}: ${(e as Error).message}`);
+    }
+    const name = pathToString(path);
+    need(2, 'type and dtype length', i);
+    const type = meta.readUInt8(o); o += 1;
+    if (!(type in TensorType)) throw new TensorizeError('E_FORMAT', `${at(f, base + o - 1, name)}: unknown tensor type ${type}`);
+    const dtypeLen = meta.readUInt8(o); o += 1;
+    need(dtypeLen + 1, 'dtype', i);
+    const dtypeString = meta.subarray(o, o + dtypeLen).toString('latin1'); o += dtypeLen;
+    let dtype: DTypeInfo;
+    try {
+      dtype = parseTensorizerDtype(dtypeString);
+    } catch (e) {
+      throw new TensorizeError('E_FORMAT', `${at(f, base + o - dtypeLen, name)}: ${(e as Error).message}`);
+    }
+    const ndim = meta.readUInt8(o); o += 1;
+    need(4 * ndim + 24, 'shape and offsets', i);
+    const shape: number[] = [];
+    for (let d = 0; d < ndim; d++) { shape.push(meta.readUInt32LE(o)); o += 4; }
+    const offs = [meta.readBigUInt64LE(o), meta.readBigUInt64LE(o + 8), meta.readBigUInt64LE(o + 16)];
+    const offsAt = base + o;
+    o += 24;
+    for (const v of offs) {
+      if (v > BigInt(fileSize)) {
+        throw new TensorizeError('E_FORMAT', `${at(f, offsAt, name)}: offset or length ${v} points past the end of the ${fileSize}-byte file`);
+      }
+    }
+    const [headerOffset, dataOffset, dataLength] = offs.map(Number) as [number, number, number];
+    const byteSize64 = numel(shape) * BigInt(dtype.itemsize);
+    const minHeader = 8 + 2 + 1 + 2 + nameLen + 1 + dtypeLen + 1 + 4 * ndim + 2 + 1 + 8;
+    const problem =
+      headerOffset !== prevEnd && i > 0
+        ? `its record starts at byte ${headerOffset}, but the previous record ends at byte ${prevEnd}; records must be contiguous and in index order`
+        : headerOffset < prevEnd
+          ? `its record starts at byte ${headerOffset}, inside the metadata section (which ends at byte ${prevEnd})`
+          : dataOffset < headerOffset + minHeader
+            ? `its data offset ${dataOffset} leaves less room than the smallest possible header after its header offset ${headerOffset}`
+            : dataOffset - headerOffset > MAX_HEADER_BYTES
+              ? `its header would be ${dataOffset - headerOffset} bytes, over the ${MAX_HEADER_BYTES}-byte limit`
+              : dataOffset + dataLength > fileSize
+                ? `its data (bytes ${dataOffset}..${dataOffset + dataLength}) runs past the end of the ${fileSize}-byte file`
+                : dataLength !== 0 && BigInt(dataLength) !== byteSize64
+                  ? `its data length ${dataLength} is not ${byteSize64} (${shape.length ? shape.join('x') : 'scalar'} of ${dtype.name})`
+                  : undefined;
+    if (problem) throw new TensorizeError('E_FORMAT', `${at(f, entryStart, name)}: metadata entry ${i}: ${problem}`);
+    const conflict = registry.add(path);
+    if (conflict) throw new TensorizeError('E_FORMAT', `${at(f, entryStart, name)}: ${conflict}`);
+    entries.push({
+      index: i,
+      path,
+      name,
+      type,
+      dtypeString,
+      dtype,
+      shape,
+      headerOffset,
+      dataOffset,
+      dataLength,
+      byteSize: byteSize64 > BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : Number(byteSize64),
+    });
+    prevEnd = dataOffset + dataLength;
+  }
+  return entries;
+}

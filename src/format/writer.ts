@@ -1,0 +1,202 @@
+/**
+ * Streaming writer for the tensorizer format. The index is written first with exact
+ * offsets (header sizes do not depend on hash values), then every tensor's data is copied
+ * from its input ranges straight to its place in the output while CRC32 and SHA-256 are
+ * computed, on a pool of worker threads; each header is written once its hashes are known.
+ * Memory use is one chunk per thread, whatever the model size. Output goes to a temporary
+ * file renamed into place only on success.
+ */
+import { createHash } from 'node:crypto';
+import { open } from 'node:fs/promises';
+import { crc32 } from 'node:zlib';
+import { TensorizeError } from '../errors.js';
+import type { Range } from '../engine/job.js';
+import { StreamPool } from '../engine/pool.js';
+import { TempOutput } from '../util/tempfile.js';
+import { HashType, MAGIC, METADATA_OFFSET, metadataEntrySize, TensorType } from './constants.js';
+import type { DTypeInfo } from './dtypes.js';
+import { encodeHeader, headerSize, numel } from './header.js';
+import { encodePath, PathRegistry, pathToString, type TensorPath } from './paths.js';
+
+export interface WriteTensor {
+  path: TensorPath;
+  type: TensorType;
+  dtype: DTypeInfo;
+  shape: number[];
+  moduleIdx?: number;
+  /** Write as a meta tensor: dtype and shape only, no data (forces data version 4). */
+  meta?: boolean;
+  /** Where the tensor's contiguous bytes are: ranges of a local file, concatenated in order. */
+  data?: { path: string; ranges: Range[] };
+}
+
+export interface WriteOptions {
+  threads?: number;
+  chunkSize?: number;
+  onProgress?: (bytes: number) => void;
+  /** Called once the layout is known, with the total number of data bytes to copy. */
+  onStart?: (totalBytes: number) => void;
+  /** Write the 8-byte zero end marker tensorizer writes (default true). */
+  trailer?: boolean;
+}
+
+export interface WriteSummary {
+  path: string;
+  tensors: number;
+  dataBytes: number;
+  fileBytes: number;
+  version: number;
+  warnings: string[];
+}
+
+const HASHES = [HashType.CRC32, HashType.SHA256] as const;
+
+interface Planned {
+  t: WriteTensor;
+  name: Buffer;
+  dtypeBytes: Buffer;
+  headerOffset: number;
+  headerSize: number;
+  dataOffset: number;
+  dataLength: number;
+}
+
+export function plan(tensors: readonly WriteTensor[]): { planned: Planned[]; version: number; metadataLength: number; warnings: string[] } {
+  if (tensors.length === 0) throw new TensorizeError('E_INPUT', 'no tensors to write (tensorizer cannot open a file with an empty index)');
+  const registry = new PathRegistry();
+  const warnings: string[] = [];
+  let version = 1;
+  let metadataLength = 0;
+  const pre = tensors.map((t) => {
+    const conflict = registry.add(t.path);
+    if (conflict) throw new TensorizeError('E_INPUT', conflict);
+    if (!isPlainPath(t.path) && t.type !== TensorType.STATE_DICT) {
+      throw new TensorizeError('E_INPUT', `tensor ${pathToString(t.path)}: structured paths need the state_dict tensor type`);
+    }
+    const name = encodePath(t.path);
+    const dtypeBytes = Buffer.from(t.dtype.tensorizer, 'latin1');
+    const size64 = numel(t.shape) * BigInt(t.dtype.itemsize);
+    if (size64 > BigInt(Number.MAX_SAFE_INTEGER)) throw new TensorizeError('E_INEXPRESSIBLE', `tensor ${pathToString(t.path)} is too large`);
+    const size = Number(size64);
+    if (t.dtype.opaque) version = Math.max(version, 2);
+    if (t.meta) version = Math.max(version, 4);
+    else {
+      const have = (t.data?.ranges ?? []).reduce((n, r) => n + r.length, 0);
+      if (have !== size) {
+        throw new TensorizeError('E_INPUT', `tensor ${pathToString(t.path)}: ${have} bytes of data given for ${size} bytes (${t.shape.join('x') || 'scalar'} of ${t.dtype.name})`);
+      }
+    }
+    if (t.dtype.opaque && (t.meta || size === 0) && size64 === 0n) {
+      warnings.push(`tensor ${pathToString(t.path)} has no elements and the opaque dtype ${t.dtype.name}: tensorizer 2.11 cannot open files holding such tensors`);
+    } else if (t.dtype.opaque && t.meta) {
+      warnings.push(`meta tensor ${pathToString(t.path)} has the opaque dtype ${t.dtype.name}: tensorizer 2.11 cannot open files holding such tensors`);
+    }
+    metadataLength += metadataEntrySize(name.length, dtypeBytes.length, t.shape.length);
+    return { t, name, dtypeBytes, size };
+  });
+  let pos = METADATA_OFFSET + metadataLength;
+  const planned = pre.map(({ t, name, dtypeBytes, size }) => {
+    const hs = headerSize(name.length, dtypeBytes.length, t.shape.length, HASHES);
+    const dataLength = t.meta ? 0 : size;
+    const p: Planned = { t, name, dtypeBytes, headerOffset: pos, headerSize: hs, dataOffset: pos + hs, dataLength };
+    pos += hs + dataLength;
+    return p;
+  });
+  return { planned, version, metadataLength, warnings };
+}
+
+function isPlainPath(p: TensorPath): boolean {
+  return p.length === 1 && typeof p[0] === 'string';
+}
+
+function encodePrologue(planned: Planned[], version: number, metadataLength: number): Buffer {
+  const b = Buffer.alloc(METADATA_OFFSET + metadataLength);
+  MAGIC.copy(b, 0);
+  b.writeUInt32LE(version, 5);
+  // flags (bytes 9-40) stay zero: this writer does not encrypt.
+  b.writeBigUInt64LE(BigInt(planned.reduce((n, p) => n + p.dataLength, 0)), 41);
+  b.writeBigUInt64LE(BigInt(planned.length), 57);
+  b.writeBigUInt64LE(BigInt(metadataLength), 65);
+  let o = METADATA_OFFSET;
+  for (const p of planned) {
+    b.writeUInt16LE(p.name.length, o); o += 2;
+    p.name.copy(b, o); o += p.name.length;
+    b.writeUInt8(p.t.type, o); o += 1;
+    b.writeUInt8(p.dtypeBytes.length, o); o += 1;
+    p.dtypeBytes.copy(b, o); o += p.dtypeBytes.length;
+    b.writeUInt8(p.t.shape.length, o); o += 1;
+    for (const d of p.t.shape) { b.writeUInt32LE(d, o); o += 4; }
+    b.writeBigUInt64LE(BigInt(p.headerOffset), o); o += 8;
+    b.writeBigUInt64LE(BigInt(p.dataOffset), o); o += 8;
+    b.writeBigUInt64LE(BigInt(p.dataLength), o); o += 8;
+  }
+  return b;
+}
+
+export async function writeTensorizer(out: string, tensors: readonly WriteTensor[], opts: WriteOptions = {}): Promise<WriteSummary> {
+  const { planned, version, metadataLength, warnings } = plan(tensors);
+  const last = planned[planned.length - 1]!;
+  const trailer = opts.trailer ?? true;
+  const fileBytes = last.dataOffset + last.dataLength + (trailer ? 8 : 0);
+  const dataBytes = planned.reduce((n, p) => n + p.dataLength, 0);
+  opts.onStart?.(dataBytes);
+
+  const tmp = await TempOutput.create(out);
+  const fh = await open(tmp.path, 'w+');
+  const pool = new StreamPool(opts.threads, opts.onProgress, opts.chunkSize);
+  try {
+    await fh.truncate(fileBytes);
+    const prologue = encodePrologue(planned, version, metadataLength);
+    await fh.write(prologue, 0, prologue.length, 0);
+    const writeHeader = async (p: Planned, crc: number, sha: Uint8Array) => {
+      const h = encodeHeader({
+        moduleIdx: p.t.moduleIdx ?? 0,
+        type: p.t.type,
+        nameBytes: p.name,
+        dtypeBytes: p.dtypeBytes,
+        shape: p.t.shape,
+        hashTypes: HASHES,
+        dataLength: p.dataLength,
+      });
+      h.buf.writeUInt32LE(crc, h.valueOffsets[0]!);
+      Buffer.from(sha).copy(h.buf, h.valueOffsets[1]!);
+      await fh.write(h.buf, 0, h.buf.length, p.headerOffset);
+    };
+    await Promise.all(
+      planned.map(async (p, id) => {
+        const zeroed = encodeHeader({
+          moduleIdx: p.t.moduleIdx ?? 0,
+          type: p.t.type,
+          nameBytes: p.name,
+          dtypeBytes: p.dtypeBytes,
+          shape: p.t.shape,
+          hashTypes: HASHES,
+          dataLength: p.dataLength,
+        }).buf;
+        if (p.dataLength === 0) {
+          // Meta and empty tensors: the hashes cover the header alone.
+          await writeHeader(p, crc32(zeroed) >>> 0, createHash('sha256').update(zeroed).digest());
+          return;
+        }
+        const r = await pool.run({
+          id,
+          src: p.t.data!,
+          dst: { path: tmp.path, offset: p.dataOffset },
+          prefix: [zeroed],
+          crc32: true,
+          sha256: true,
+        });
+        await writeHeader(p, r.crc32!, r.sha256!);
+      }),
+    );
+    await pool.close();
+    await fh.close();
+    await tmp.commit();
+  } catch (e) {
+    await pool.close();
+    await fh.close().catch(() => {});
+    await tmp.discard();
+    throw e;
+  }
+  return { path: out, tensors: planned.length, dataBytes, fileBytes, version, warnings };
+}

@@ -1,0 +1,14 @@
+/** Library entry point. */
+export { TensorizeError, type ErrorCode } from './errors.js';
+export { TensorType, HashType } from './format/constants.js';
+export { allDtypes, dtypeByName, dtypeBySafetensors, parseTensorizerDtype, type DTypeInfo } from './format/dtypes.js';
+export { decodePath, encodePath, pathToString, type TensorPath, type PathComponent } from './format/paths.js';
+export { TensorizerFile, type TensorEntry, type FileInfo } from './format/reader.js';
+export { writeTensorizer, type WriteTensor, type WriteOptions, type WriteSummary } from './format/writer.js';
+export { verifyFile, type VerifyResult, type HashFailure } from './format/verify.js';
+export { exportSafetensors, type ExportOptions, type ExportSummary } from './outputs/safetensors.js';
+export { openInput, type InputModel, type InputTensor } from './inputs/index.js';
+export { readSafetensorsHeader } from './inputs/safetensors.js';
+export { FileSource } from './sources/file.js';
+export type { ByteSource } from './sources/source.js';
+export { writeSyntheticSafetensors, transformerSpec } from './synthetic.js';

@@ -1,0 +1,139 @@
+/**
+ * .tensors → safetensors. Tensor bytes are copied range to range (never the whole model
+ * in memory) and checked against the stored CRC32/SHA-256 on the way; a mismatch aborts
+ * the export and leaves no output file.
+ */
+import { open } from 'node:fs/promises';
+import { TensorizeError } from '../errors.js';
+import { StreamPool } from '../engine/pool.js';
+import { HashType } from '../format/constants.js';
+import { hashedHeaderParts } from '../format/header.js';
+import { isPlain } from '../format/paths.js';
+import { TensorizerFile } from '../format/reader.js';
+import { readAllHeaders } from '../format/verify.js';
+import type { FileSource } from '../sources/file.js';
+import { TempOutput } from '../util/tempfile.js';
+
+export type MetaPolicy = 'skip' | 'zeros' | 'error';
+
+export interface ExportOptions {
+  /** What to do with meta tensors, which have no data: leave them out (default), write zeros, or fail. */
+  meta?: MetaPolicy;
+  /** Join structured paths (["a", 0, "b"]) into dotted names ("a.0.b") instead of failing. */
+  joinPaths?: boolean;
+  /** Check the stored hashes while copying (default true). */
+  verify?: boolean;
+  threads?: number;
+  onStart?: (totalBytes: number) => void;
+  onProgress?: (bytes: number) => void;
+}
+
+export interface ExportSummary {
+  path: string;
+  tensors: number;
+  skipped: string[];
+  dataBytes: number;
+  fileBytes: number;
+  warnings: string[];
+}
+
+export async function exportSafetensors(source: FileSource, out: string, opts: ExportOptions = {}): Promise<ExportSummary> {
+  const tf = await TensorizerFile.open(source);
+  const headers = await readAllHeaders(tf);
+  const policy = opts.meta ?? 'skip';
+  const verify = opts.verify ?? true;
+  const warnings: string[] = [];
+  const skipped: string[] = [];
+  const problems: string[] = [];
+  const names = new Set<string>();
+  const chosen: { name: string; st: string; h: (typeof headers)[number]; begin: number; end: number; zeros: boolean }[] = [];
+  let pos = 0;
+  for (const h of headers) {
+    const { entry, header } = h;
+    let name: string;
+    if (isPlain(entry.path)) name = entry.path[0];
+    else if (opts.joinPaths) name = entry.path.join('.');
+    else {
+      problems.push(`tensor ${entry.name} has a structured path; safetensors names are plain strings (use --join-paths to join its parts with ".")`);
+      continue;
+    }
+    const st = entry.dtype.safetensors;
+    if (!st) {
+      problems.push(`tensor ${JSON.stringify(name)} has dtype ${entry.dtype.name}, which safetensors cannot express`);
+      continue;
+    }
+    const isMeta = TensorizerFile.isMeta(entry, header);
+    if (isMeta && policy === 'skip') {
+      skipped.push(name);
+      continue;
+    }
+    if (isMeta && policy === 'error') {
+      problems.push(`tensor ${JSON.stringify(name)} is a meta tensor (no data); use --meta skip or --meta zeros`);
+      continue;
+    }
+    if (names.has(name)) {
+      problems.push(`two tensors would both be named ${JSON.stringify(name)} in the safetensors file`);
+      continue;
+    }
+    names.add(name);
+    chosen.push({ name, st, h, begin: pos, end: pos + entry.byteSize, zeros: isMeta });
+    pos += entry.byteSize;
+  }
+  if (problems.length > 0) {
+    throw new TensorizeError('E_INEXPRESSIBLE', `${tf.name} cannot be exported to safetensors:\n  ${problems.join('\n  ')}`);
+  }
+  if (chosen.length === 0) throw new TensorizeError('E_INEXPRESSIBLE', `${tf.name}: no tensors left to export`);
+  if (skipped.length) warnings.push(`left out ${skipped.length} meta tensor(s) with no data: ${skipped.join(', ')} (use --meta zeros to keep them as zeros)`);
+
+  // Header: {"__metadata__": {...}, "<name>": {"dtype", "shape", "data_offsets"}, ...}, space-padded to 8 bytes.
+  const parts = [`"__metadata__":{"format":"pt"}`];
+  for (const c of chosen) {
+    parts.push(`${JSON.stringify(c.name)}:{"dtype":"${c.st}","shape":[${c.h.entry.shape.join(',')}],"data_offsets":[${c.begin},${c.end}]}`);
+  }
+  let json = `{${parts.join(',')}}`;
+  json += ' '.repeat((8 - ((Buffer.byteLength(json) + 8) % 8)) % 8);
+  const head = Buffer.alloc(8 + Buffer.byteLength(json));
+  head.writeBigUInt64LE(BigInt(Buffer.byteLength(json)), 0);
+  head.write(json, 8, 'utf8');
+  const dataStart = head.length;
+  const fileBytes = dataStart + pos;
+
+  const tmp = await TempOutput.create(out);
+  const fh = await open(tmp.path, 'w+');
+  const pool = new StreamPool(opts.threads, opts.onProgress);
+  opts.onStart?.(chosen.reduce((n, c) => n + (c.zeros ? 0 : c.end - c.begin), 0));
+  try {
+    await fh.truncate(fileBytes); // zero-filled: meta tensors exported as zeros need no writes
+    await fh.write(head, 0, head.length, 0);
+    await Promise.all(
+      chosen.map(async (c, i) => {
+        const { entry, header, raw } = c.h;
+        if (c.zeros || header.dataLength === 0) return;
+        const crc = verify ? header.hashes.find((x) => x.type === HashType.CRC32) : undefined;
+        const sha = verify ? header.hashes.find((x) => x.type === HashType.SHA256) : undefined;
+        const r = await pool.run({
+          id: i,
+          src: { path: source.name, ranges: [{ offset: entry.dataOffset, length: header.dataLength }] },
+          dst: { path: tmp.path, offset: dataStart + c.begin },
+          prefix: hashedHeaderParts(raw, header),
+          crc32: !!crc,
+          sha256: !!sha,
+        });
+        if ((crc && r.crc32 !== crc.value.readUInt32LE(0)) || (sha && !Buffer.from(r.sha256!).equals(sha.value))) {
+          throw new TensorizeError('E_HASH_MISMATCH', `${tf.name}: tensor ${JSON.stringify(entry.name)} failed ${crc && r.crc32 !== crc.value.readUInt32LE(0) ? 'CRC32' : 'SHA-256'} verification; nothing was exported`, {
+            hints: [`run: tensorize verify ${tf.name}`, 'use --no-verify to export the data as it is'],
+          });
+        }
+      }),
+    );
+    await pool.close();
+    await fh.close();
+    await tmp.commit();
+  } catch (e) {
+    await pool.close();
+    await fh.close().catch(() => {});
+    await tmp.discard();
+    throw e;
+  }
+  return { path: out, tensors: chosen.length, skipped, dataBytes: pos, fileBytes, warnings };
+}

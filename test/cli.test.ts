@@ -1,0 +1,130 @@
+// The command line as users run it (node bin/tensorize.js, built by `npm test`'s pretest):
+// exit codes, --json on stdout only, messages that name the tensor and hash, no partial output.
+import t from 'tap';
+import { spawn, spawnSync } from 'node:child_process';
+import { copyFileSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { BIN, bytes, VECTORS, writeSafetensors } from './helpers/util.js';
+
+function cli(...args: string[]) {
+  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8' });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+t.test('serialize, info, verify, export through the CLI', async (t) => {
+  const dir = t.testdir();
+  writeSafetensors(join(dir, 'm.safetensors'), [
+    { name: 'a.weight', dtype: 'BF16', shape: [16, 8], data: bytes(256, 1) },
+    { name: 'a.bias', dtype: 'F32', shape: [16], data: bytes(64, 2) },
+  ]);
+  let r = cli('serialize', join(dir, 'm.safetensors'), '-o', join(dir, 'm.tensors'), '--json');
+  t.equal(r.code, 0, r.stderr);
+  const doc = JSON.parse(r.stdout);
+  t.match(doc, { ok: true, tensors: 2, dataBytes: 320, dataVersion: 2 });
+  t.type(doc.peakRssBytes, 'number');
+  t.type(doc.gbPerSecond, 'number');
+
+  r = cli('serialize', join(dir, 'm.safetensors'));
+  t.equal(r.code, 0);
+  t.match(r.stderr, /wrote .*m\.tensors: 2 tensors, 320 B in .* s \(.* GB\/s\), peak RSS .*, data version 2/);
+  t.equal(r.stdout, '', 'nothing on stdout without --json');
+
+  r = cli('info', join(dir, 'm.tensors'));
+  t.equal(r.code, 0);
+  t.match(r.stderr, /data version:\s+2/);
+  t.match(r.stderr, /a\.weight\s+state_dict\s+bfloat16\s+\[16, 8\]\s+256/);
+  r = cli('info', join(dir, 'm.tensors'), '--json');
+  t.match(JSON.parse(r.stdout), { dataVersion: 2, tensorCount: 2, dataBytes: 320, tensors: [{ name: 'a.weight', dtype: 'bfloat16', shape: [16, 8], bytes: 256 }, { name: 'a.bias' }] });
+
+  r = cli('verify', join(dir, 'm.tensors'));
+  t.equal(r.code, 0);
+  t.match(r.stderr, /^OK .*2 tensors.*4 hashes checked/m);
+
+  r = cli('export', join(dir, 'm.tensors'), '-o', join(dir, 'back.safetensors'));
+  t.equal(r.code, 0, r.stderr);
+  t.same(readFileSync(join(dir, 'back.safetensors')).subarray(-320), readFileSync(join(dir, 'm.safetensors')).subarray(-320));
+});
+
+t.test('verify names the tensor and the hash that failed, exit 1', async (t) => {
+  const dir = t.testdir();
+  const f = join(dir, 'd.tensors');
+  copyFileSync(join(VECTORS, 'dtypes_v1.tensors'), f);
+  const b = readFileSync(f);
+  b[b.length - 100] ^= 0x01; // inside the data of the last tensor
+  writeFileSync(f, b);
+  const r = cli('verify', f);
+  t.equal(r.code, 1);
+  t.match(r.stderr, /FAILED: tensor "[^"]+" \(#14\): CRC32 mismatch: stored [0-9a-f]{8}, computed [0-9a-f]{8}/);
+  t.match(r.stderr, /SHA-256 mismatch/);
+  t.match(r.stderr, /tensorize: error: .*2 hash check\(s\) failed in 1 tensor\(s\)/);
+  const j = cli('verify', f, '--json');
+  t.equal(j.code, 1);
+  const doc = JSON.parse(j.stdout);
+  t.equal(doc.ok, false);
+  t.equal(doc.failures.length, 2);
+  t.equal(doc.failures[0].index, 14);
+});
+
+t.test('exit codes: 2 for usage errors, 1 for bad input; no stack traces', async (t) => {
+  const dir = t.testdir({ 'junk.bin': 'not a model at all, just some text here' });
+  let r = cli('serialize');
+  t.equal(r.code, 2);
+  t.match(r.stderr, /missing required argument/);
+  r = cli('frobnicate');
+  t.equal(r.code, 2);
+  r = cli('serialize', 'x.safetensors', '--threads', 'many');
+  t.equal(r.code, 2);
+  t.match(r.stderr, /--threads must be a positive integer/);
+  r = cli('export', join(VECTORS, 'dtypes_v1.tensors'));
+  t.equal(r.code, 2, 'export needs -o');
+  r = cli('verify', join(dir, 'nope.tensors'));
+  t.equal(r.code, 1);
+  t.match(r.stderr, /no such file or directory/);
+  r = cli('verify', join(dir, 'junk.bin'));
+  t.equal(r.code, 1);
+  t.match(r.stderr, /is not a tensorizer file/);
+  t.notMatch(r.stderr, /\n\s+at /, 'no stack trace');
+  r = cli('verify', join(dir, 'junk.bin'), '--json');
+  t.match(JSON.parse(r.stdout), { ok: false, error: { code: 'E_FORMAT' } });
+  r = cli('serialize', join(dir, 'junk.bin'));
+  t.equal(r.code, 1);
+  t.match(r.stderr, /unrecognised input format/);
+  r = cli('--help');
+  t.equal(r.code, 0);
+  t.match(r.stdout, /serialize.*\n.*verify/s);
+  for (const c of ['serialize', 'verify', 'info', 'export', 'demo']) {
+    r = cli(c, '--help');
+    t.equal(r.code, 0);
+    t.match(r.stdout, new RegExp(`Usage: tensorize ${c}`));
+  }
+});
+
+t.test('export refuses what safetensors cannot express, leaving no file', async (t) => {
+  const dir = t.testdir();
+  const r = cli('export', join(VECTORS, 'structured_paths.tensors'), '-o', join(dir, 'x.safetensors'));
+  t.equal(r.code, 1);
+  t.match(r.stderr, /structured path.*--join-paths/);
+  t.same(readdirSync(dir), []);
+  const meta = cli('export', join(VECTORS, 'meta_marker_v4.tensors'), '-o', join(dir, 'm.safetensors'), '--meta', 'error');
+  t.equal(meta.code, 1);
+  t.match(meta.stderr, /\.vllm_tensorized_marker" is a meta tensor/);
+  const ok = cli('export', join(VECTORS, 'meta_marker_v4.tensors'), '-o', join(dir, 'm.safetensors'));
+  t.equal(ok.code, 0);
+  t.match(ok.stderr, /left out 1 meta tensor/);
+});
+
+t.test('Ctrl-C during serialize leaves no output and no temporary file', async (t) => {
+  const dir = t.testdir();
+  const { writeSyntheticSafetensors } = await import('../src/synthetic.js');
+  await writeSyntheticSafetensors(join(dir, 'big.safetensors'), 600 * 2 ** 20);
+  const child = spawn(process.execPath, [BIN, 'serialize', join(dir, 'big.safetensors'), '-o', join(dir, 'big.tensors'), '--threads', '1'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  child.stderr.on('data', (d) => (err += d));
+  // Wait until the copy has started (the temporary file exists), then interrupt.
+  for (let i = 0; i < 200 && !readdirSync(dir).some((n) => n.includes('.tmp-')); i++) await new Promise((r) => setTimeout(r, 10));
+  child.kill('SIGINT');
+  const code = await new Promise((r) => child.on('exit', (c) => r(c)));
+  t.equal(code, 130, err);
+  t.same(readdirSync(dir), ['big.safetensors']);
+  t.notOk(existsSync(join(dir, 'big.tensors')));
+});

@@ -1,0 +1,205 @@
+// safetensors → .tensors → safetensors keeps every tensor's name, dtype, shape and bytes;
+// sharded checkpoints and model directories serialize as one file; failures leave nothing.
+import t from 'tap';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { TensorType } from '../src/format/constants.js';
+import { dtypeByName } from '../src/format/dtypes.js';
+import { TensorizerFile } from '../src/format/reader.js';
+import { verifyFile } from '../src/format/verify.js';
+import { writeTensorizer } from '../src/format/writer.js';
+import { openInput } from '../src/inputs/index.js';
+import { openSafetensorsFile } from '../src/inputs/safetensors.js';
+import { exportSafetensors } from '../src/outputs/safetensors.js';
+import { FileSource } from '../src/sources/file.js';
+import { bytes, sha256, writeSafetensors, type StTensor } from './helpers/util.js';
+
+const ALL: StTensor[] = [
+  { name: 'model.embed.weight', dtype: 'BF16', shape: [64, 32], data: bytes(64 * 32 * 2, 1) },
+  { name: 'f32', dtype: 'F32', shape: [3, 5], data: bytes(60, 2) },
+  { name: 'f16', dtype: 'F16', shape: [7], data: bytes(14, 3) },
+  { name: 'f64', dtype: 'F64', shape: [2, 2], data: bytes(32, 4) },
+  { name: 'i8', dtype: 'I8', shape: [9], data: bytes(9, 5) },
+  { name: 'u8', dtype: 'U8', shape: [9], data: bytes(9, 6) },
+  { name: 'i16', dtype: 'I16', shape: [3], data: bytes(6, 7) },
+  { name: 'i32', dtype: 'I32', shape: [3], data: bytes(12, 8) },
+  { name: 'i64', dtype: 'I64', shape: [], data: bytes(8, 9) },
+  { name: 'u16', dtype: 'U16', shape: [2], data: bytes(4, 10) },
+  { name: 'u32', dtype: 'U32', shape: [2], data: bytes(8, 11) },
+  { name: 'u64', dtype: 'U64', shape: [2], data: bytes(16, 12) },
+  { name: 'bool', dtype: 'BOOL', shape: [4], data: Buffer.from([0, 1, 1, 0]) },
+  { name: 'f8e4m3', dtype: 'F8_E4M3', shape: [4, 4], data: bytes(16, 13) },
+  { name: 'f8e5m2', dtype: 'F8_E5M2', shape: [4, 4], data: bytes(16, 14) },
+  { name: 'c64', dtype: 'C64', shape: [2], data: bytes(16, 15) },
+  { name: 'empty', dtype: 'F32', shape: [0, 4], data: Buffer.alloc(0) },
+  { name: 'naïve.名前 with space', dtype: 'F32', shape: [1, 1, 1, 2], data: bytes(8, 16) },
+  { name: 'big', dtype: 'F32', shape: [600, 1000], data: bytes(2_400_000, 17) },
+];
+
+const expectDtype: Record<string, string> = {
+  BF16: '<V2\0torch.bfloat16',
+  F32: '<f4',
+  F16: '<f2',
+  F64: '<f8',
+  I8: '|i1',
+  U8: '|u1',
+  I16: '<i2',
+  I32: '<i4',
+  I64: '<i8',
+  U16: '<u2',
+  U32: '<u4',
+  U64: '<u8',
+  BOOL: '|b1',
+  F8_E4M3: '|V1\0torch.float8_e4m3fn',
+  F8_E5M2: '|V1\0torch.float8_e5m2',
+  C64: '<c8',
+};
+
+async function serialize(input: string, out: string, threads?: number) {
+  const m = await openInput(input);
+  return writeTensorizer(
+    out,
+    m.tensors.map((x) => ({ path: x.path, type: TensorType.STATE_DICT, dtype: x.dtype, shape: x.shape, data: x.data })),
+    { threads },
+  );
+}
+
+t.test('every dtype survives safetensors → tensors → safetensors', async (t) => {
+  const dir = t.testdir();
+  writeSafetensors(join(dir, 'in.safetensors'), ALL, { format: 'pt' });
+  for (const threads of [1, 3]) {
+    const out = join(dir, `out${threads}.tensors`);
+    const s = await serialize(join(dir, 'in.safetensors'), out, threads);
+    t.equal(s.version, 2, 'opaque dtypes make it data version 2');
+    t.equal(s.tensors, ALL.length);
+    const src = await FileSource.open(out);
+    const tf = await TensorizerFile.open(src);
+    for (const [i, x] of ALL.entries()) {
+      const e = tf.entries[i]!;
+      t.same(e.path, [x.name]);
+      t.equal(e.dtypeString, expectDtype[x.dtype], `dtype string for ${x.dtype}`);
+      t.same(e.shape, x.shape);
+      t.equal(e.type, TensorType.STATE_DICT);
+      t.equal(sha256(await src.read(e.dataOffset, e.dataLength)), sha256(x.data), `bytes of ${x.name}`);
+    }
+    const v = await verifyFile(src);
+    t.ok(v.ok);
+    t.equal(v.hashesChecked, 2 * ALL.length);
+    const back = join(dir, `back${threads}.safetensors`);
+    await exportSafetensors(src, back);
+    await src.close();
+    const b = await openSafetensorsFile(back);
+    const raw = readFileSync(back);
+    t.same(
+      b.tensors.map((x) => [x.path[0], x.dtype.safetensors, x.shape, sha256(raw.subarray(x.data.ranges[0]!.offset, x.data.ranges[0]!.offset + x.data.ranges[0]!.length))]),
+      ALL.map((x) => [x.name, x.dtype, x.shape, sha256(x.data)]),
+    );
+  }
+  t.same(readFileSync(join(dir, 'out1.tensors')), readFileSync(join(dir, 'out3.tensors')), 'output does not depend on the thread count');
+});
+
+t.test('a plain-dtype model is data version 1', async (t) => {
+  const dir = t.testdir();
+  writeSafetensors(join(dir, 'a.safetensors'), [ALL[1]!, ALL[2]!]);
+  t.equal((await serialize(join(dir, 'a.safetensors'), join(dir, 'a.tensors'))).version, 1);
+});
+
+t.test('sharded checkpoints and directories become one file in shard order', async (t) => {
+  const dir = t.testdir();
+  writeSafetensors(join(dir, 'model-00001-of-00002.safetensors'), [ALL[0]!, ALL[1]!]);
+  writeSafetensors(join(dir, 'model-00002-of-00002.safetensors'), [ALL[2]!, ALL[18]!]);
+  const weightMap = { [ALL[0]!.name]: 'model-00001-of-00002.safetensors', f32: 'model-00001-of-00002.safetensors', f16: 'model-00002-of-00002.safetensors', big: 'model-00002-of-00002.safetensors' };
+  writeFileSync(join(dir, 'model.safetensors.index.json'), JSON.stringify({ metadata: { total_size: 1 }, weight_map: weightMap }));
+  for (const input of [join(dir, 'model.safetensors.index.json'), dir]) {
+    const m = await openInput(input);
+    t.same(m.tensors.map((x) => x.path[0]), [ALL[0]!.name, 'f32', 'f16', 'big']);
+    t.equal(m.files.length, 2);
+  }
+  const s = await serialize(dir, join(dir, 'model.tensors'));
+  t.equal(s.tensors, 4);
+  const src = await FileSource.open(join(dir, 'model.tensors'));
+  t.ok((await verifyFile(src)).ok);
+  await src.close();
+
+  // The index and the shards must agree.
+  writeFileSync(join(dir, 'model.safetensors.index.json'), JSON.stringify({ weight_map: { ...weightMap, missing: 'model-00001-of-00002.safetensors' } }));
+  await t.rejects(openInput(dir), { code: 'E_SAFETENSORS', message: /"missing" is listed in weight_map but is not in model-00001-of-00002.safetensors/ });
+  writeFileSync(join(dir, 'model.safetensors.index.json'), JSON.stringify({ weight_map: { f32: '../outside.safetensors' } }));
+  await t.rejects(openInput(dir), { code: 'E_SAFETENSORS', message: /outside the index's directory/ });
+});
+
+t.test('a directory of unindexed shards; duplicate names across files are refused', async (t) => {
+  const dir = t.testdir();
+  writeSafetensors(join(dir, 'a.safetensors'), [ALL[1]!]);
+  writeSafetensors(join(dir, 'b.safetensors'), [ALL[2]!]);
+  t.same((await openInput(dir)).tensors.map((x) => x.path[0]), ['f32', 'f16']);
+  writeSafetensors(join(dir, 'c.safetensors'), [ALL[1]!]);
+  await t.rejects(openInput(dir), { code: 'E_SAFETENSORS', message: /"f32" is in both/ });
+  await t.rejects(openInput(t.testdir({ 'x.txt': 'hi' })), { code: 'E_INPUT', message: /no model weights found/ });
+});
+
+t.test('a failed write leaves no output and no temporary file', async (t) => {
+  const dir = t.testdir({ 'small.bin': bytes(100, 1) });
+  const f32 = dtypeByName('float32')!;
+  await t.rejects(
+    writeTensorizer(join(dir, 'out.tensors'), [
+      { path: ['ok'], type: TensorType.STATE_DICT, dtype: f32, shape: [25], data: { path: join(dir, 'small.bin'), ranges: [{ offset: 0, length: 100 }] } },
+      // claims bytes past the end of its source: the copy fails midway
+      { path: ['short'], type: TensorType.STATE_DICT, dtype: f32, shape: [25], data: { path: join(dir, 'small.bin'), ranges: [{ offset: 50, length: 100 }] } },
+    ]),
+    { code: 'E_IO', message: /short read/ },
+  );
+  t.same(readdirSync(dir), ['small.bin']);
+});
+
+t.test('the writer refuses what tensorizer could not read back', async (t) => {
+  const dir = t.testdir({ 'x.bin': bytes(8, 1) });
+  const f32 = dtypeByName('float32')!;
+  const data = { path: join(dir, 'x.bin'), ranges: [{ offset: 0, length: 4 }] };
+  await t.rejects(writeTensorizer(join(dir, 'o.tensors'), []), { code: 'E_INPUT', message: /no tensors/ });
+  await t.rejects(
+    writeTensorizer(join(dir, 'o.tensors'), [
+      { path: ['a'], type: TensorType.STATE_DICT, dtype: f32, shape: [1], data },
+      { path: ['a'], type: TensorType.STATE_DICT, dtype: f32, shape: [1], data },
+    ]),
+    { code: 'E_INPUT', message: /duplicate tensor name a/ },
+  );
+  await t.rejects(writeTensorizer(join(dir, 'o.tensors'), [{ path: [''], type: TensorType.STATE_DICT, dtype: f32, shape: [1], data }]), { message: /empty/ });
+  await t.rejects(writeTensorizer(join(dir, 'o.tensors'), [{ path: ['a'], type: TensorType.STATE_DICT, dtype: f32, shape: [2], data }]), { message: /4 bytes of data given for 8 bytes/ });
+  await t.rejects(writeTensorizer(join(dir, 'o.tensors'), [{ path: ['a', 0], type: TensorType.PARAM, dtype: f32, shape: [1], data }]), { message: /structured paths need the state_dict/ });
+  t.same(readdirSync(dir), ['x.bin']);
+});
+
+t.test('structured paths and meta tensors are written as tensorizer writes them', async (t) => {
+  const dir = t.testdir({ 'x.bin': bytes(16, 1) });
+  const f32 = dtypeByName('float32')!;
+  const out = join(dir, 'o.tensors');
+  const s = await writeTensorizer(out, [
+    { path: ['model', 'layers', 0, 'w'], type: TensorType.STATE_DICT, dtype: f32, shape: [2, 2], data: { path: join(dir, 'x.bin'), ranges: [{ offset: 0, length: 16 }] } },
+    { path: ['model', 'é'], type: TensorType.STATE_DICT, dtype: f32, shape: [3], meta: true },
+  ]);
+  t.equal(s.version, 4, 'a meta tensor makes it data version 4');
+  const raw = readFileSync(out);
+  t.ok(raw.includes(Buffer.from('\x1e["model","layers",0,"w"]')), 'compact JSON after 0x1E');
+  t.ok(raw.includes(Buffer.from('\x1e["model","\\u00e9"]')), 'non-ASCII escaped as Python does');
+  const src = await FileSource.open(out);
+  const v = await verifyFile(src);
+  await src.close();
+  t.ok(v.ok);
+  t.equal(v.meta, 1);
+});
+
+t.test('input sniffing: a safetensors header length may start with any byte', async (t) => {
+  // 0x80 is also the first byte of a pickle, "PK" of a zip: the header length decides.
+  for (const nameLen of [0x80 - 52, 0x4b50 - 52]) {
+    const dir = t.testdir();
+    const name = 'n'.repeat(nameLen);
+    writeSafetensors(join(dir, 'x'), [{ name, dtype: 'U8', shape: [1], data: Buffer.from([7]) }]);
+    const first = readFileSync(join(dir, 'x')).subarray(0, 2);
+    t.ok(first[0] === 0x80 || first.toString('latin1') === 'PK', `header length starts with ${first.toString('hex')}`);
+    t.same((await openInput(join(dir, 'x'))).tensors.map((x) => x.path[0]), [name]);
+  }
+  const dir = t.testdir({ 'ckpt.pt': Buffer.from('PK\x03\x04rest of a zip', 'latin1'), 'legacy.pt': Buffer.from([0x80, 0x02, 0x8a, 0x0a]) });
+  await t.rejects(openInput(join(dir, 'ckpt.pt')), { code: 'E_UNSUPPORTED', message: /PyTorch/ });
+  await t.rejects(openInput(join(dir, 'legacy.pt')), { code: 'E_UNSUPPORTED', message: /PyTorch/ });
+});
