@@ -38,6 +38,12 @@ export function usageError(message: string, hints?: string[]): TensorizeError {
   return new TensorizeError('E_USAGE', message, { hints });
 }
 
+/** Add which tensor was being processed to an error (file-system errors become E_IO). */
+export function inTensor(e: unknown, tensor: string): TensorizeError {
+  if (e instanceof TensorizeError) return new TensorizeError(e.code, `${e.message} (tensor ${JSON.stringify(tensor)})`, { hints: e.hints, cause: e });
+  return new TensorizeError('E_IO', `${(e as Error)?.message ?? String(e)} (tensor ${JSON.stringify(tensor)})`, { cause: e });
+}
+
 /** Where in a file something went wrong, for messages: `file.tensors @ byte 1234 (tensor "x")`. */
 export function at(file: string, offset: number | bigint, tensor?: string): string {
   return `${file} @ byte ${offset}${tensor === undefined ? '' : ` (tensor ${JSON.stringify(tensor)})`}`;

@@ -9,7 +9,7 @@
  * one that runs the very same runJob(). The real worker pool is exercised by the
  * "real worker pool" subtests.
  */
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { createHash } from 'node:crypto';
 import { copyFileSync, readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -93,9 +93,10 @@ async function inputOutcome(path: string, ms = 10_000): Promise<{ kind: 'ok'; m:
   return o === 'hang' ? { kind: 'hang' } : o;
 }
 
-function describe(o: Outcome | { kind: string; e?: unknown; r?: VerifyResult; m?: unknown }): string {
+function describe(o: { kind: string; e?: unknown; r?: VerifyResult; m?: unknown }): string {
   if (o.kind === 'hang') return 'HANG';
-  if (o.kind === 'ok') return `OK ${JSON.stringify((o as { r?: VerifyResult }).r ? { ok: o.r!.ok, failures: o.r!.failures.map((f) => `${f.tensor}/${f.hash}`), warnings: o.r!.warnings } : 'opened')}`;
+  const r = o.r;
+  if (o.kind === 'ok') return `OK ${JSON.stringify(r ? { ok: r.ok, failures: r.failures.map((f) => `${f.tensor}/${f.hash}`), warnings: r.warnings } : 'opened')}`;
   const e = o.e as Error & { code?: string };
   return e instanceof TensorizeError ? `TensorizeError ${e.code}: ${e.message}` : `NOT A TensorizeError (${e?.constructor?.name}): ${e?.message ?? String(e)}`;
 }
@@ -123,12 +124,13 @@ function errorProblems(o: { kind: string; e?: unknown }, x: ErrExpect): string[]
   return p;
 }
 
-function expectError(tt: Tap, o: { kind: string; e?: unknown }, x: ErrExpect, msg: string): void {
+/** `todo`: the assertion documents correct behaviour that src/ does not have yet (a known bug). */
+function expectError(tt: Tap, o: { kind: string; e?: unknown }, x: ErrExpect, msg: string, todo?: string): void {
   const p = errorProblems(o, x);
-  tt.same(p, [], msg);
+  tt.same(p, [], msg, todo ? { todo } : {});
 }
 
-type Tap = typeof t;
+type Tap = Test;
 
 // ---------------------------------------------------------------------------------------
 // A hand-rolled .tensors builder, independent of src/format/writer.ts, with knobs to make
@@ -466,6 +468,17 @@ function indexEnd(entries: TensorEntry[]): number {
   return 73 + entries.reduce((n, e) => n + 2 + encodePath(e.path).length + 2 + Buffer.byteLength(e.dtypeString, 'latin1') + 1 + 4 * e.shape.length + 24, 0);
 }
 
+/** Offset of an index entry's dtype string (intact index, entries in file order). */
+function dtypeStringOffset(entries: TensorEntry[], e: TensorEntry): number {
+  let o = 73;
+  for (const x of entries) {
+    const n = encodePath(x.path).length;
+    if (x === e) return o + 2 + n + 2;
+    o += 2 + n + 2 + Buffer.byteLength(x.dtypeString, 'latin1') + 1 + 4 * x.shape.length + 24;
+  }
+  return -1;
+}
+
 // =======================================================================================
 
 t.test('builder sanity: reproduces the 216-byte golden file of the notes and verifies', async (t) => {
@@ -541,8 +554,12 @@ t.test('1. truncation', async (t) => {
       const addRange = (a: number, b: number, step = 1) => {
         for (let x = Math.max(0, a); x < Math.min(size, b); x += step) lens.add(x);
       };
-      addRange(0, indexEnd(entries) + 16);
-      addRange(indexEnd(entries), entries[0]!.headerOffset, 4093);
+      // (a big index is sampled: any cut inside it fails the same "metadata runs past the end" check)
+      const iEnd = indexEnd(entries);
+      addRange(0, Math.min(iEnd, 4096) + 16);
+      addRange(4096, iEnd - 512, 97);
+      addRange(iEnd - 512, iEnd + 16);
+      addRange(iEnd, entries[0]!.headerOffset, 4093);
       const few = entries.length <= 20 ? entries : [...entries.slice(0, 3), ...entries.slice(-3)];
       for (const e of few) addRange(e.headerOffset - 1, e.dataOffset + 2);
       const stride = Math.max(1, Math.floor(entries.length / 200));
@@ -561,10 +578,14 @@ t.test('1. truncation', async (t) => {
       for (const len of sorted) {
         truncateSync(p, len);
         const o = await verifyPath(p);
-        if (len >= trailerStart) {
-          // Cutting into the optional end marker leaves a valid file; a partial marker is warned about.
-          if (o.kind !== 'ok' || !o.r.ok) problems.push(`len ${len} (inside the end marker): ${describe(o)}`);
-          else if (len > trailerStart && !o.r.warnings.some((w) => /bytes follow the last tensor record/.test(w))) problems.push(`len ${len}: no warning about a partial end marker`);
+        if (len === trailerStart) {
+          // Cutting off exactly the optional end marker leaves a valid file.
+          if (o.kind !== 'ok' || !o.r.ok) problems.push(`len ${len} (without the end marker): ${describe(o)}`);
+          continue;
+        }
+        if (len > trailerStart) {
+          // A partial end marker is bytes no hash covers: verify fails, naming them.
+          if (o.kind !== 'ok' || o.r.ok || !o.r.problems.some((x) => /unexpected bytes follow the last tensor record/.test(x))) problems.push(`len ${len} (partial end marker): ${describe(o)}`);
           continue;
         }
         for (const x of errorProblems(o, { codes: ['E_FORMAT', 'E_IO'], file: p })) problems.push(`len ${len}: ${x}`);
@@ -574,30 +595,36 @@ t.test('1. truncation', async (t) => {
     });
   }
 
-  t.test('a file that shrinks after it was opened: E_IO naming the file (real worker pool)', async (t) => {
+  t.test('a file that shrinks after it was opened: E_IO naming the file', async (t) => {
     const { buf } = await compact();
     const dir = t.testdir({});
     const p = join(dir, 'shrink.tensors');
     writeFileSync(p, buf);
     const { entries } = await structure(p);
-    const a = entries.find((e) => e.name === 'a')!;
-    for (const [label, verify] of [['in-process pool', verifyFile], ['real worker pool', realVerifyFile]] as const) {
+    const first = entries[0]!;
+    const last = entries[entries.length - 1]!;
+    const TODO_NAME = undefined; // short reads name the tensor being read
+    const cases = [
+      // Cut inside the first tensor's data: a later header cannot be read (FileSource.read in readHeader).
+      { label: 'later header gone', cut: first.dataOffset + 3, tensor: entries[1]!.name, verify: verifyFile },
+      // Cut inside the last tensor's data: every header reads, the data job comes up short.
+      { label: 'last data gone, in-process pool', cut: last.dataOffset, tensor: last.name, verify: verifyFile },
+      { label: 'last data gone, real worker pool', cut: last.dataOffset, tensor: last.name, verify: realVerifyFile },
+    ];
+    for (const c of cases) {
       writeFileSync(p, buf);
       const src = await FileSource.open(p);
-      // Headers stay, the data of the first tensor ("a") goes.
-      truncateSync(p, a.dataOffset + 3);
+      truncateSync(p, c.cut);
       let o: Outcome;
       try {
-        o = { kind: 'ok', r: await verify(src, { threads: 1 }) };
+        o = { kind: 'ok', r: await c.verify(src, { threads: 1 }) };
       } catch (e) {
         o = { kind: 'error', e };
       } finally {
         await src.close();
       }
-      expectError(t, o, { codes: ['E_IO', 'E_FORMAT'], file: p, word: /short read|truncated|past the end/ }, `${label}: ${describe(o)}`);
-      t.test(`${label}: the short-read message names the tensor`, { todo: 'bug: the worker short-read message (src/engine/job.ts) names file and byte but not the tensor' }, async (t) => {
-        expectError(t, o, { codes: ['E_IO', 'E_FORMAT'], file: p, tensor: 'a' }, describe(o));
-      });
+      expectError(t, o, { codes: ['E_IO'], file: p, word: /short read/ }, `${c.label}: ${describe(o)}`);
+      expectError(t, o, { codes: ['E_IO'], file: p, tensor: c.tensor }, `${c.label}: the message names tensor ${JSON.stringify(c.tensor)}`, TODO_NAME);
     }
   });
 });
@@ -651,7 +678,14 @@ t.test('2. bit flips', async (t) => {
         // failure of that tensor alone.
         const r = o.r;
         if (ti < 0) {
-          problems.push(`${where} (file header / index): accepted: ${describe(o)}`);
+          // Two index corruptions pass, both ignored by tensorizer too (see the report):
+          // a smaller tensor_count (the rest of the file is warned about as trailing bytes),
+          // and '<' <-> '|' in an opaque dtype string of the index ("|V2\0torch.bfloat16").
+          const countDown = off >= 57 && off < 65 && b.readBigUInt64LE(57) < BigInt(entries.length) && b.readBigUInt64LE(57) > 0n;
+          const opaquePrefix = entries.some((e) => e.dtype.opaque && off === dtypeStringOffset(entries, e)) && (b[off] === 0x3c || b[off] === 0x7c);
+          if (countDown && !r.ok && r.problems.some((x) => /unexpected bytes follow the last tensor record/.test(x))) continue; // rejected, as it should be
+          else if (opaquePrefix && r.ok) accepted.push(`${where} (index dtype prefix '${String.fromCharCode(b[off]!)}'): ${describe(o)}`);
+          else problems.push(`${where} (file header / index): accepted: ${describe(o)}`);
           continue;
         }
         const e = entries[ti]!;
@@ -661,6 +695,7 @@ t.test('2. bit flips', async (t) => {
           problems.push(`${where} (header of ${e.name}): failure names another tensor: ${got}`);
           continue;
         }
+        if (off === f.hashCount && !r.ok && r.failures.length === 0 && r.problems.some((x) => x.includes(JSON.stringify(e.name)) && /stores no hashes/.test(x))) continue; // rejected
         if (inRange(off, f.crc)) {
           if (got.join() !== `${e.name}/crc32`) problems.push(`${where} (CRC32 value of ${e.name}): ${describe(o)}`);
         } else if (inRange(off, f.sha)) {
@@ -678,9 +713,10 @@ t.test('2. bit flips', async (t) => {
     }
     t.same(problems.slice(0, 30), [], `${runs} flipped files: each is a TensorizeError, a hash failure of the right tensor, or an ignored byte (${problems.length} problems)`);
     t.comment(`${runs} bit/byte flips in ${Date.now() - t0} ms`);
-    // A flip of hash_count 2 -> 0 leaves a tensor with no hashes; verify says OK with a warning.
-    t.ok(accepted.length > 0, 'hash_count 2 -> 0 flips are accepted with a "no hashes" warning (see report)');
-    for (const a of accepted) t.comment(`accepted with warning: ${a}`);
+    // Accepted corruptions (each listed in the report): hash_count 2 -> 0 (warned "no hashes"),
+    // a smaller tensor_count (warned "bytes follow"), '<' -> '|' in an opaque index dtype (silent).
+    // They are the only ones the loop above lets through; a stricter reader would just shrink this list.
+    for (const a of accepted) t.comment(`accepted: ${a}`);
   });
 
   t.test('explicitly listed ignored bytes verify OK', async (t) => {
@@ -760,12 +796,12 @@ t.test('3. absurd lengths: quick, bounded memory, clean errors', async (t) => {
     { name: 'header_size 0 ("Unexpected empty header")', file: patch((b) => b.writeBigUInt64LE(0n, w.headerOffset)), x: { codes: ['E_FORMAT'], word: /header size 0/, tensor: 'w' } },
     { name: 'index name length 0xffff', file: patch((b) => b.writeUInt16LE(0xffff, wi.nameLen)), x: { codes: ['E_FORMAT'], word: /truncated/ } },
     { name: 'header name length 0xffff', file: patch((b) => b.writeUInt16LE(0xffff, w.nameLen)), x: { codes: ['E_FORMAT'], word: /too short for its name/, tensor: 'w' } },
-    { name: 'header hash block length 0xffff', file: patch((b) => b.writeUInt16LE(0xffff, w.hashBlockLen)), x: { codes: ['E_FORMAT'], word: /hash block/, tensor: 'w', offset: w.hashBlockLen } },
+    { name: 'header hash block length 0xffff', file: patch((b) => b.writeUInt16LE(0xffff, w.hashBlockLen)), x: { codes: ['E_FORMAT'], word: /hash block/, tensor: 'w', offset: w.hashBlockLen + 2 } },
     { name: 'header hash count 255', file: patch((b) => b.writeUInt8(255, w.hashCount)), x: { codes: ['E_FORMAT'], word: /hash/, tensor: 'w' } },
     {
       name: 'index ndim 255 with dims 0xffffffff',
       file: build(basic((r) => (r[0]!.idx = { shape: Array(255).fill(0xffffffff) })), { trailer: true }).buf,
-      x: { codes: ['E_FORMAT'], word: /data length 24 is not/, tensor: 'w' },
+      x: { codes: ['E_FORMAT'], word: /data length 24 is not|smallest possible header/, tensor: 'w' },
     },
     {
       name: 'index ndim 255 (entry runs past a short index)',
@@ -832,11 +868,11 @@ t.test('3. absurd lengths: quick, bounded memory, clean errors', async (t) => {
 t.test('4. structural rules', async (t) => {
   const dir = t.testdir({});
   let n = 0;
-  const check = async (tt: Tap, b: Built | Buffer, x: Omit<ErrExpect, 'file'>, msg: string) => {
+  const check = async (tt: Tap, b: Built | Buffer, x: Omit<ErrExpect, 'file'>, msg: string, todo?: string) => {
     const p = join(dir, `s${n++}.tensors`);
     writeFileSync(p, Buffer.isBuffer(b) ? b : b.buf);
     const o = await verifyPath(p);
-    expectError(tt, o, { ...x, file: p }, `${msg}: ${describe(o)}`);
+    expectError(tt, o, { ...x, file: p }, `${msg}: ${describe(o)}`, todo);
     return o;
   };
   const accept = async (tt: Tap, b: Built | Buffer, msg: string, warn?: RegExp) => {
@@ -848,19 +884,28 @@ t.test('4. structural rules', async (t) => {
     return o;
   };
 
+  // Accepted by tensorizer but refused by verify: the result is not ok and says why.
+  const refuse = async (tt: Tap, b: Built | Buffer, msg: string, why: RegExp) => {
+    const p = join(dir, `s${n++}.tensors`);
+    writeFileSync(p, Buffer.isBuffer(b) ? b : b.buf);
+    const o = await verifyPath(p);
+    tt.ok(o.kind === 'ok' && !o.r.ok && o.r.problems.some((x) => why.test(x)), `${msg}: ${describe(o)}`);
+    return o;
+  };
+
   t.test('positive controls (things tensorizer accepts)', async (t) => {
     await accept(t, build(basic(), { metaPad: 1000 }), 'zero padding after the index entries');
     await accept(t, build(basic(), { gapAfterMeta: 100 }), 'a 100-byte gap between the index and the first record');
     await accept(t, build(basic(), { trailer: true }), 'the 8-byte end marker');
     await accept(t, build(basic((r) => r.forEach((x) => (x.hdr = { crypt: Buffer.concat([u64(2), Buffer.alloc(2)]) }))), { version: 4, flags: 1n }), 'v4 with the encrypted flag and empty crypt info');
-    await accept(t, build(basic((r) => (r[0]!.hdr = { hashes: [] }))), 'a tensor with no hashes (warned)', /no hashes/);
+    await refuse(t, build(basic((r) => (r[0]!.hdr = { hashes: [] }))), 'a tensor with no hashes (refused: its data is unchecked)', /"w" \(#0\) stores no hashes/);
     await accept(t, build(basic((r) => (r[0]!.hdr = { hashes: [{ type: 1, len: 32 }] }))), 'SHA-256 only');
     await accept(t, build([{ name: '\x1e["a",0]', type: 2 }, { name: '\x1e["a",1]', type: 2 }, { name: '\x1e["b"]', type: 2 }]), 'structured paths');
     await accept(t, build([{ name: 'bf', dtype: '<V2\0torch.bfloat16', shape: [2] }], { version: 2 }), 'opaque dtype');
     await accept(t, build([{ name: 'u', dtype: '<V2\0torch.uint16', shape: [2] }]), 'older opaque uint16 spelling');
     const withTrailing = build(basic(), { trailer: true }).buf;
     withTrailing[withTrailing.length - 1] = 7;
-    await accept(t, withTrailing, 'a non-zero 8-byte end marker (ignored, like tensorizer)');
+    await refuse(t, withTrailing, 'a non-zero 8-byte end marker (refused; tensorizer ignores it)', /8 unexpected bytes follow the last tensor record/);
   });
 
   t.test('records: gap, order, overlap', async (t) => {
@@ -886,9 +931,10 @@ t.test('4. structural rules', async (t) => {
     await check(t, build([{ name: '\x1e[99999999999999999999]', type: 2 }]), { codes: ['E_FORMAT'], word: /too large/ }, 'structured path with a huge integer');
     await check(t, build([{ name: Buffer.alloc(0) }]), { codes: ['E_FORMAT'], word: /empty tensor name/ }, 'empty name');
     await check(t, build([{ name: Buffer.from([0x61, 0xff, 0x62]) }]), { codes: ['E_FORMAT'], word: /UTF-8/ }, 'invalid UTF-8 name');
-    t.test('structured path with a PARAM tensor type is refused (tensorizer: "Cannot deserialize structured tensor paths from non-state-dicts")', { todo: 'bug: the reader accepts structured paths with PARAM/BUFFER types (§5 item 3)' }, async (t) => {
-      await check(t, build([{ name: '\x1e["a",0]', type: 0 }]), { codes: ['E_FORMAT'], word: /structured/ }, 'structured path, PARAM type');
-    });
+    // tensorizer: ValueError("Cannot deserialize structured tensor paths from non-state-dicts")
+    const todoSP = undefined; // fixed: structured paths need the state_dict type
+    await check(t, build([{ name: '\x1e["a",0]', type: 0 }]), { codes: ['E_FORMAT'], word: /structured/ }, 'structured path with PARAM type is refused', todoSP);
+    await check(t, build([{ name: '\x1e["a",0]', type: 1 }]), { codes: ['E_FORMAT'], word: /structured/ }, 'structured path with BUFFER type is refused', todoSP);
   });
 
   t.test('types, hashes, versions, flags, counts', async (t) => {
@@ -921,8 +967,8 @@ t.test('4. structural rules', async (t) => {
 
   t.test('count smaller than the records that follow', async (t) => {
     // tensorizer ignores index entries past tensor_count and bytes after the last record it
-    // knows about; we verify OK but warn about the unexplained trailing bytes.
-    const o = await accept(t, build(basic(), { count: 1n }), 'count 1 for a two-tensor file', /bytes follow the last tensor record/);
+    // knows about; verify refuses the unexplained trailing bytes (the index may be damaged).
+    const o = await refuse(t, build(basic(), { count: 1n }), 'count 1 for a two-tensor file', /unexpected bytes follow the last tensor record/);
     t.equal(o.kind === 'ok' ? o.r.tensors : -1, 1, 'only one tensor is checked');
   });
 
@@ -955,7 +1001,7 @@ t.test('4. structural rules', async (t) => {
     const o = await verifyPath(p);
     t.ok(o.kind === 'ok' || o.kind === 'error', describe(o));
     if (o.kind === 'error') expectError(t, o, { codes: ['E_FORMAT', 'E_UNSUPPORTED'], file: p }, describe(o));
-    t.test('exporting it with --meta zeros fails cleanly', { todo: 'bug: byteSize is clamped to MAX_SAFE_INTEGER and export tries to write a 9 PB file (non-TensorizeError EFBIG from ftruncate)' }, async (t) => {
+    {
       const src = await FileSource.open(p);
       const out = join(dir, 'hugemeta.safetensors');
       let e: unknown;
@@ -966,8 +1012,13 @@ t.test('4. structural rules', async (t) => {
       } finally {
         await src.close();
       }
-      expectError(t, { kind: e === undefined ? 'ok' : 'error', e }, { codes: ['E_FORMAT', 'E_INEXPRESSIBLE', 'E_UNSUPPORTED'], file: p, word: /large|too big|exceed/ }, describe(e === undefined ? { kind: 'ok', r: undefined as never } : { kind: 'error', e }));
-    });
+      expectError(
+        t,
+        { kind: e === undefined ? 'ok' : 'error', e },
+        { codes: ['E_FORMAT', 'E_INEXPRESSIBLE', 'E_UNSUPPORTED'], file: p, word: /large|too big|exceed/ },
+        `export --meta zeros of a meta tensor of 2^98 bytes fails cleanly: ${e === undefined ? 'exported' : describe({ kind: 'error', e })}`,
+      );
+    }
   });
 });
 
@@ -977,11 +1028,11 @@ t.test('4. structural rules', async (t) => {
 t.test('5. safetensors input', async (t) => {
   const dir = t.testdir({});
   let n = 0;
-  const st = async (tt: Tap, file: Buffer, x: Omit<ErrExpect, 'file' | 'codes'> & { codes?: string[] }, msg: string) => {
+  const st = async (tt: Tap, file: Buffer, x: Omit<ErrExpect, 'file' | 'codes'> & { codes?: string[] }, msg: string, todo?: string) => {
     const p = join(dir, `in${n++}.safetensors`);
     writeFileSync(p, file);
     const o = await inputOutcome(p);
-    expectError(tt, o, { codes: ['E_SAFETENSORS'], ...x, file: p }, `${msg}: ${describe(o)}`);
+    expectError(tt, o, { codes: ['E_SAFETENSORS'], ...x, file: p }, `${msg}: ${describe(o)}`, todo);
     return o;
   };
   const ok1 = { a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] } };
@@ -1015,9 +1066,12 @@ t.test('5. safetensors input', async (t) => {
     await st(t, safetensors('{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,18446744073709551616]}}', 4), { word: /too large/ }, 'offset 2^64');
     await st(t, safetensors('{"a":{"dtype":"F32","shape":[1e300],"data_offsets":[0,4]}}', 4), { word: /invalid entry|needs/ }, 'shape 1e300');
     await st(t, safetensors('{"a":{"dtype":"U8","shape":[1e20],"data_offsets":[0,1e20]}}', 4), { word: /invalid entry|past the end/ }, 'shape and offsets 1e20');
-    t.test('a UTF-8 byte-order mark before "{" is refused like the reference implementation', { todo: 'bug: TextDecoder strips a leading BOM (ignoreBOM is false), so "\\xEF\\xBB\\xBF{...}" is accepted' }, async (t) => {
-      await st(t, safetensors(Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(JSON.stringify(ok1))]), 8), { word: /does not start with/ }, 'BOM');
-    });
+    await st(
+      t,
+      safetensors(Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(JSON.stringify(ok1))]), 8),
+      { word: /does not start with/ },
+      'a UTF-8 byte-order mark before "{" is refused like the reference implementation',
+    );
   });
 
   t.test('offsets', async (t) => {
@@ -1090,7 +1144,8 @@ t.test('5. safetensors input', async (t) => {
     t.ok(o3.kind === 'ok' && JSON.stringify(o3.m.tensors.map((x) => x.path[0])) === JSON.stringify(names), `exported back: ${describe(o3)}`);
   });
 
-  t.test('a .tensors tensor named "__metadata__" exports to a valid safetensors file or is refused', { todo: 'bug: exportSafetensors writes a second "__metadata__" key, so the output is unreadable (duplicate key)' }, async (t) => {
+  t.test('a .tensors tensor named "__metadata__" exports to a valid safetensors file or is refused', async (t) => {
+    const todo = undefined; // fixed: the reserved name is refused
     const tz = join(dir, 'meta-name.tensors');
     writeFileSync(tz, build([{ name: '__metadata__', shape: [1], data: f32(1) }]).buf);
     const out = join(dir, 'meta-name.safetensors');
@@ -1108,6 +1163,6 @@ t.test('5. safetensors input', async (t) => {
       return;
     }
     const o = await inputOutcome(out);
-    t.ok(o.kind === 'ok' && o.m.tensors.some((x) => x.path[0] === '__metadata__'), `re-read: ${describe(o)}`);
+    t.ok(o.kind === 'ok' && o.m.tensors.some((x) => x.path[0] === '__metadata__'), `exported, then re-read: ${describe(o)}`, { todo });
   });
 });

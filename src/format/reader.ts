@@ -122,7 +122,9 @@ export class TensorizerFile {
     const f = this.name;
     const span = e.dataOffset - e.headerOffset;
     checkRange(this.source, e.headerOffset, span, `header of tensor ${JSON.stringify(e.name)}`);
-    const raw = await this.source.read(e.headerOffset, span);
+    const raw = await this.source.read(e.headerOffset, span).catch((err: unknown) => {
+      throw err instanceof TensorizeError ? new TensorizeError(err.code, `${err.message} (reading the header of tensor ${JSON.stringify(e.name)})`) : err;
+    });
     const size = raw.readBigUInt64LE(0);
     if (size !== BigInt(span)) {
       throw new TensorizeError(
@@ -135,7 +137,7 @@ export class TensorizerFile {
       new TensorizeError('E_FORMAT', `${at(f, e.headerOffset, e.name)}: the tensor header's ${what} (${h}) disagrees with the index (${m})`);
     if (JSON.stringify(header.path) !== JSON.stringify(e.path)) throw mismatch('name', JSON.stringify(pathToString(header.path)), JSON.stringify(e.name));
     if (header.type !== e.type) throw mismatch('type', header.type, e.type);
-    if (header.dtype.name !== e.dtype.name) throw mismatch('dtype', header.dtype.name, e.dtype.name);
+    if (header.dtypeString !== e.dtypeString) throw mismatch('dtype', JSON.stringify(header.dtypeString), JSON.stringify(e.dtypeString));
     if (header.shape.join(',') !== e.shape.join(',')) throw mismatch('shape', `[${header.shape}]`, `[${e.shape}]`);
     // A meta tensor has a zero length in its header; the index may still reserve its bytes
     // (tensorizer's 0-dim meta quirk). Otherwise the two lengths must agree.
@@ -231,6 +233,12 @@ function parseMetadata(f: string, meta: Buffer, count: number, fileSize: number)
                   ? `its data length ${dataLength} is not ${byteSize64} (${shape.length ? shape.join('x') : 'scalar'} of ${dtype.name})`
                   : undefined;
     if (problem) throw new TensorizeError('E_FORMAT', `${at(f, entryStart, name)}: metadata entry ${i}: ${problem}`);
+    if (byteSize64 > BigInt(Number.MAX_SAFE_INTEGER)) {
+      throw new TensorizeError('E_FORMAT', `${at(f, entryStart, name)}: metadata entry ${i}: shape [${shape}] of ${dtype.name} would be ${byteSize64} bytes; refusing such an absurdly large tensor`);
+    }
+    if (type !== TensorType.STATE_DICT && !(path.length === 1 && typeof path[0] === 'string')) {
+      throw new TensorizeError('E_FORMAT', `${at(f, entryStart, name)}: metadata entry ${i}: a structured tensor path needs the state_dict type, not ${TensorType[type]} (tensorizer refuses such files too)`);
+    }
     const conflict = registry.add(path);
     if (conflict) throw new TensorizeError('E_FORMAT', `${at(f, entryStart, name)}: ${conflict}`);
     entries.push({
@@ -244,7 +252,7 @@ function parseMetadata(f: string, meta: Buffer, count: number, fileSize: number)
       headerOffset,
       dataOffset,
       dataLength,
-      byteSize: byteSize64 > BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : Number(byteSize64),
+      byteSize: Number(byteSize64),
     });
     prevEnd = dataOffset + dataLength;
   }

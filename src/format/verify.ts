@@ -4,7 +4,7 @@
  */
 import { createHash } from 'node:crypto';
 import { crc32 } from 'node:zlib';
-import { TensorizeError } from '../errors.js';
+import { inTensor, TensorizeError } from '../errors.js';
 import { StreamPool } from '../engine/pool.js';
 import type { FileSource } from '../sources/file.js';
 import { HashType } from './constants.js';
@@ -27,6 +27,8 @@ export interface VerifyResult {
   hashesChecked: number;
   meta: number;
   failures: HashFailure[];
+  /** Other reasons the file does not pass: tensors without hashes, unexpected trailing bytes. */
+  problems: string[];
   warnings: string[];
   ok: boolean;
 }
@@ -55,7 +57,15 @@ export async function verifyFile(source: FileSource, opts: VerifyOptions = {}): 
   const tf = await TensorizerFile.open(source);
   const headers = await readAllHeaders(tf);
   const warnings: string[] = [];
-  if (tf.trailingBytes !== 0 && tf.trailingBytes !== 8) warnings.push(`${tf.trailingBytes} bytes follow the last tensor record`);
+  const problems: string[] = [];
+  // Nothing may follow the last record but tensorizer's 8-byte zero end marker: other bytes
+  // mean a damaged index (a lower tensor count) or appended data, neither covered by a hash.
+  if (tf.trailingBytes !== 0) {
+    const tail = tf.trailingBytes === 8 ? await source.read(source.size - 8, 8) : undefined;
+    if (!tail || tail.some((b) => b !== 0)) {
+      problems.push(`${tf.trailingBytes} unexpected bytes follow the last tensor record (byte ${source.size - tf.trailingBytes}); the index may be damaged`);
+    }
+  }
   const failures: HashFailure[] = [];
   let hashesChecked = 0;
   let meta = 0;
@@ -69,7 +79,7 @@ export async function verifyFile(source: FileSource, opts: VerifyOptions = {}): 
         const crc = header.hashes.find((h) => h.type === HashType.CRC32);
         const sha = header.hashes.find((h) => h.type === HashType.SHA256);
         if (!crc && !sha) {
-          warnings.push(`tensor ${JSON.stringify(entry.name)} carries no hashes; its data cannot be checked`);
+          problems.push(`tensor ${JSON.stringify(entry.name)} (#${entry.index}) stores no hashes, so its data cannot be checked`);
           return;
         }
         const prefix = hashedHeaderParts(raw, header);
@@ -89,6 +99,8 @@ export async function verifyFile(source: FileSource, opts: VerifyOptions = {}): 
             prefix,
             crc32: !!crc,
             sha256: !!sha,
+          }).catch((e: unknown) => {
+            throw inTensor(e, entry.name);
           });
         }
         if (crc) {
@@ -115,8 +127,9 @@ export async function verifyFile(source: FileSource, opts: VerifyOptions = {}): 
     hashesChecked,
     meta,
     failures,
+    problems,
     warnings,
-    ok: failures.length === 0,
+    ok: failures.length === 0 && problems.length === 0,
   };
 }
 

@@ -9,7 +9,8 @@
 import { createHash } from 'node:crypto';
 import { open } from 'node:fs/promises';
 import { crc32 } from 'node:zlib';
-import { TensorizeError } from '../errors.js';
+import { inTensor, TensorizeError } from '../errors.js';
+import { fsError } from '../sources/file.js';
 import type { Range } from '../engine/job.js';
 import { StreamPool } from '../engine/pool.js';
 import { TempOutput } from '../util/tempfile.js';
@@ -185,6 +186,8 @@ export async function writeTensorizer(out: string, tensors: readonly WriteTensor
           prefix: [zeroed],
           crc32: true,
           sha256: true,
+        }).catch((e: unknown) => {
+          throw inTensor(e, pathToString(p.t.path));
         });
         await writeHeader(p, r.crc32!, r.sha256!);
       }),
@@ -196,7 +199,7 @@ export async function writeTensorizer(out: string, tensors: readonly WriteTensor
     await pool.close();
     await fh.close().catch(() => {});
     await tmp.discard();
-    throw e;
+    throw e instanceof TensorizeError ? e : fsError(e, out);
   }
   return { path: out, tensors: planned.length, dataBytes, fileBytes, version, warnings };
 }

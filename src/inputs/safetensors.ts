@@ -49,7 +49,7 @@ export async function readSafetensorsHeader(src: ByteSource): Promise<Safetensor
   if (8 + n > src.size) throw bad(f, `header length ${n} runs past the end of the ${src.size}-byte file`);
   let text: string;
   try {
-    text = new TextDecoder('utf-8', { fatal: true }).decode(await src.read(8, n));
+    text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(await src.read(8, n));
   } catch (e) {
     if (e instanceof TensorizeError) throw e;
     throw bad(f, 'header is not valid UTF-8');

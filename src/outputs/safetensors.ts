@@ -4,14 +4,14 @@
  * the export and leaves no output file.
  */
 import { open } from 'node:fs/promises';
-import { TensorizeError } from '../errors.js';
+import { inTensor, TensorizeError } from '../errors.js';
+import { fsError, type FileSource } from '../sources/file.js';
 import { StreamPool } from '../engine/pool.js';
 import { HashType } from '../format/constants.js';
 import { hashedHeaderParts } from '../format/header.js';
 import { isPlain } from '../format/paths.js';
 import { TensorizerFile } from '../format/reader.js';
 import { readAllHeaders } from '../format/verify.js';
-import type { FileSource } from '../sources/file.js';
 import { TempOutput } from '../util/tempfile.js';
 
 export type MetaPolicy = 'skip' | 'zeros' | 'error';
@@ -71,6 +71,10 @@ export async function exportSafetensors(source: FileSource, out: string, opts: E
       problems.push(`tensor ${JSON.stringify(name)} is a meta tensor (no data); use --meta skip or --meta zeros`);
       continue;
     }
+    if (name === '__metadata__') {
+      problems.push('a tensor named "__metadata__" cannot be stored in safetensors (the name is reserved)');
+      continue;
+    }
     if (names.has(name)) {
       problems.push(`two tensors would both be named ${JSON.stringify(name)} in the safetensors file`);
       continue;
@@ -118,6 +122,8 @@ export async function exportSafetensors(source: FileSource, out: string, opts: E
           prefix: hashedHeaderParts(raw, header),
           crc32: !!crc,
           sha256: !!sha,
+        }).catch((e: unknown) => {
+          throw inTensor(e, entry.name);
         });
         if ((crc && r.crc32 !== crc.value.readUInt32LE(0)) || (sha && !Buffer.from(r.sha256!).equals(sha.value))) {
           throw new TensorizeError('E_HASH_MISMATCH', `${tf.name}: tensor ${JSON.stringify(entry.name)} failed ${crc && r.crc32 !== crc.value.readUInt32LE(0) ? 'CRC32' : 'SHA-256'} verification; nothing was exported`, {
@@ -133,7 +139,7 @@ export async function exportSafetensors(source: FileSource, out: string, opts: E
     await pool.close();
     await fh.close().catch(() => {});
     await tmp.discard();
-    throw e;
+    throw e instanceof TensorizeError ? e : fsError(e, out);
   }
   return { path: out, tensors: chosen.length, skipped, dataBytes: pos, fileBytes, warnings };
 }

@@ -38,12 +38,17 @@ tensor and the hash), 2 on a usage error.`,
           for (const f of r.failures) {
             process.stderr.write(`FAILED: tensor ${JSON.stringify(f.tensor)} (#${f.index}): ${f.hash === 'crc32' ? 'CRC32' : 'SHA-256'} mismatch: stored ${f.expected}, computed ${f.actual}\n`);
           }
+          for (const p of r.problems) process.stderr.write(`FAILED: ${p}\n`);
           if (r.ok) {
             log(opts, `OK ${file}: data version ${r.version}, ${r.tensors} tensors, ${formatBytes(r.dataBytes)}, ${r.hashesChecked} hashes checked in ${seconds.toFixed(2)} s (${gbps(r.dataBytes, seconds).toFixed(2)} GB/s)`);
           }
         }
         if (!r.ok) {
-          throw new TensorizeError('E_HASH_MISMATCH', `${file}: ${r.failures.length} hash check(s) failed in ${new Set(r.failures.map((f) => f.index)).size} tensor(s)`, {
+          const what = [
+            ...(r.failures.length ? [`${r.failures.length} hash check(s) failed in ${new Set(r.failures.map((f) => f.index)).size} tensor(s)`] : []),
+            ...r.problems,
+          ];
+          throw new TensorizeError(r.failures.length ? 'E_HASH_MISMATCH' : 'E_FORMAT', `${file}: ${what.join('; ')}`, {
             hints: ['the file is corrupt: re-create or re-download it'],
             reported: opts.json,
           });
