@@ -149,23 +149,11 @@ export async function writeTensorizer(out: string, tensors: readonly WriteTensor
     await fh.truncate(fileBytes);
     const prologue = encodePrologue(planned, version, metadataLength);
     await fh.write(prologue, 0, prologue.length, 0);
-    const writeHeader = async (p: Planned, crc: number, sha: Uint8Array) => {
-      const h = encodeHeader({
-        moduleIdx: p.t.moduleIdx ?? 0,
-        type: p.t.type,
-        nameBytes: p.name,
-        dtypeBytes: p.dtypeBytes,
-        shape: p.t.shape,
-        hashTypes: HASHES,
-        dataLength: p.dataLength,
-      });
-      h.buf.writeUInt32LE(crc, h.valueOffsets[0]!);
-      Buffer.from(sha).copy(h.buf, h.valueOffsets[1]!);
-      await fh.write(h.buf, 0, h.buf.length, p.headerOffset);
-    };
     await Promise.all(
       planned.map(async (p, id) => {
-        const zeroed = encodeHeader({
+        // Header sizes do not depend on the hash values: hash the header with zeroed values,
+        // then fill them in and write the header in place.
+        const h = encodeHeader({
           moduleIdx: p.t.moduleIdx ?? 0,
           type: p.t.type,
           nameBytes: p.name,
@@ -173,23 +161,25 @@ export async function writeTensorizer(out: string, tensors: readonly WriteTensor
           shape: p.t.shape,
           hashTypes: HASHES,
           dataLength: p.dataLength,
-        }).buf;
+        });
+        let crc: number;
+        let sha: Uint8Array;
         if (p.dataLength === 0) {
           // Meta and empty tensors: the hashes cover the header alone.
-          await writeHeader(p, crc32(zeroed) >>> 0, createHash('sha256').update(zeroed).digest());
-          return;
+          crc = crc32(h.buf) >>> 0;
+          sha = createHash('sha256').update(h.buf).digest();
+        } else {
+          const r = await pool
+            .run({ id, src: p.t.data!, dst: { path: tmp.path, offset: p.dataOffset }, prefix: [Buffer.from(h.buf)], crc32: true, sha256: true })
+            .catch((e: unknown) => {
+              throw inTensor(e, pathToString(p.t.path));
+            });
+          crc = r.crc32!;
+          sha = r.sha256!;
         }
-        const r = await pool.run({
-          id,
-          src: p.t.data!,
-          dst: { path: tmp.path, offset: p.dataOffset },
-          prefix: [zeroed],
-          crc32: true,
-          sha256: true,
-        }).catch((e: unknown) => {
-          throw inTensor(e, pathToString(p.t.path));
-        });
-        await writeHeader(p, r.crc32!, r.sha256!);
+        h.buf.writeUInt32LE(crc, h.valueOffsets[0]!);
+        Buffer.from(sha).copy(h.buf, h.valueOffsets[1]!);
+        await fh.write(h.buf, 0, h.buf.length, p.headerOffset);
       }),
     );
     await pool.close();
