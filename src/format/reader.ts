@@ -5,7 +5,7 @@
  * unknown hash types and conflicting names are all errors that name the file, the
  * tensor and the byte offset.
  */
-import { at, TensorizeError } from '../errors.js';
+import { at, inTensor, TensorizeError } from '../errors.js';
 import type { ByteSource } from '../sources/source.js';
 import { checkRange } from '../sources/source.js';
 import {
@@ -19,7 +19,7 @@ import {
 } from './constants.js';
 import { parseTensorizerDtype, type DTypeInfo } from './dtypes.js';
 import { decodeHeader, numel, type TensorHeader } from './header.js';
-import { decodePath, PathRegistry, pathToString, type TensorPath } from './paths.js';
+import { decodePath, isPlain, PathRegistry, pathToString, type TensorPath } from './paths.js';
 
 /** Metadata larger than this is refused rather than read into memory. */
 export const MAX_METADATA_BYTES = 512 * 1024 * 1024;
@@ -123,7 +123,7 @@ export class TensorizerFile {
     const span = e.dataOffset - e.headerOffset;
     checkRange(this.source, e.headerOffset, span, `header of tensor ${JSON.stringify(e.name)}`);
     const raw = await this.source.read(e.headerOffset, span).catch((err: unknown) => {
-      throw err instanceof TensorizeError ? new TensorizeError(err.code, `${err.message} (reading the header of tensor ${JSON.stringify(e.name)})`) : err;
+      throw inTensor(err, e.name);
     });
     const size = raw.readBigUInt64LE(0);
     if (size !== BigInt(span)) {
@@ -236,7 +236,7 @@ function parseMetadata(f: string, meta: Buffer, count: number, fileSize: number)
     if (byteSize64 > BigInt(Number.MAX_SAFE_INTEGER)) {
       throw new TensorizeError('E_FORMAT', `${at(f, entryStart, name)}: metadata entry ${i}: shape [${shape}] of ${dtype.name} would be ${byteSize64} bytes; refusing such an absurdly large tensor`);
     }
-    if (type !== TensorType.STATE_DICT && !(path.length === 1 && typeof path[0] === 'string')) {
+    if (type !== TensorType.STATE_DICT && !isPlain(path)) {
       throw new TensorizeError('E_FORMAT', `${at(f, entryStart, name)}: metadata entry ${i}: a structured tensor path needs the state_dict type, not ${TensorType[type]} (tensorizer refuses such files too)`);
     }
     const conflict = registry.add(path);

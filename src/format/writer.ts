@@ -17,7 +17,7 @@ import { TempOutput } from '../util/tempfile.js';
 import { HashType, MAGIC, METADATA_OFFSET, metadataEntrySize, TensorType } from './constants.js';
 import type { DTypeInfo } from './dtypes.js';
 import { encodeHeader, headerSize, numel } from './header.js';
-import { encodePath, PathRegistry, pathToString, type TensorPath } from './paths.js';
+import { encodePath, isPlain, PathRegistry, pathToString, type TensorPath } from './paths.js';
 
 export interface WriteTensor {
   path: TensorPath;
@@ -71,7 +71,7 @@ export function plan(tensors: readonly WriteTensor[]): { planned: Planned[]; ver
   const pre = tensors.map((t) => {
     const conflict = registry.add(t.path);
     if (conflict) throw new TensorizeError('E_INPUT', conflict);
-    if (!isPlainPath(t.path) && t.type !== TensorType.STATE_DICT) {
+    if (!isPlain(t.path) && t.type !== TensorType.STATE_DICT) {
       throw new TensorizeError('E_INPUT', `tensor ${pathToString(t.path)}: structured paths need the state_dict tensor type`);
     }
     const name = encodePath(t.path);
@@ -104,10 +104,6 @@ export function plan(tensors: readonly WriteTensor[]): { planned: Planned[]; ver
     return p;
   });
   return { planned, version, metadataLength, warnings };
-}
-
-function isPlainPath(p: TensorPath): boolean {
-  return p.length === 1 && typeof p[0] === 'string';
 }
 
 function encodePrologue(planned: Planned[], version: number, metadataLength: number): Buffer {
@@ -170,7 +166,7 @@ export async function writeTensorizer(out: string, tensors: readonly WriteTensor
           sha = createHash('sha256').update(h.buf).digest();
         } else {
           const r = await pool
-            .run({ id, src: p.t.data!, dst: { path: tmp.path, offset: p.dataOffset }, prefix: [Buffer.from(h.buf)], crc32: true, sha256: true })
+            .run({ id, src: p.t.data!, dst: { path: tmp.path, offset: p.dataOffset }, prefix: [h.buf], crc32: true, sha256: true })
             .catch((e: unknown) => {
               throw inTensor(e, pathToString(p.t.path));
             });
