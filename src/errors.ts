@@ -12,6 +12,8 @@ export type ErrorCode =
   | 'E_HASH_MISMATCH' // stored CRC32/SHA-256 disagrees with the data
   | 'E_UNSUPPORTED' // valid but not supported (yet), e.g. encrypted files, data version 5
   | 'E_INEXPRESSIBLE' // a tensor cannot be written in the target format
+  | 'E_PICKLE' // a PyTorch checkpoint's pickle is malformed or exceeds a limit
+  | 'E_PICKLE_GLOBAL' // a pickle names a global that is not allowlisted (it would run code)
   | 'E_INTERRUPTED';
 
 export class TensorizeError extends Error {

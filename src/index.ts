@@ -12,3 +12,5 @@ export { readSafetensorsHeader } from './inputs/safetensors.js';
 export { FileSource } from './sources/file.js';
 export type { ByteSource } from './sources/source.js';
 export { writeSyntheticSafetensors, transformerSpec } from './synthetic.js';
+export { openPytorchFile, type CheckpointOptions } from './inputs/pytorch/checkpoint.js';
+export { unpickle, isAllowedGlobal } from './inputs/pytorch/pickle.js';

@@ -4,7 +4,7 @@ import t from 'tap';
 import { spawn, spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { BIN, bytes, VECTORS, writeSafetensors } from './helpers/util.js';
+import { BIN, bytes, ROOT, VECTORS, writeSafetensors } from './helpers/util.js';
 
 function cli(...args: string[]) {
   const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8' });
@@ -127,4 +127,30 @@ t.test('Ctrl-C during serialize leaves no output and no temporary file', async (
   t.equal(code, 130, err);
   t.same(readdirSync(dir), ['big.safetensors']);
   t.notOk(existsSync(join(dir, 'big.tensors')));
+});
+
+t.test('serialize a PyTorch checkpoint through the CLI (real worker pool, gathers included)', async (t) => {
+  const dir = t.testdir();
+  const fix = join(ROOT, 'fixtures', 'pytorch');
+  let r = cli('serialize', join(fix, 'zip.pt'), '-o', join(dir, 'zip.tensors'), '--json', '--threads', '2');
+  t.equal(r.code, 0, r.stderr);
+  const manifest = JSON.parse(readFileSync(join(fix, 'manifest.json'), 'utf8')).files['zip.pt'];
+  t.match(JSON.parse(r.stdout), { ok: true, format: 'pytorch', tensors: manifest.length });
+  r = cli('verify', join(dir, 'zip.tensors'));
+  t.equal(r.code, 0, r.stderr);
+  r = cli('info', join(dir, 'zip.tensors'), '--json');
+  const info = JSON.parse(r.stdout);
+  t.same(info.tensors.map((x: { name: string }) => x.name), manifest.map((m: { name: string }) => m.name));
+  // default output name beside a .pt input, and --key
+  copyFileSync(join(fix, 'nested.pt'), join(dir, 'nested.pt'));
+  r = cli('serialize', join(dir, 'nested.pt'), '--key', 'state_dict');
+  t.equal(r.code, 0, r.stderr);
+  t.ok(existsSync(join(dir, 'nested.tensors')));
+  r = cli('serialize', join(dir, 'nested.pt'), '--key', 'missing', '-o', join(dir, 'x.tensors'));
+  t.equal(r.code, 2, 'an unknown --key is a usage error');
+  t.match(r.stderr, /no entry "missing"/);
+  r = cli('serialize', join(fix, 'evil_system.pt'), '-o', join(dir, 'evil.tensors'));
+  t.equal(r.code, 1);
+  t.match(r.stderr, /refused global posix\.system/);
+  t.notOk(existsSync(join(dir, 'evil.tensors')));
 });

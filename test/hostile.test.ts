@@ -16,34 +16,16 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { crc32 } from 'node:zlib';
 import { TensorizeError } from '../src/errors.js';
-import { FdCache, runJob, type JobResult, type StreamJob } from '../src/engine/job.js';
 import { TensorType } from '../src/format/constants.js';
 import { encodePath } from '../src/format/paths.js';
 import { TensorizerFile, type TensorEntry } from '../src/format/reader.js';
 import { verifyFile as realVerifyFile, type VerifyResult } from '../src/format/verify.js';
 import { openInput } from '../src/inputs/index.js';
 import { FileSource } from '../src/sources/file.js';
+import { POOL_MOCK } from './helpers/pool.js';
 
 const VECTORS = fileURLToPath(new URL('../../shared/vectors/', import.meta.url));
 
-// ---------------------------------------------------------------------------------------
-// An in-process StreamPool (same interface, same runJob) for the bulk loops.
-
-class InProcessPool {
-  private readonly fds = new FdCache();
-  private readonly buf = Buffer.alloc(1 << 20);
-  constructor(
-    _threads?: number,
-    private readonly onProgress: (n: number) => void = () => {},
-  ) {}
-  async run(job: StreamJob): Promise<JobResult> {
-    return runJob(job, this.fds, this.buf, this.onProgress);
-  }
-  async close(): Promise<void> {
-    this.fds.closeAll();
-  }
-}
-const POOL_MOCK = { '../src/engine/pool.js': { StreamPool: InProcessPool } };
 type VerifyFn = typeof realVerifyFile;
 const { verifyFile } = await t.mockImport<typeof import('../src/format/verify.js')>('../src/format/verify.js', POOL_MOCK);
 const { writeTensorizer } = await t.mockImport<typeof import('../src/format/writer.js')>('../src/format/writer.js', POOL_MOCK);

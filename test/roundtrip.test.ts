@@ -200,6 +200,6 @@ t.test('input sniffing: a safetensors header length may start with any byte', as
     t.same((await openInput(join(dir, 'x'))).tensors.map((x) => x.path[0]), [name]);
   }
   const dir = t.testdir({ 'ckpt.pt': Buffer.from('PK\x03\x04rest of a zip', 'latin1'), 'legacy.pt': Buffer.from([0x80, 0x02, 0x8a, 0x0a]) });
-  await t.rejects(openInput(join(dir, 'ckpt.pt')), { code: 'E_UNSUPPORTED', message: /PyTorch/ });
-  await t.rejects(openInput(join(dir, 'legacy.pt')), { code: 'E_UNSUPPORTED', message: /PyTorch/ });
+  await t.rejects(openInput(join(dir, 'ckpt.pt')), { code: 'E_INPUT', message: /not a readable PyTorch zip archive/ });
+  await t.rejects(openInput(join(dir, 'legacy.pt')), { code: 'E_UNSUPPORTED', message: /bare pickle, not a torch\.save checkpoint/ });
 });

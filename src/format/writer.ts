@@ -11,7 +11,7 @@ import { open } from 'node:fs/promises';
 import { crc32 } from 'node:zlib';
 import { inTensor, TensorizeError } from '../errors.js';
 import { fsError } from '../sources/file.js';
-import type { Range } from '../engine/job.js';
+import { sourceBytes, type SourceData } from '../engine/job.js';
 import { StreamPool } from '../engine/pool.js';
 import { TempOutput } from '../util/tempfile.js';
 import { HashType, MAGIC, METADATA_OFFSET, metadataEntrySize, TensorType } from './constants.js';
@@ -27,8 +27,8 @@ export interface WriteTensor {
   moduleIdx?: number;
   /** Write as a meta tensor: dtype and shape only, no data (forces data version 4). */
   meta?: boolean;
-  /** Where the tensor's contiguous bytes are: ranges of a local file, concatenated in order. */
-  data?: { path: string; ranges: Range[] };
+  /** Where the tensor's bytes are: ranges of a local file, concatenated in order, or a strided view. */
+  data?: SourceData;
 }
 
 export interface WriteOptions {
@@ -82,7 +82,7 @@ export function plan(tensors: readonly WriteTensor[]): { planned: Planned[]; ver
     if (t.dtype.opaque) version = Math.max(version, 2);
     if (t.meta) version = Math.max(version, 4);
     else {
-      const have = (t.data?.ranges ?? []).reduce((n, r) => n + r.length, 0);
+      const have = t.data ? sourceBytes(t.data) : 0;
       if (have !== size) {
         throw new TensorizeError('E_INPUT', `tensor ${pathToString(t.path)}: ${have} bytes of data given for ${size} bytes (${t.shape.join('x') || 'scalar'} of ${t.dtype.name})`);
       }

@@ -1,37 +1,77 @@
 /** Recognise an input path (file, sharded index, directory) and open it as an InputModel. */
-import { open, stat } from 'node:fs/promises';
-import { TensorizeError } from '../errors.js';
+import { open, readdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { TensorizeError, usageError } from '../errors.js';
 import { MAGIC } from '../format/constants.js';
 import { fsError } from '../sources/file.js';
 import type { InputModel } from './model.js';
+import { openPytorchFile, sniffPytorch, type CheckpointOptions } from './pytorch/checkpoint.js';
 import { openSafetensorsDir, openSafetensorsFile, openSafetensorsIndex } from './safetensors.js';
+import { mergeModels, openShardedIndex } from './sharded.js';
 
 export type { InputModel, InputTensor } from './model.js';
+
+export interface InputOptions extends CheckpointOptions {}
 
 async function sniff(path: string): Promise<Buffer> {
   const fh = await open(path, 'r');
   try {
-    const b = Buffer.alloc(16);
-    const { bytesRead } = await fh.read(b, 0, 16, 0);
+    const b = Buffer.alloc(512);
+    const { bytesRead } = await fh.read(b, 0, 512, 0);
     return b.subarray(0, bytesRead);
   } finally {
     await fh.close();
   }
 }
 
-export async function openInput(path: string): Promise<InputModel> {
+/** Files in a directory that are never model weights, though they end in .bin / .pt. */
+const NOT_WEIGHTS = /^(training_args\.bin|optimizer\.pt|scheduler\.pt|rng_state.*\.pth|trainer_state.*)$/;
+
+function openPytorchIndex(path: string, opts: InputOptions): Promise<InputModel> {
+  return openShardedIndex(path, (p) => openPytorchFile(p, opts), 'E_INPUT');
+}
+
+async function openPytorchDir(dir: string, opts: InputOptions): Promise<InputModel | undefined> {
+  const names = (await readdir(dir)).sort();
+  if (names.includes('pytorch_model.bin.index.json')) return openPytorchIndex(join(dir, 'pytorch_model.bin.index.json'), opts);
+  const indexes = names.filter((n) => /\.(bin|pt|pth)\.index\.json$/.test(n));
+  if (indexes.length === 1) return openPytorchIndex(join(dir, indexes[0]!), opts);
+  if (names.includes('pytorch_model.bin')) return openPytorchFile(join(dir, 'pytorch_model.bin'), opts);
+  let files = names.filter((n) => n.endsWith('.bin') && !NOT_WEIGHTS.test(n));
+  if (files.length === 0) files = names.filter((n) => /\.(pt|pth)$/.test(n) && !NOT_WEIGHTS.test(n));
+  const regular: string[] = [];
+  for (const n of files) if ((await stat(join(dir, n))).isFile()) regular.push(n);
+  if (regular.length === 0) return undefined;
+  const models = [];
+  for (const n of regular) models.push(await openPytorchFile(join(dir, n), opts));
+  return mergeModels(models, 'E_INPUT');
+}
+
+export async function openInput(path: string, opts: InputOptions = {}): Promise<InputModel> {
   let st;
   try {
     st = await stat(path);
   } catch (e) {
     throw fsError(e, path);
   }
-  if (st.isDirectory()) {
-    const m = await openSafetensorsDir(path);
+  const model = await openAny(path, st.isDirectory(), opts);
+  if (opts.key !== undefined && model.format !== 'pytorch') throw usageError('--key applies to PyTorch checkpoints only; the input is ' + model.format);
+  return model;
+}
+
+async function openAny(path: string, isDir: boolean, opts: InputOptions): Promise<InputModel> {
+  if (isDir) {
+    const m = (await openSafetensorsDir(path)) ?? (await openPytorchDir(path, opts));
     if (m) return m;
-    throw new TensorizeError('E_INPUT', `${path}: no model weights found (looked for model.safetensors.index.json, model.safetensors and *.safetensors)`);
+    throw new TensorizeError(
+      'E_INPUT',
+      `${path}: no model weights found (looked for *.safetensors with their index, and pytorch_model.bin / *.bin / *.pt with their index)`,
+    );
   }
-  if (path.endsWith('.index.json')) return openSafetensorsIndex(path);
+  if (path.endsWith('.safetensors.index.json')) return openSafetensorsIndex(path);
+  if (path.endsWith('.index.json')) {
+    return /\.(bin|pt|pth)\.index\.json$/.test(path) ? openPytorchIndex(path, opts) : openSafetensorsIndex(path);
+  }
   const head = await sniff(path);
   if (head.subarray(0, 5).equals(MAGIC)) {
     throw new TensorizeError('E_INPUT', `${path} is already a tensorizer file`, {
@@ -39,14 +79,12 @@ export async function openInput(path: string): Promise<InputModel> {
     });
   }
   // safetensors: u64 header length (any value, so any first byte), then '{' at byte 8.
-  if (head.length >= 9 && head[8] === 0x7b && head.readBigUInt64LE(0) <= BigInt(st.size - 8)) return openSafetensorsFile(path);
-  const zip = head.subarray(0, 4).equals(Buffer.from('PK\x03\x04', 'latin1'));
-  const pickle = head[0] === 0x80 && head[1] !== undefined && head[1] >= 2 && head[1] <= 5;
-  if (zip || pickle) {
-    throw new TensorizeError('E_UNSUPPORTED', `${path} looks like a PyTorch checkpoint; PyTorch input is not supported yet`, {
-      hints: ['convert it to safetensors first, or use a .safetensors copy of the model'],
-    });
-  }
+  const size = (await stat(path)).size;
+  if (head.length >= 9 && head[8] === 0x7b && head.readBigUInt64LE(0) <= BigInt(size - 8)) return openSafetensorsFile(path);
+  if (sniffPytorch(head)) return openPytorchFile(path, opts);
   if (path.endsWith('.safetensors')) return openSafetensorsFile(path); // let the parser say what is wrong
-  throw new TensorizeError('E_INPUT', `${path}: unrecognised input format (expected a .safetensors file, a model.safetensors.index.json, or a model directory)`);
+  throw new TensorizeError(
+    'E_INPUT',
+    `${path}: unrecognised input format (expected a .safetensors file, a PyTorch .bin/.pt checkpoint, a sharded *.index.json, or a model directory)`,
+  );
 }

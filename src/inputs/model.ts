@@ -1,5 +1,5 @@
 /** What every input format (safetensors, later PyTorch) turns into: tensors and where their bytes are. */
-import type { Range } from '../engine/job.js';
+import type { SourceData } from '../engine/job.js';
 import type { DTypeInfo } from '../format/dtypes.js';
 import type { TensorPath } from '../format/paths.js';
 
@@ -7,12 +7,12 @@ export interface InputTensor {
   path: TensorPath;
   dtype: DTypeInfo;
   shape: number[];
-  /** The tensor's contiguous little-endian bytes: these ranges of a local file, in order. */
-  data: { path: string; ranges: Range[] };
+  /** Where the tensor's bytes are: ranges of a local file in order, or a strided view to gather. */
+  data: SourceData;
 }
 
 export interface InputModel {
-  format: 'safetensors';
+  format: 'safetensors' | 'pytorch';
   /** The files the tensors come from. */
   files: string[];
   tensors: InputTensor[];

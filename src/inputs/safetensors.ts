@@ -4,15 +4,16 @@
  * length limit, known dtypes, offsets that exactly tile the data section), plus duplicate
  * names; tensor bytes are never read here, only located.
  */
-import { readdir, readFile, stat } from 'node:fs/promises';
-import { dirname, isAbsolute, join, normalize, sep } from 'node:path';
+import { readdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import { z } from 'zod';
 import { TensorizeError } from '../errors.js';
 import { dtypeBySafetensors, SAFETENSORS_SUBBYTE } from '../format/dtypes.js';
-import { FileSource, fsError } from '../sources/file.js';
+import { FileSource } from '../sources/file.js';
 import type { ByteSource } from '../sources/source.js';
 import { parseStrictJson, type Json, type JsonObject } from '../util/json.js';
 import type { InputModel, InputTensor } from './model.js';
+import { mergeModels, openShardedIndex, toPlain } from './sharded.js';
 
 /** The reference implementation refuses headers larger than this. */
 export const MAX_HEADER_SIZE = 100_000_000;
@@ -34,11 +35,6 @@ function bad(file: string, why: string, hints?: string[]): TensorizeError {
   return new TensorizeError('E_SAFETENSORS', `${file}: ${why}`, { hints });
 }
 
-function toPlain(v: Json): unknown {
-  if (v instanceof Map) return Object.fromEntries([...v].map(([k, x]) => [k, toPlain(x)]));
-  if (Array.isArray(v)) return v.map(toPlain);
-  return v;
-}
 
 export async function readSafetensorsHeader(src: ByteSource): Promise<SafetensorsHeader> {
   const f = src.name;
@@ -124,76 +120,6 @@ export async function openSafetensorsFile(path: string): Promise<InputModel> {
   }
 }
 
-const indexSchema = z.object({
-  metadata: z.record(z.string(), z.unknown()).optional(),
-  weight_map: z.record(z.string(), z.string()),
-});
-
-/** A sharded checkpoint: `model.safetensors.index.json` and the shards it names. */
-export async function openSafetensorsIndex(indexPath: string): Promise<InputModel> {
-  let text: string;
-  try {
-    text = await readFile(indexPath, 'utf8');
-  } catch (e) {
-    throw fsError(e, indexPath);
-  }
-  let json: Json;
-  try {
-    json = parseStrictJson(text);
-  } catch (e) {
-    throw bad(indexPath, `not valid JSON: ${(e as Error).message}`);
-  }
-  const parsed = indexSchema.safeParse(toPlain(json));
-  if (!parsed.success) throw bad(indexPath, 'not a safetensors index: expected {"weight_map": {"<tensor>": "<shard file>"}}');
-  const dir = dirname(indexPath);
-  const byShard = new Map<string, Set<string>>();
-  for (const [name, shard] of Object.entries(parsed.data.weight_map)) {
-    const rel = normalize(shard);
-    if (isAbsolute(shard) || rel === '..' || rel.startsWith(`..${sep}`) || shard.includes('\0')) {
-      throw bad(indexPath, `weight_map names the shard ${JSON.stringify(shard)}, which is outside the index's directory`);
-    }
-    if (!byShard.has(rel)) byShard.set(rel, new Set());
-    byShard.get(rel)!.add(name);
-  }
-  if (byShard.size === 0) throw bad(indexPath, 'weight_map is empty');
-  const shards = [...byShard.keys()].sort();
-  const models = await Promise.all(shards.map((s) => openSafetensorsFile(join(dir, s))));
-  const model = merge(models);
-  const found = new Map(model.tensors.map((t) => [t.path[0] as string, t.data.path]));
-  for (const [shard, names] of byShard) {
-    for (const name of names) {
-      const where = found.get(name);
-      if (where === undefined) throw bad(indexPath, `tensor ${JSON.stringify(name)} is listed in weight_map but is not in ${shard}`);
-      if (where !== join(dir, shard)) throw bad(indexPath, `tensor ${JSON.stringify(name)} is listed under ${shard} but is in ${where}`);
-    }
-  }
-  const listed = new Map([...byShard].map(([shard, names]) => [join(dir, shard), names]));
-  for (const t of model.tensors) {
-    if (!listed.get(t.data.path)?.has(t.path[0] as string)) {
-      model.warnings.push(`tensor ${JSON.stringify(t.path[0])} in ${t.data.path} is not listed in ${indexPath}; it is included`);
-    }
-  }
-  return model;
-}
-
-function merge(models: InputModel[]): InputModel {
-  const seen = new Map<string, string>();
-  const out: InputModel = { format: 'safetensors', files: [], tensors: [], metadata: new Map(), warnings: [] };
-  for (const m of models) {
-    out.files.push(...m.files);
-    for (const t of m.tensors) {
-      const name = t.path[0] as string;
-      const prev = seen.get(name);
-      if (prev !== undefined) throw new TensorizeError('E_SAFETENSORS', `tensor ${JSON.stringify(name)} is in both ${prev} and ${t.data.path}`);
-      seen.set(name, t.data.path);
-      out.tensors.push(t);
-    }
-    for (const [k, v] of m.metadata) out.metadata.set(k, v);
-    out.warnings.push(...m.warnings);
-  }
-  return out;
-}
-
 /** A model directory: its index if it has one, else model.safetensors, else every *.safetensors. */
 export async function openSafetensorsDir(dir: string): Promise<InputModel | undefined> {
   const names = await readdir(dir);
@@ -205,5 +131,10 @@ export async function openSafetensorsDir(dir: string): Promise<InputModel | unde
   const regular: string[] = [];
   for (const n of files) if ((await stat(join(dir, n))).isFile()) regular.push(n);
   if (regular.length === 0) return undefined;
-  return merge(await Promise.all(regular.map((n) => openSafetensorsFile(join(dir, n)))));
+  return mergeModels(await Promise.all(regular.map((n) => openSafetensorsFile(join(dir, n)))), 'E_SAFETENSORS');
+}
+
+/** A sharded checkpoint: `model.safetensors.index.json` and the shards it names. */
+export function openSafetensorsIndex(indexPath: string): Promise<InputModel> {
+  return openShardedIndex(indexPath, (p) => openSafetensorsFile(p), 'E_SAFETENSORS');
 }

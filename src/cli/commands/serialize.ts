@@ -11,6 +11,7 @@ interface Opts extends CommonOptions {
   output?: string;
   threads?: number;
   tensorType: 'param' | 'buffer' | 'state_dict';
+  key?: string;
 }
 
 const TYPES = { param: TensorType.PARAM, buffer: TensorType.BUFFER, state_dict: TensorType.STATE_DICT };
@@ -18,20 +19,21 @@ const TYPES = { param: TensorType.PARAM, buffer: TensorType.BUFFER, state_dict: 
 /** Where the output goes when -o is not given: beside the input, or <dir>/model.tensors. */
 async function defaultOutput(input: string): Promise<string> {
   if ((await stat(input)).isDirectory()) return join(input, 'model.tensors');
-  const base = basename(input).replace(/(\.safetensors)?(\.index\.json)?$/, '');
+  const base = basename(input).replace(/(\.safetensors|\.bin|\.pt|\.pth)?(\.index\.json)?$/, '');
   return join(dirname(input), `${base || 'model'}.tensors`);
 }
 
 export function serializeCommand(): Command {
   return new Command('serialize')
-    .description('convert safetensors weights (a file, a sharded index, or a model directory) into one .tensors file')
-    .argument('<input>', 'a .safetensors file, a model.safetensors.index.json, or a directory holding them')
+    .description('convert safetensors or PyTorch weights (a file, a sharded index, or a model directory) into one .tensors file')
+    .argument('<input>', 'a .safetensors file, a PyTorch .bin/.pt/.pth checkpoint, a *.index.json, or a directory holding them')
     .option('-o, --output <file>', 'output .tensors file (default: beside the input, or <dir>/model.tensors)')
     .addOption(
       new Option('--tensor-type <type>', 'tensor type recorded for every tensor (param/buffer for load_into_module, state_dict for plain state dicts)')
         .choices(Object.keys(TYPES))
         .default('state_dict'),
     )
+    .option('--key <path>', 'PyTorch checkpoints: take the tensors under this dotted key (e.g. state_dict, model.encoder) and name them relative to it')
     .option('--threads <n>', 'worker threads that copy and hash (default: CPU count)', parsePositiveInt('--threads', 256))
     .option('--json', 'print one JSON document on stdout instead of the summary')
     .option('-q, --quiet', 'no progress or summary on stderr')
@@ -42,13 +44,20 @@ Tensors are written in input order with CRC32 and SHA-256 hashes, exactly as ten
 writes them, so the file loads in tensorizer and vLLM. The data streams from input to
 output; memory use does not grow with the model. The output appears only when complete.
 
+PyTorch checkpoints (zip and legacy torch.save formats) are read by a data-only
+unpickler: nothing in the file is executed, and a pickle naming any global other than
+tensors, dicts and lists is refused. Nested dicts are flattened with dotted names;
+non-contiguous tensors are gathered into contiguous bytes; non-tensor values are skipped.
+
 Examples:
   tensorize serialize model.safetensors -o model.tensors
-  tensorize serialize ./Llama-3-8B/ -o llama.tensors --json`,
+  tensorize serialize ./Llama-3-8B/ -o llama.tensors --json
+  tensorize serialize pytorch_model.bin.index.json -o model.tensors
+  tensorize serialize checkpoint.pt --key state_dict -o model.tensors`,
     )
     .action(async (input: string, opts: Opts) => {
       const t0 = performance.now();
-      const model = await openInput(input);
+      const model = await openInput(input, { key: opts.key });
       for (const w of model.warnings) warn(opts, w);
       const out = opts.output ?? (await defaultOutput(input));
       log(opts, `serializing ${model.tensors.length} tensors from ${model.files.length} ${model.format} file(s) to ${out}`);
