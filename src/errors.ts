@@ -14,7 +14,14 @@ export type ErrorCode =
   | 'E_INEXPRESSIBLE' // a tensor cannot be written in the target format
   | 'E_PICKLE' // a PyTorch checkpoint's pickle is malformed or exceeds a limit
   | 'E_PICKLE_GLOBAL' // a pickle names a global that is not allowlisted (it would run code)
-  | 'E_INTERRUPTED';
+  | 'E_INTERRUPTED'
+  | 'E_NATIVE_UNAVAILABLE' // the native addon is not built or cannot load
+  | 'E_NO_DEVICE' // no usable GPU (none, no driver, or the addon was built without CUDA)
+  | 'E_DEVICE_OOM' // out of GPU memory
+  | 'E_HOST_OOM' // out of host (pinned or ordinary) memory
+  | 'E_CUDA' // another CUDA error
+  | 'E_FILE_CHANGED' // the file was truncated or modified while it was being read
+  | 'E_NATIVE'; // an unexpected failure inside the native addon
 
 export class TensorizeError extends Error {
   readonly code: ErrorCode;

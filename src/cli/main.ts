@@ -8,6 +8,7 @@ import { TensorizeError } from '../errors.js';
 import { demoCommand } from './commands/demo.js';
 import { exportCommand } from './commands/export.js';
 import { infoCommand } from './commands/info.js';
+import { loadCommand } from './commands/load.js';
 import { serializeCommand } from './commands/serialize.js';
 import { verifyCommand } from './commands/verify.js';
 import { printJson } from './output.js';
@@ -16,12 +17,12 @@ export const VERSION = '0.1.0';
 
 export function buildProgram(): Command {
   const program = new Command('tensorize')
-    .description('convert model weights to the tensorizer single-file format, verify such files, and inspect them')
+    .description('convert model weights to the tensorizer single-file format, verify and inspect such files, and stream them into GPU memory')
     .version(VERSION)
     .option('--verbose', 'show stack traces on errors')
     .showHelpAfterError('(add --help for usage)')
     .configureOutput({ writeOut: (s) => process.stdout.write(s), writeErr: (s) => process.stderr.write(s) });
-  for (const c of [serializeCommand(), verifyCommand(), infoCommand(), exportCommand(), demoCommand()]) {
+  for (const c of [serializeCommand(), verifyCommand(), infoCommand(), exportCommand(), loadCommand(), demoCommand()]) {
     program.addCommand(c);
   }
   // Every command reports usage errors through an exception instead of exiting.

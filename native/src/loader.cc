@@ -1,0 +1,559 @@
+#include "loader.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+#include "hash.h"
+
+#ifdef TENSORIZE_HAVE_CUDA
+#include <cuda_runtime_api.h>
+#endif
+
+namespace tz {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double msSince(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
+
+// First error wins; later ones (usually consequences of the cancel) are dropped.
+class ErrorSlot {
+ public:
+  void set(const std::string& code, const std::string& msg, int64_t tensor = -1) {
+    std::lock_guard<std::mutex> g(m_);
+    if (err_.ok()) {
+      err_.code = code;
+      err_.message = msg;
+      err_.tensor = tensor;
+    }
+    failed_.store(true);
+  }
+  bool failed() const { return failed_.load(std::memory_order_relaxed); }
+  Error get() {
+    std::lock_guard<std::mutex> g(m_);
+    return err_;
+  }
+
+ private:
+  std::mutex m_;
+  Error err_;
+  std::atomic<bool> failed_{false};
+};
+
+#ifdef TENSORIZE_HAVE_CUDA
+std::string cudaMsg(cudaError_t e, const char* what) {
+  return std::string(what) + ": " + cudaGetErrorName(e) + " (" + cudaGetErrorString(e) + ")";
+}
+const char* cudaCode(cudaError_t e) {
+  if (e == cudaErrorMemoryAllocation) return "E_DEVICE_OOM";
+  if (e == cudaErrorNoDevice || e == cudaErrorInsufficientDriver || e == cudaErrorInvalidDevice) return "E_NO_DEVICE";
+  return "E_CUDA";
+}
+#define CUDA_OK(call, what, errs)                        \
+  do {                                                   \
+    cudaError_t e_ = (call);                             \
+    if (e_ != cudaSuccess) {                             \
+      (errs).set(cudaCode(e_), cudaMsg(e_, what));       \
+    }                                                    \
+  } while (0)
+#endif
+
+// Read exactly len bytes at off; false with the error recorded otherwise.
+bool preadFully(int fd, void* buf, uint64_t len, uint64_t off, const std::string& path, ErrorSlot& errs, int64_t tensor) {
+  auto* p = static_cast<uint8_t*>(buf);
+  uint64_t done = 0;
+  while (done < len) {
+    ssize_t n = ::pread(fd, p + done, len - done, static_cast<off_t>(off + done));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      errs.set("E_IO", path + ": read failed at byte " + std::to_string(off + done) + ": " + std::strerror(errno), tensor);
+      return false;
+    }
+    if (n == 0) {
+      errs.set("E_FILE_CHANGED", path + ": short read at byte " + std::to_string(off + done) + "; the file was truncated or changed during the load", tensor);
+      return false;
+    }
+    done += static_cast<uint64_t>(n);
+  }
+  return true;
+}
+
+std::string hex(const uint8_t* b, size_t n) {
+  static const char* d = "0123456789abcdef";
+  std::string s;
+  for (size_t i = 0; i < n; i++) {
+    s += d[b[i] >> 4];
+    s += d[b[i] & 15];
+  }
+  return s;
+}
+
+// Running CRC32 + SHA-256 of one tensor (prefix first, then its data in order).
+class TensorHash {
+ public:
+  explicit TensorHash(const Expect& e) : e_(e) {
+    const HashFns& f = hashFns();
+    if (e_.sha) f.sha_init(&sha_);
+    update(e_.prefix.data(), e_.prefix.size());
+  }
+  void update(const void* p, size_t n) {
+    const HashFns& f = hashFns();
+    if (e_.crc) crc_ = f.crc32_z(crc_, static_cast<const unsigned char*>(p), n);
+    if (e_.sha) f.sha_update(&sha_, p, n);
+  }
+  // Empty string when the hashes match, else which one failed.
+  std::string check() {
+    if (e_.crc && static_cast<uint32_t>(crc_) != e_.crc32) {
+      char buf[64];
+      snprintf(buf, sizeof buf, "CRC32 mismatch (stored %08x, computed %08x)", e_.crc32, static_cast<uint32_t>(crc_));
+      return buf;
+    }
+    if (e_.sha) {
+      uint8_t got[32];
+      hashFns().sha_final(got, &sha_);
+      if (std::memcmp(got, e_.sha256, 32) != 0) return "SHA-256 mismatch (stored " + hex(e_.sha256, 32) + ", computed " + hex(got, 32) + ")";
+    }
+    return "";
+  }
+
+ private:
+  const Expect& e_;
+  unsigned long crc_ = 0;
+  Sha256Ctx sha_{};
+};
+
+struct Piece {
+  uint32_t item;
+  uint64_t off;  // within the item
+  uint64_t len;
+};
+
+// Units of work handed to readers: single pieces, or (when hashing) whole tensors.
+struct Unit {
+  uint32_t item;
+  uint64_t a, b;  // [first piece, end piece); empty for a zero-length tensor
+};
+struct Plan {
+  std::vector<Piece> pieces;
+  std::vector<Unit> units;
+};
+
+Plan makePlan(const Spec& s) {
+  Plan p;
+  const uint64_t chunk = s.chunk ? s.chunk : (16u << 20);
+  for (uint32_t i = 0; i < s.items.size(); i++) {
+    const uint64_t first = p.pieces.size();
+    for (uint64_t off = 0; off < s.items[i].len; off += chunk) p.pieces.push_back({i, off, std::min(chunk, s.items[i].len - off)});
+    if (s.verify) {
+      p.units.push_back({i, first, p.pieces.size()});
+    } else {
+      for (uint64_t k = first; k < p.pieces.size(); k++) p.units.push_back({i, k, k + 1});
+    }
+  }
+  return p;
+}
+
+class Run {
+ public:
+  Run(const Spec& s, int fd, Loaded& out) : s_(s), fd_(fd), out_(out), plan_(makePlan(s)), remaining_(s.items.size()) {
+    // per-item count of pieces still in flight
+    std::vector<uint64_t> counts(s.items.size(), 0);
+    for (auto& pc : plan_.pieces) counts[pc.item]++;
+    for (size_t i = 0; i < counts.size(); i++) remaining_[i].store(counts[i]);
+    out_.stats.pieces = plan_.pieces.size();
+  }
+
+  ErrorSlot errs;
+
+  bool cancelled() { return errs.failed() || (s_.cancel && s_.cancel->load(std::memory_order_relaxed)); }
+  void progress(uint64_t n) {
+    if (s_.progress) s_.progress->fetch_add(n, std::memory_order_relaxed);
+  }
+  // Called when a piece is on its destination; the first tensor to complete sets the time.
+  void pieceDone(uint32_t item) {
+    if (remaining_[item].fetch_sub(1) == 1) {
+      bool expected = false;
+      if (firstDone_.compare_exchange_strong(expected, true)) out_.stats.firstTensorMs = msSince(t0_);
+    }
+  }
+  void start() { t0_ = Clock::now(); }
+  Clock::time_point t0() const { return t0_; }
+
+  void hostReader() {
+    for (;;) {
+      uint64_t u = next_.fetch_add(1);
+      if (u >= plan_.units.size() || cancelled()) return;
+      const Unit& un = plan_.units[u];
+      const Item& it = s_.items[un.item];
+      std::unique_ptr<TensorHash> h;
+      if (s_.verify) h = std::make_unique<TensorHash>(s_.expect[un.item]);
+      for (uint64_t k = un.a; k < un.b; k++) {
+        const Piece& pc = plan_.pieces[k];
+        if (cancelled()) return;
+        uint8_t* dst = static_cast<uint8_t*>(out_.base) + it.dst + pc.off;
+        if (!preadFully(fd_, dst, pc.len, it.src + pc.off, s_.path, errs, pc.item)) return;
+        if (h) h->update(dst, pc.len);
+        progress(pc.len);
+        pieceDone(pc.item);
+      }
+      if (h) checkHash(*h, un.item);
+    }
+  }
+
+  void checkHash(TensorHash& h, uint32_t item) {
+    std::string why = h.check();
+    if (!why.empty()) errs.set("E_HASH_MISMATCH", "tensor #" + std::to_string(item) + ": " + why, item);
+  }
+
+#ifdef TENSORIZE_HAVE_CUDA
+  struct Slot {
+    void* host = nullptr;
+    cudaEvent_t done = nullptr;
+    bool used = false;
+  };
+  struct Reader {
+    cudaStream_t stream = nullptr;
+    Slot slots[2];
+  };
+  struct Callback {
+    Run* run;
+    uint32_t item;
+  };
+  static void CUDART_CB onCopied(void* p) {
+    auto* c = static_cast<Callback*>(p);
+    c->run->pieceDone(c->item);
+  }
+
+  void cudaReader(Reader& r, std::vector<Callback>& cbs) {
+    cudaError_t e = cudaSetDevice(s_.device);
+    if (e != cudaSuccess) return errs.set(cudaCode(e), cudaMsg(e, "cudaSetDevice"));
+    int which = 0;
+    for (;;) {
+      uint64_t u = next_.fetch_add(1);
+      if (u >= plan_.units.size() || cancelled()) break;
+      const Unit& un = plan_.units[u];
+      std::unique_ptr<TensorHash> h;
+      if (s_.verify) h = std::make_unique<TensorHash>(s_.expect[un.item]);
+      for (uint64_t k = un.a; k < un.b; k++) {
+        const Piece& pc = plan_.pieces[k];
+        const Item& it = s_.items[pc.item];
+        Slot& slot = r.slots[which];
+        which ^= 1;
+        if (slot.used) {
+          e = cudaEventSynchronize(slot.done);  // the slot's previous copy has finished
+          if (e != cudaSuccess) return errs.set(cudaCode(e), cudaMsg(e, "cudaEventSynchronize"), pc.item);
+        }
+        if (cancelled()) return;
+        if (!preadFully(fd_, slot.host, pc.len, it.src + pc.off, s_.path, errs, pc.item)) return;
+        if (h) h->update(slot.host, pc.len);
+        e = cudaMemcpyAsync(static_cast<uint8_t*>(out_.base) + it.dst + pc.off, slot.host, pc.len, cudaMemcpyHostToDevice, r.stream);
+        if (e != cudaSuccess) return errs.set(cudaCode(e), cudaMsg(e, "cudaMemcpyAsync"), pc.item);
+        cbs[k] = {this, pc.item};
+        e = cudaLaunchHostFunc(r.stream, onCopied, &cbs[k]);
+        if (e != cudaSuccess) return errs.set(cudaCode(e), cudaMsg(e, "cudaLaunchHostFunc"), pc.item);
+        e = cudaEventRecord(slot.done, r.stream);
+        if (e != cudaSuccess) return errs.set(cudaCode(e), cudaMsg(e, "cudaEventRecord"), pc.item);
+        slot.used = true;
+        progress(pc.len);
+      }
+      if (h) checkHash(*h, un.item);
+    }
+  }
+
+  void runCuda(int readers) {
+    std::vector<Reader> rs(readers);
+    std::vector<Callback> cbs(plan_.pieces.size());
+    bool setupOk = true;
+    for (auto& r : rs) {
+      CUDA_OK(cudaStreamCreateWithFlags(&r.stream, cudaStreamNonBlocking), "cudaStreamCreate", errs);
+      for (auto& sl : r.slots) {
+        cudaError_t e = cudaHostAlloc(&sl.host, s_.chunk, cudaHostAllocDefault);
+        if (e != cudaSuccess) {
+          errs.set(e == cudaErrorMemoryAllocation ? "E_HOST_OOM" : cudaCode(e), cudaMsg(e, "cudaHostAlloc (pinned ring slot)"));
+          sl.host = nullptr;
+          setupOk = false;
+          break;
+        }
+        out_.stats.pinnedBytes += s_.chunk;
+        CUDA_OK(cudaEventCreateWithFlags(&sl.done, cudaEventDisableTiming), "cudaEventCreate", errs);
+      }
+      if (errs.failed()) setupOk = false;
+      if (!setupOk) break;
+    }
+    out_.stats.allocMs = msSince(t0_);
+    if (setupOk) {
+      std::vector<std::thread> ts;
+      for (auto& r : rs) ts.emplace_back([this, &r, &cbs] { cudaReader(r, cbs); });
+      for (auto& t : ts) t.join();
+    }
+    for (auto& r : rs) {
+      if (r.stream) {
+        cudaError_t e = cudaStreamSynchronize(r.stream);
+        if (e != cudaSuccess) errs.set(cudaCode(e), cudaMsg(e, "cudaStreamSynchronize"));
+        cudaStreamDestroy(r.stream);
+      }
+      for (auto& sl : r.slots) {
+        if (sl.done) cudaEventDestroy(sl.done);
+        if (sl.host) cudaFreeHost(sl.host);
+      }
+    }
+  }
+
+  // The baseline: each tensor read into pageable memory, then a synchronous copy.
+  void runCudaSimple() {
+    runSimple([this](size_t i, const uint8_t* buf) {
+      const Item& it = s_.items[i];
+      cudaError_t e = cudaMemcpy(static_cast<uint8_t*>(out_.base) + it.dst, buf, it.len, cudaMemcpyHostToDevice);
+      if (e != cudaSuccess) errs.set(cudaCode(e), cudaMsg(e, "cudaMemcpy"), i);
+      return e == cudaSuccess;
+    });
+  }
+#endif
+
+  // Host baseline: each tensor read into its own buffer, then copied into place.
+  void runHostSimple() {
+    runSimple([this](size_t i, const uint8_t* buf) {
+      std::memcpy(static_cast<uint8_t*>(out_.base) + s_.items[i].dst, buf, s_.items[i].len);
+      return true;
+    });
+  }
+
+  // One thread: read each tensor into ordinary memory, check it, hand it to `copy`.
+  template <typename Copy>
+  void runSimple(Copy copy) {
+    out_.stats.allocMs = msSince(t0_);
+    for (size_t i = 0; i < s_.items.size() && !cancelled(); i++) {
+      const Item& it = s_.items[i];
+      std::unique_ptr<uint8_t[]> buf(new (std::nothrow) uint8_t[it.len ? it.len : 1]);
+      if (!buf) return errs.set("E_HOST_OOM", "out of host memory for a " + std::to_string(it.len) + "-byte tensor", i);
+      if (!preadFully(fd_, buf.get(), it.len, it.src, s_.path, errs, i)) return;
+      if (s_.verify) {
+        TensorHash h(s_.expect[i]);
+        h.update(buf.get(), it.len);
+        checkHash(h, i);
+      }
+      if (!copy(i, buf.get())) return;
+      progress(it.len);
+      uint64_t n = remaining_[i].load();
+      for (uint64_t k = 0; k < n; k++) pieceDone(i);
+    }
+  }
+
+  void runHostPlaid(int readers) {
+    out_.stats.allocMs = msSince(t0_);
+    std::vector<std::thread> ts;
+    for (int i = 0; i < readers; i++) ts.emplace_back([this] { hostReader(); });
+    for (auto& t : ts) t.join();
+  }
+
+ private:
+  const Spec& s_;
+  int fd_;
+  Loaded& out_;
+  Plan plan_;
+  std::vector<std::atomic<uint64_t>> remaining_;
+  std::atomic<uint64_t> next_{0};
+  std::atomic<bool> firstDone_{false};
+  Clock::time_point t0_;
+};
+
+}  // namespace
+
+Loaded::~Loaded() { free(); }
+
+void Loaded::free() {
+  if (!base) return;
+#ifdef TENSORIZE_HAVE_CUDA
+  if (device >= 0) {
+    cudaSetDevice(device);
+    cudaFree(base);
+    base = nullptr;
+    return;
+  }
+#endif
+  munmap(base, size);
+  base = nullptr;
+}
+
+Error Loaded::read(uint64_t offset, uint64_t len, void* out) const {
+  Error err;
+  if (!base && len) {
+    err.code = "E_USAGE";
+    err.message = "the loaded model was closed";
+    return err;
+  }
+  if (offset > size || len > size - offset) {
+    err.code = "E_USAGE";
+    err.message = "read past the end of the loaded data";
+    return err;
+  }
+  if (!len) return err;
+#ifdef TENSORIZE_HAVE_CUDA
+  if (device >= 0) {
+    cudaSetDevice(device);
+    cudaError_t e = cudaMemcpy(out, static_cast<const uint8_t*>(base) + offset, len, cudaMemcpyDeviceToHost);
+    if (e != cudaSuccess) {
+      err.code = cudaCode(e);
+      err.message = cudaMsg(e, "cudaMemcpy (device to host)");
+    }
+    return err;
+  }
+#endif
+  std::memcpy(out, static_cast<const uint8_t*>(base) + offset, len);
+  return err;
+}
+
+Loaded* load(const Spec& s, Error& err) {
+  auto fail = [&](const std::string& code, const std::string& msg) -> Loaded* {
+    err.code = code;
+    err.message = msg;
+    return nullptr;
+  };
+  if (s.verify && !hashFns().ok()) return fail("E_UNSUPPORTED", "--verify needs the SHA-256 and CRC32 functions of the Node executable, which this process does not export");
+  if (s.verify && s.expect.size() != s.items.size()) return fail("E_USAGE", "verify needs one expected hash set per tensor");
+  for (auto& it : s.items)
+    if (it.dst > s.total || it.len > s.total - it.dst) return fail("E_USAGE", "a tensor's destination lies outside the allocation");
+  if (s.readers < 1 || s.readers > 256) return fail("E_USAGE", "readers must be between 1 and 256");
+#ifndef TENSORIZE_HAVE_CUDA
+  if (s.device >= 0) return fail("E_NO_DEVICE", "this build of the native addon has no CUDA support (no CUDA toolkit was found when it was built)");
+#endif
+  int fd = ::open(s.path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return fail(errno == ENOENT ? "E_NOT_FOUND" : "E_IO", s.path + ": " + std::strerror(errno));
+  struct stat st0 {};
+  fstat(fd, &st0);
+  if (s.expectSize >= 0 && st0.st_size != s.expectSize) {
+    ::close(fd);
+    return fail("E_FILE_CHANGED", s.path + ": the file is " + std::to_string(st0.st_size) + " bytes now, " + std::to_string(s.expectSize) + " when its index was read; it changed during the load");
+  }
+  auto out = std::make_unique<Loaded>();
+  out->device = s.device;
+  out->size = s.total;
+  auto t0 = Clock::now();
+  // The destination.
+  if (s.device >= 0) {
+#ifdef TENSORIZE_HAVE_CUDA
+    cudaError_t e = cudaSetDevice(s.device);
+    if (e == cudaSuccess && s.total) e = cudaMalloc(&out->base, s.total);
+    if (e != cudaSuccess) {
+      ::close(fd);
+      out->base = nullptr;
+      return fail(cudaCode(e), cudaMsg(e, s.total ? "cudaMalloc of the tensor memory" : "cudaSetDevice") + (e == cudaErrorMemoryAllocation ? " (" + std::to_string(s.total) + " bytes)" : ""));
+    }
+    out->stats.deviceBytes = s.total;
+#endif
+  } else if (s.total) {
+    void* p = mmap(nullptr, s.total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) {
+      ::close(fd);
+      return fail("E_HOST_OOM", "cannot map " + std::to_string(s.total) + " bytes of host memory for the tensors: " + std::strerror(errno));
+    }
+    out->base = p;
+    out->stats.hostBytes = s.total;
+  }
+  Run run(s, fd, *out);
+  run.start();
+  int readers = std::max(1, s.readers);
+  if (s.device >= 0) {
+#ifdef TENSORIZE_HAVE_CUDA
+    if (s.plaid) run.runCuda(readers);
+    else run.runCudaSimple();
+#endif
+  } else if (s.plaid) {
+    run.runHostPlaid(readers);
+  } else {
+    run.runHostSimple();
+  }
+  out->stats.transferMs = msSince(t0);
+  (void)run.t0();
+  if (!run.errs.failed() && s.cancel && s.cancel->load()) run.errs.set("E_INTERRUPTED", "the load was cancelled");
+  struct stat st1 {};
+  fstat(fd, &st1);
+  ::close(fd);
+  if (!run.errs.failed() && (st1.st_size != st0.st_size || st1.st_mtim.tv_sec != st0.st_mtim.tv_sec || st1.st_mtim.tv_nsec != st0.st_mtim.tv_nsec)) {
+    run.errs.set("E_FILE_CHANGED", s.path + ": the file was modified during the load (size or modification time changed)");
+  }
+  if (run.errs.failed()) {
+    err = run.errs.get();
+    return nullptr;  // unique_ptr frees the destination
+  }
+  for (auto& it : s.items) out->stats.bytes += it.len;
+  return out.release();
+}
+
+RuntimeInfo runtimeInfo() {
+  RuntimeInfo info;
+  info.verifyAvailable = hashFns().ok();
+#ifdef TENSORIZE_HAVE_CUDA
+  info.compiledWithCuda = true;
+  info.cudaToolkit = TENSORIZE_CUDA_VERSION;
+  cudaRuntimeGetVersion(&info.runtimeVersion);
+  cudaDriverGetVersion(&info.driverVersion);
+  int n = 0;
+  cudaError_t e = cudaGetDeviceCount(&n);
+  if (e != cudaSuccess) {
+    info.cudaError = std::string(cudaGetErrorName(e)) + ": " + cudaGetErrorString(e);
+    return info;
+  }
+  info.deviceCount = n;
+  for (int i = 0; i < n; i++) {
+    cudaDeviceProp p{};
+    if (cudaGetDeviceProperties(&p, i) != cudaSuccess) continue;
+    char bus[32] = {};
+    cudaDeviceGetPCIBusId(bus, sizeof bus, i);
+    info.devices.push_back({i, p.name, static_cast<uint64_t>(p.totalGlobalMem), bus});
+  }
+#else
+  info.cudaError = "built without CUDA";
+#endif
+  return info;
+}
+
+double probeH2D(int device, uint64_t bytes, int iters, Error& err) {
+#ifdef TENSORIZE_HAVE_CUDA
+  ErrorSlot errs;
+  void *h = nullptr, *d = nullptr;
+  cudaStream_t st = nullptr;
+  double best = -1;
+  CUDA_OK(cudaSetDevice(device), "cudaSetDevice", errs);
+  if (!errs.failed()) CUDA_OK(cudaHostAlloc(&h, bytes, cudaHostAllocDefault), "cudaHostAlloc", errs);
+  if (!errs.failed()) CUDA_OK(cudaMalloc(&d, bytes), "cudaMalloc", errs);
+  if (!errs.failed()) CUDA_OK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking), "cudaStreamCreate", errs);
+  if (!errs.failed()) {
+    std::memset(h, 1, bytes);
+    for (int i = 0; i <= iters && !errs.failed(); i++) {
+      auto t0 = Clock::now();
+      CUDA_OK(cudaMemcpyAsync(d, h, bytes, cudaMemcpyHostToDevice, st), "cudaMemcpyAsync", errs);
+      CUDA_OK(cudaStreamSynchronize(st), "cudaStreamSynchronize", errs);
+      double s = msSince(t0) / 1000;
+      if (i > 0 && s > 0) best = std::max(best, bytes / s);  // the first copy is a warm-up
+    }
+  }
+  if (st) cudaStreamDestroy(st);
+  if (d) cudaFree(d);
+  if (h) cudaFreeHost(h);
+  if (errs.failed()) {
+    err = errs.get();
+    return -1;
+  }
+  return best;
+#else
+  (void)device;
+  (void)bytes;
+  (void)iters;
+  err.code = "E_NO_DEVICE";
+  err.message = "built without CUDA";
+  return -1;
+#endif
+}
+
+}  // namespace tz

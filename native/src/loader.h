@@ -1,0 +1,96 @@
+// The streaming loader: a plan of byte ranges in a .tensors file and where each goes in
+// one destination allocation (device memory, or host memory for --device cpu).
+//
+// --plaid: N reader threads pread pieces of at most `chunk` bytes. For a GPU each reader
+// owns two pinned host slots (allocated once) and one CUDA stream: it reads into one slot
+// while the copy engine drains the other, so host RAM in use is 2 x readers x chunk,
+// whatever the model size. For host memory readers pread straight into the destination.
+// Without --plaid: one thread reads each tensor into ordinary memory and copies it
+// synchronously (the obviously-correct baseline).
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace tz {
+
+struct Item {
+  uint64_t src;  // byte offset of the tensor data in the file
+  uint64_t len;  // bytes
+  uint64_t dst;  // byte offset in the destination allocation
+};
+
+struct Expect {
+  bool crc = false, sha = false;
+  uint32_t crc32 = 0;
+  uint8_t sha256[32] = {};
+  std::string prefix;  // bytes hashed before the data (the header with zeroed hash values)
+};
+
+struct Spec {
+  std::string path;
+  int device = -1;  // -1: host memory
+  bool plaid = true;
+  int readers = 4;
+  uint64_t chunk = 16 << 20;
+  bool verify = false;
+  uint64_t total = 0;  // size of the destination allocation
+  std::vector<Item> items;
+  std::vector<Expect> expect;  // one per item when verify
+  int64_t expectSize = -1;     // file size seen when the index was read
+  std::atomic<uint64_t>* progress = nullptr;
+  std::atomic<bool>* cancel = nullptr;
+};
+
+struct Stats {
+  double allocMs = 0, firstTensorMs = -1, transferMs = 0;
+  uint64_t bytes = 0, pinnedBytes = 0, deviceBytes = 0, hostBytes = 0;
+  uint64_t pieces = 0;
+};
+
+struct Error {
+  std::string code;  // stable: E_IO, E_FILE_CHANGED, E_HASH_MISMATCH, E_DEVICE_OOM, E_CUDA, E_NO_DEVICE, E_INTERRUPTED, E_UNSUPPORTED
+  std::string message;
+  int64_t tensor = -1;  // item index the error concerns, if any
+  bool ok() const { return code.empty(); }
+};
+
+// The loaded tensors: owns the destination allocation until free().
+struct Loaded {
+  void* base = nullptr;
+  uint64_t size = 0;
+  int device = -1;
+  Stats stats;
+  ~Loaded();
+  void free();
+  // Copy bytes back to host memory (for checks and for reading host loads from JS).
+  Error read(uint64_t offset, uint64_t len, void* out) const;
+};
+
+// Runs the whole load; on failure everything allocated is freed and `err` says why.
+Loaded* load(const Spec& spec, Error& err);
+
+struct DeviceInfo {
+  int index;
+  std::string name;
+  uint64_t totalMemory;
+  std::string pciBusId;
+};
+
+struct RuntimeInfo {
+  bool compiledWithCuda = false;
+  std::string cudaToolkit;
+  int runtimeVersion = 0, driverVersion = 0;
+  int deviceCount = 0;
+  std::string cudaError;  // why no device, when none
+  std::vector<DeviceInfo> devices;
+  bool verifyAvailable = false;
+};
+
+RuntimeInfo runtimeInfo();
+
+// Pinned host-to-device bandwidth probe (bytes per second), or -1 with err set.
+double probeH2D(int device, uint64_t bytes, int iters, Error& err);
+
+}  // namespace tz

@@ -1,0 +1,119 @@
+// Native test program for the loader pipeline itself, without Node: random plans over a
+// random file, loaded to host memory (and to GPU 0 when there is one) with and without
+// plaid, several reader counts and chunk sizes; every byte is checked. Also: truncated
+// files, a file that changed size, and plans that do not fit. Exit 0 when all pass.
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "../src/loader.h"
+
+static int passed = 0, failed = 0;
+#define CHECK(cond, what)                                   \
+  do {                                                      \
+    if (cond) {                                             \
+      passed++;                                             \
+    } else {                                                \
+      failed++;                                             \
+      std::fprintf(stderr, "FAIL %s (line %d)\n", what, __LINE__); \
+    }                                                       \
+  } while (0)
+
+int main() {
+  char path[] = "/tmp/tensorize-native-test-XXXXXX";
+  int fd = mkstemp(path);
+  if (fd < 0) return 2;
+  std::mt19937_64 rng(42);
+  std::vector<uint8_t> file(3 * 1024 * 1024 + 123);
+  for (auto& b : file) b = static_cast<uint8_t>(rng());
+  if (write(fd, file.data(), file.size()) != static_cast<ssize_t>(file.size())) return 2;
+  close(fd);
+
+  tz::RuntimeInfo info = tz::runtimeInfo();
+  std::vector<int> devices = {-1};
+  if (info.deviceCount > 0) devices.push_back(0);
+  std::printf("cuda: %s, devices: %d%s\n", info.compiledWithCuda ? "compiled in" : "not compiled", info.deviceCount,
+              info.cudaError.empty() ? "" : (" (" + info.cudaError + ")").c_str());
+
+  for (int round = 0; round < 40; round++) {
+    // A random plan: tensors at random file ranges, packed at 256-byte aligned destinations.
+    tz::Spec s;
+    s.path = path;
+    uint64_t dst = 0;
+    int n = 1 + rng() % 20;
+    for (int i = 0; i < n; i++) {
+      uint64_t len = rng() % 4 == 0 ? 0 : rng() % (rng() % 2 ? 300000 : 3000);
+      uint64_t src = rng() % (file.size() - len + 1);
+      s.items.push_back({src, len, dst});
+      dst += (len + 255) / 256 * 256;
+    }
+    s.total = dst;
+    s.expectSize = static_cast<int64_t>(file.size());
+    for (int device : devices) {
+      for (bool plaid : {true, false}) {
+        s.device = device;
+        s.plaid = plaid;
+        s.readers = 1 + rng() % 4;
+        s.chunk = (rng() % 3 == 0) ? 4096 : (64 << 10);
+        std::atomic<uint64_t> progress{0};
+        s.progress = &progress;
+        tz::Error err;
+        tz::Loaded* l = tz::load(s, err);
+        std::string what = "round " + std::to_string(round) + " device " + std::to_string(device) + (plaid ? " plaid" : " simple");
+        CHECK(l != nullptr, (what + ": " + err.code + " " + err.message).c_str());
+        if (!l) continue;
+        bool same = true;
+        uint64_t total = 0;
+        for (auto& it : s.items) {
+          std::vector<uint8_t> back(it.len);
+          tz::Error e = l->read(it.dst, it.len, back.data());
+          same = same && e.ok() && std::memcmp(back.data(), file.data() + it.src, it.len) == 0;
+          total += it.len;
+        }
+        CHECK(same, (what + ": bytes").c_str());
+        CHECK(progress.load() == total, (what + ": progress").c_str());
+        CHECK(l->stats.bytes == total, (what + ": stats.bytes").c_str());
+        delete l;
+      }
+    }
+  }
+
+  for (int device : devices) {
+    tz::Spec s;
+    s.path = path;
+    s.device = device;
+    s.items = {{file.size() - 100, 200, 0}};  // runs past the end of the file
+    s.total = 256;
+    tz::Error err;
+    CHECK(tz::load(s, err) == nullptr && err.code == "E_FILE_CHANGED", "a range past the end is a short read");
+    s.items = {{0, 100, 0}};
+    s.expectSize = 5;
+    err = {};
+    CHECK(tz::load(s, err) == nullptr && err.code == "E_FILE_CHANGED", "a size change is detected");
+    s.expectSize = -1;
+    s.items = {{0, 300, 0}};
+    err = {};
+    CHECK(tz::load(s, err) == nullptr && err.code == "E_USAGE", "a destination past the allocation is refused");
+    s.path = "/nonexistent/file";
+    s.items = {{0, 10, 0}};
+    err = {};
+    CHECK(tz::load(s, err) == nullptr && err.code == "E_NOT_FOUND", "a missing file");
+  }
+  if (info.deviceCount > 0) {
+    tz::Spec s;
+    s.path = path;
+    s.device = 0;
+    s.items = {{0, 10, 0}};
+    s.total = (1ull << 50);  // a petabyte
+    tz::Error err;
+    CHECK(tz::load(s, err) == nullptr && err.code == "E_DEVICE_OOM", "out of device memory is E_DEVICE_OOM");
+  }
+  unlink(path);
+  std::printf("%d passed, %d failed\n", passed, failed);
+  return failed ? 1 : 0;
+}

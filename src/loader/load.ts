@@ -1,0 +1,232 @@
+/**
+ * `load()`: stream a .tensors file into GPU memory (or host memory) through the native
+ * pipeline. TypeScript reads the header and index and hands the native side a plan: one
+ * (file range, destination offset) per tensor, all tensors in one allocation at 256-byte
+ * aligned offsets. With `verify`, each tensor's CRC32 and SHA-256 are checked while it
+ * streams. The memory stays allocated until close().
+ */
+import { stat } from 'node:fs/promises';
+import { TensorizeError, usageError } from '../errors.js';
+import { HashType, TENSOR_TYPE_NAMES } from '../format/constants.js';
+import type { DTypeInfo } from '../format/dtypes.js';
+import { hashedHeaderParts } from '../format/header.js';
+import type { TensorPath } from '../format/paths.js';
+import { TensorizerFile } from '../format/reader.js';
+import { FileSource } from '../sources/file.js';
+import { native, type NativeExpect, type NativeHandle, type NativeInfo, type NativeStats } from '../native/binding.js';
+
+export const ALIGNMENT = 256;
+export const DEFAULT_CHUNK = 16 * 1024 * 1024;
+export const DEFAULT_READERS = 8;
+
+export interface LoadOptions {
+  /** `cpu`, `cuda` (device 0) or `cuda:N`. Default: cuda when a device is present, else cpu. */
+  device?: string;
+  plaid?: boolean;
+  readers?: number;
+  chunkSize?: number;
+  /** Glob (`*`, `?`) or `/regex/flags`: load only the tensors whose names match. */
+  filter?: string;
+  verify?: boolean;
+  onStart?: (totalBytes: number) => void;
+  onProgress?: (bytesDone: number) => void;
+}
+
+export interface LoadedTensor {
+  name: string;
+  path: TensorPath;
+  type: string;
+  dtype: string;
+  shape: number[];
+  device: string;
+  /** Byte offset of the tensor in the allocation. */
+  offset: number;
+  bytes: number;
+  meta: boolean;
+}
+
+export interface LoadStats {
+  device: string;
+  plaid: boolean;
+  readers: number;
+  chunkSize: number;
+  verified: boolean;
+  /** Opening the file and reading its header and index (and tensor headers when verifying). */
+  openMs: number;
+  /** From the start of the load until the first tensor was complete in its destination. */
+  firstTensorMs: number;
+  /** Allocation and transfer, native side. */
+  transferMs: number;
+  totalMs: number;
+  bytes: number;
+  gbPerSecond: number;
+  pinnedBytes: number;
+  deviceBytes: number;
+  hostBytes: number;
+  tensors: number;
+  skipped: number;
+}
+
+export function parseDevice(d: string | undefined, info: () => NativeInfo): number {
+  if (d === 'cpu') return -1;
+  if (d === undefined) return info().deviceCount > 0 ? 0 : -1;
+  const m = /^cuda(?::([0-9]{1,3}))?$/.exec(d);
+  if (!m) throw usageError(`--device must be cpu, cuda or cuda:N, not ${JSON.stringify(d)}`);
+  const n = Number(m[1] ?? 0);
+  const i = info();
+  if (!i.compiledWithCuda) throw new TensorizeError('E_NO_DEVICE', 'the native loader was built without CUDA', { hints: ['install the CUDA toolkit and run npm run build:native', 'or load into host memory with --device cpu'] });
+  if (i.deviceCount === 0) throw new TensorizeError('E_NO_DEVICE', `no CUDA device is usable: ${i.cudaError || 'none found'}`, { hints: ['load into host memory with --device cpu'] });
+  if (n >= i.deviceCount) throw new TensorizeError('E_NO_DEVICE', `there is no cuda:${n} (${i.deviceCount} device(s) found)`);
+  return n;
+}
+
+export function compileFilter(f: string | undefined): ((name: string) => boolean) | undefined {
+  if (f === undefined) return undefined;
+  const re = /^\/(.*)\/([a-z]*)$/s.exec(f);
+  if (re) {
+    try {
+      const r = new RegExp(re[1]!, re[2]);
+      return (n) => r.test(n);
+    } catch (e) {
+      throw usageError(`--filter: invalid regular expression: ${(e as Error).message}`);
+    }
+  }
+  const glob = new RegExp(`^${f.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`, 's');
+  return (n) => glob.test(n);
+}
+
+export class LoadedModel {
+  private closed = false;
+  constructor(
+    readonly file: string,
+    readonly tensors: LoadedTensor[],
+    readonly stats: LoadStats,
+    private readonly handle: NativeHandle,
+  ) {}
+
+  /** A copy of a tensor's bytes, read back from where it was loaded. */
+  read(name: string): Buffer {
+    if (this.closed) throw usageError('the model was closed');
+    const t = this.tensors.find((x) => x.name === name);
+    if (!t) throw usageError(`no loaded tensor named ${JSON.stringify(name)}`);
+    return native().read(this.handle, t.offset, t.bytes);
+  }
+
+  /** Free the device (or host) memory. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    native().free(this.handle);
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
+
+export async function load(path: string, opts: LoadOptions = {}): Promise<LoadedModel> {
+  const t0 = performance.now();
+  const bin = native();
+  const device = parseDevice(opts.device, () => bin.info());
+  const readers = opts.readers ?? DEFAULT_READERS;
+  const chunkSize = opts.chunkSize ?? DEFAULT_CHUNK;
+  const plaid = opts.plaid ?? true;
+  const verify = opts.verify ?? false;
+  if (verify && !bin.info().verifyAvailable) throw new TensorizeError('E_UNSUPPORTED', '--verify is unavailable: this Node executable does not export SHA256_Init and crc32_z');
+  const match = compileFilter(opts.filter);
+
+  const src = await FileSource.open(path);
+  const tensors: LoadedTensor[] = [];
+  const items: number[] = [];
+  const expect: NativeExpect[] = [];
+  let skipped = 0;
+  let fileSize: number;
+  try {
+    const tf = await TensorizerFile.open(src);
+    fileSize = (await stat(path)).size;
+    let dst = 0;
+    const devName = device < 0 ? 'cpu' : `cuda:${device}`;
+    for (const e of tf.entries) {
+      if (match && !match(e.name)) {
+        skipped++;
+        continue;
+      }
+      const meta = e.dataLength === 0 && e.byteSize > 0;
+      const entry: LoadedTensor = {
+        name: e.name,
+        path: e.path,
+        type: TENSOR_TYPE_NAMES[e.type] ?? String(e.type),
+        dtype: (e.dtype as DTypeInfo).name,
+        shape: e.shape,
+        device: meta ? 'meta' : devName,
+        offset: dst,
+        bytes: meta ? 0 : e.dataLength,
+        meta,
+      };
+      tensors.push(entry);
+      if (meta) continue;
+      if (verify || tf.info.hasCryptInfo) {
+        const { header, raw } = await tf.readHeader(e);
+        if (header.crypt && header.crypt.chunks.length > 0) throw new TensorizeError('E_UNSUPPORTED', `${path}: encrypted: not supported yet (tensor ${JSON.stringify(e.name)} is encrypted)`);
+        if (verify) {
+          const crc = header.hashes.find((h) => h.type === HashType.CRC32);
+          const sha = header.hashes.find((h) => h.type === HashType.SHA256);
+          if (!crc && !sha) throw new TensorizeError('E_FORMAT', `${path}: tensor ${JSON.stringify(e.name)} stores no hashes, so --verify cannot check it`);
+          expect.push({
+            crc32: crc ? Buffer.from(crc.value).readUInt32LE(0) : undefined,
+            sha256: sha ? Buffer.from(sha.value) : undefined,
+            prefix: Buffer.concat(hashedHeaderParts(raw, header)),
+          });
+        }
+      }
+      items.push(e.dataOffset, e.dataLength, dst);
+      dst += Math.ceil(e.dataLength / ALIGNMENT) * ALIGNMENT;
+    }
+    if (tensors.length === 0) throw usageError(opts.filter === undefined ? `${path} holds no tensors` : `--filter ${JSON.stringify(opts.filter)} matches none of the ${tf.entries.length} tensors`);
+    const total = dst;
+    const openMs = performance.now() - t0;
+    opts.onStart?.(items.reduce((n, v, i) => (i % 3 === 1 ? n + v : n), 0));
+    const { handle, done } = bin.start({ path, device, plaid, readers, chunkSize, verify, total, fileSize, items: Float64Array.from(items), expect: verify ? expect : undefined });
+    let timer: NodeJS.Timeout | undefined;
+    if (opts.onProgress) timer = setInterval(() => opts.onProgress!(bin.progress(handle)), 100);
+    let st: NativeStats;
+    try {
+      st = await done;
+    } catch (e) {
+      throw nameTensor(e, tensors.filter((x) => !x.meta));
+    } finally {
+      if (timer) clearInterval(timer);
+    }
+    opts.onProgress?.(bin.progress(handle));
+    const totalMs = performance.now() - t0;
+    return new LoadedModel(path, tensors, {
+      device: devName,
+      plaid,
+      readers,
+      chunkSize,
+      verified: verify,
+      openMs,
+      firstTensorMs: st.firstTensorMs < 0 ? -1 : openMs + st.firstTensorMs,
+      transferMs: st.transferMs,
+      totalMs,
+      bytes: st.bytes,
+      gbPerSecond: st.transferMs > 0 ? st.bytes / st.transferMs / 1e6 : 0,
+      pinnedBytes: st.pinnedBytes,
+      deviceBytes: st.deviceBytes,
+      hostBytes: st.hostBytes,
+      tensors: tensors.length,
+      skipped,
+    }, handle);
+  } finally {
+    await src.close();
+  }
+}
+
+/** Native errors carry the index of the tensor (among those with data); put its name in the message. */
+function nameTensor(e: unknown, withData: LoadedTensor[]): unknown {
+  if (!(e instanceof TensorizeError)) return e;
+  const idx = (e as TensorizeError & { tensorIndex?: number }).tensorIndex;
+  const t = idx === undefined ? undefined : withData[idx];
+  if (!t) return e;
+  return new TensorizeError(e.code, `${e.message.replace(/^tensor #[0-9]+: /, '')} (tensor ${JSON.stringify(t.name)})`, { hints: e.hints, cause: e });
+}

@@ -1,0 +1,142 @@
+// The native loader (tensorize load): host-memory loads of the reference vectors checked
+// byte for byte against their manifests, in every mode; --filter, --verify catching
+// corruption, files that change during a load; the native pipeline test program; and GPU
+// loads when this machine has a usable device (skipped with the reason otherwise).
+import t, { type Test } from 'tap';
+import { spawnSync } from 'node:child_process';
+import { copyFileSync, existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { compileFilter, load } from '../src/loader/load.js';
+import { native, nativeAvailable } from '../src/native/binding.js';
+import { BIN, ROOT, sha256, VECTORS } from './helpers/util.js';
+
+const available = nativeAvailable();
+const why = available ? false : 'the native addon is not built (npm run build:native)';
+const info = available ? native().info() : undefined;
+const gpu = info && info.deviceCount > 0 ? false : `no usable CUDA device (${info?.cudaError || 'native addon not built'})`;
+
+interface Manifest {
+  tensors: { name: string | (string | number)[]; sha256?: string; nbytes?: number; meta?: boolean }[];
+}
+const vectors = readdirSync(VECTORS).filter((f) => f.endsWith('.tensors') && !f.startsWith('encrypted')).sort();
+const manifestOf = (f: string): Manifest => JSON.parse(readFileSync(join(VECTORS, f.replace(/\.tensors$/, '.json')), 'utf8'));
+const nameOf = (n: string | (string | number)[]): string => (typeof n === 'string' ? n : JSON.stringify(n));
+
+async function checkVector(t: Test, f: string, device: string, plaid: boolean, readers: number, chunkSize: number, verify: boolean): Promise<void> {
+  const m = manifestOf(f);
+  const model = await load(join(VECTORS, f), { device, plaid, readers, chunkSize, verify });
+  try {
+    t.equal(model.tensors.length, m.tensors.length, `${f}: tensor count`);
+    for (const want of m.tensors) {
+      const got = model.tensors.find((x) => x.name === nameOf(want.name));
+      if (!got) {
+        t.fail(`${f}: ${nameOf(want.name)} missing`);
+        continue;
+      }
+      if (want.meta) {
+        t.equal(got.device, 'meta', `${f}: ${got.name} is meta`);
+        continue;
+      }
+      t.equal(got.offset % 256, 0, 'aligned');
+      t.equal(sha256(model.read(got.name)), want.sha256, `${f} ${device} plaid=${plaid} readers=${readers} chunk=${chunkSize} verify=${verify}: ${got.name}`);
+    }
+    t.equal(model.stats.bytes, m.tensors.reduce((n, x) => n + (x.meta ? 0 : x.nbytes ?? 0), 0), 'bytes');
+  } finally {
+    model.close();
+  }
+}
+
+t.test('host loads of every reference vector match the manifests, in every mode', { skip: why }, async (t) => {
+  for (const f of vectors) {
+    for (const [plaid, readers, chunk, verify] of [
+      [true, 4, 4096, true],
+      [true, 1, 1 << 20, false],
+      [false, 1, 1 << 20, true],
+      [true, 3, 8192, false],
+    ] as const) {
+      await checkVector(t, f, 'cpu', plaid, readers, chunk, verify);
+    }
+  }
+});
+
+t.test('report: timings, sizes and peak RSS are filled in', { skip: why }, async (t) => {
+  const model = await load(join(VECTORS, 'many_tensors.tensors'), { device: 'cpu', plaid: true, readers: 2 });
+  const s = model.stats;
+  model.close();
+  t.ok(s.openMs > 0 && s.transferMs > 0 && s.totalMs >= s.openMs, 'timings');
+  t.ok(s.firstTensorMs >= s.openMs && s.firstTensorMs <= s.totalMs, 'first tensor within the load');
+  t.ok(s.hostBytes >= s.bytes && s.pinnedBytes === 0 && s.deviceBytes === 0, 'host destination, no ring for host loads');
+  t.throws(() => model.read(model.tensors[0]!.name), { code: 'E_USAGE' }, 'closed models cannot be read');
+});
+
+t.test('--filter loads only matching tensors', { skip: why }, async (t) => {
+  t.ok(compileFilter('layers.*.weight')!('layers.3.weight'));
+  t.notOk(compileFilter('layers.*.weight')!('layersX3.weight.bias'));
+  t.ok(compileFilter('/^a|b$/')!('b'));
+  t.throws(() => compileFilter('/(/'), { code: 'E_USAGE' });
+  const all = manifestOf('many_tensors.tensors').tensors.map((x) => nameOf(x.name));
+  const pick = all.filter((n) => /^blk\.[0-9]*1\.p$/.test(n));
+  const model = await load(join(VECTORS, 'many_tensors.tensors'), { device: 'cpu', filter: 'blk.*1.p' });
+  t.same(model.tensors.map((x) => x.name), pick);
+  t.equal(model.stats.skipped, all.length - pick.length);
+  model.close();
+  await t.rejects(load(join(VECTORS, 'many_tensors.tensors'), { device: 'cpu', filter: 'nothing-matches' }), { code: 'E_USAGE' });
+});
+
+t.test('--verify names the corrupted tensor; a truncated file fails cleanly', { skip: why }, async (t) => {
+  const dir = t.testdir();
+  const f = join(dir, 'bad.tensors');
+  copyFileSync(join(VECTORS, 'module_bf16_v2.tensors'), f);
+  const model = await load(f, { device: 'cpu' });
+  const victim = model.tensors.find((x) => x.bytes > 0)!;
+  model.close();
+  const { TensorizerFile } = await import('../src/format/reader.js');
+  const { FileSource } = await import('../src/sources/file.js');
+  const src = await FileSource.open(f);
+  const e = (await TensorizerFile.open(src)).entries.find((x) => x.name === victim.name)!;
+  await src.close();
+  const b = readFileSync(f);
+  b[e.dataOffset] ^= 0x40;
+  writeFileSync(f, b);
+  await t.rejects(load(f, { device: 'cpu', verify: true, plaid: true, readers: 2 }), { code: 'E_HASH_MISMATCH', message: new RegExp(`CRC32 mismatch .*\\(tensor "${victim.name.replace(/[.[\]]/g, '\\$&')}"\\)`) });
+  await t.rejects(load(f, { device: 'cpu', verify: true, plaid: false }), { code: 'E_HASH_MISMATCH' });
+  const ok = await load(f, { device: 'cpu' });
+  t.pass('without --verify the corruption is not looked for');
+  ok.close();
+  writeFileSync(f, b.subarray(0, e.dataOffset + 1));
+  await t.rejects(load(f, { device: 'cpu' }), { code: /E_FORMAT|E_FILE_CHANGED/ });
+});
+
+t.test('the native pipeline test program passes', { skip: existsSync(join(ROOT, 'native/build/tensorize_native_test')) ? false : 'not built' }, async (t) => {
+  const r = spawnSync(join(ROOT, 'native/build/tensorize_native_test'), { encoding: 'utf8' });
+  t.equal(r.status, 0, r.stderr);
+  t.match(r.stdout, /^[0-9]+ passed, 0 failed$/m);
+});
+
+t.test('tensorize load through the CLI', { skip: why }, async (t) => {
+  const r = spawnSync(process.execPath, [BIN, 'load', join(VECTORS, 'dtypes_v1.tensors'), '--device', 'cpu', '--plaid', '--verify', '--json'], { encoding: 'utf8' });
+  t.equal(r.status, 0, r.stderr);
+  const doc = JSON.parse(r.stdout);
+  t.match(doc, { ok: true, device: 'cpu', plaid: true, verified: true, tensors: manifestOf('dtypes_v1.tensors').tensors.length });
+  for (const k of ['openMs', 'firstTensorMs', 'transferMs', 'totalMs', 'bytes', 'gbPerSecond', 'peakRssBytes', 'pinnedBytes', 'deviceBytes']) t.type(doc[k], 'number', k);
+  const bad = spawnSync(process.execPath, [BIN, 'load', join(VECTORS, 'dtypes_v1.tensors'), '--device', 'tpu:0'], { encoding: 'utf8' });
+  t.equal(bad.status, 2, 'a bad --device is a usage error');
+  const enc = spawnSync(process.execPath, [BIN, 'load', join(VECTORS, 'encrypted_key_v3.tensors'), '--device', 'cpu'], { encoding: 'utf8' });
+  t.equal(enc.status, 1);
+  t.match(enc.stderr, /encrypted: not supported yet/);
+  if (!info?.compiledWithCuda || info.deviceCount === 0) {
+    const g = spawnSync(process.execPath, [BIN, 'load', join(VECTORS, 'dtypes_v1.tensors'), '--device', 'cuda:0'], { encoding: 'utf8' });
+    t.equal(g.status, 1, 'asking for a GPU where there is none');
+    t.match(g.stderr, /E_NO_DEVICE|no CUDA device|without CUDA/);
+  }
+});
+
+t.test('GPU loads match the manifests', { skip: why || gpu }, async (t) => {
+  for (const f of vectors) {
+    await checkVector(t, f, 'cuda:0', true, 4, 4096, true);
+    await checkVector(t, f, 'cuda:0', false, 1, 1 << 20, false);
+  }
+  const model = await load(join(VECTORS, 'many_tensors.tensors'), { device: 'cuda:0', plaid: true, readers: 2, chunkSize: 1 << 20 });
+  t.ok(model.stats.deviceBytes > 0 && model.stats.pinnedBytes === 2 * 2 * (1 << 20), 'device memory and a 2-slot ring per reader');
+  model.close();
+});
