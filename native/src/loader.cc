@@ -457,6 +457,8 @@ Loaded* load(const Spec& s, Error& err) {
       ::close(fd);
       return fail("E_HOST_OOM", "cannot map " + std::to_string(s.total) + " bytes of host memory for the tensors: " + std::strerror(errno));
     }
+    // Huge pages: a fresh destination costs one fault per 2 MiB instead of per 4 KiB.
+    madvise(p, s.total, MADV_HUGEPAGE);
     out->base = p;
     out->stats.hostBytes = s.total;
   }
