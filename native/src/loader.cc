@@ -187,7 +187,6 @@ class Run {
     }
   }
   void start() { t0_ = Clock::now(); }
-  Clock::time_point t0() const { return t0_; }
 
   void hostReader() {
     for (;;) {
@@ -476,7 +475,6 @@ Loaded* load(const Spec& s, Error& err) {
     run.runHostSimple();
   }
   out->stats.transferMs = msSince(t0);
-  (void)run.t0();
   if (!run.errs.failed() && s.cancel && s.cancel->load()) run.errs.set("E_INTERRUPTED", "the load was cancelled");
   struct stat st1 {};
   fstat(fd, &st1);

@@ -87,6 +87,30 @@ function readFully(fd: number, path: string, buf: Buffer, n: number, offset: num
   }
 }
 
+function writeFully(fd: number, b: Buffer, pos: number): void {
+  for (let o = 0; o < b.length; ) o += writeSync(fd, b, o, b.length - o, pos + o);
+}
+
+/** The job's CRC32 and SHA-256, running over its prefix and then its data in order. */
+class JobHash {
+  private crc = 0;
+  private readonly sha;
+  constructor(private readonly job: StreamJob) {
+    this.sha = job.sha256 ? createHash('sha256') : undefined;
+    for (const p of job.prefix ?? []) this.update(p);
+  }
+  update(b: Uint8Array): void {
+    this.sha?.update(b);
+    if (this.job.crc32) this.crc = crc32(b, this.crc);
+  }
+  result(bytes: number): JobResult {
+    const res: JobResult = { id: this.job.id, bytes };
+    if (this.job.crc32) res.crc32 = this.crc >>> 0;
+    if (this.sha) res.sha256 = new Uint8Array(this.sha.digest());
+    return res;
+  }
+}
+
 function swapBytes(b: Buffer, unit: number | undefined): void {
   if (unit === 2) b.swap16();
   else if (unit === 4) b.swap32();
@@ -95,12 +119,7 @@ function swapBytes(b: Buffer, unit: number | undefined): void {
 
 export function runJob(job: StreamJob, fds: FdCache, buf: Buffer, onBytes: (n: number) => void): JobResult {
   if (job.src.view) return runGather(job, job.src.view, fds, buf, onBytes);
-  let crc = 0;
-  const sha = job.sha256 ? createHash('sha256') : undefined;
-  for (const p of job.prefix ?? []) {
-    if (job.crc32) crc = crc32(p, crc);
-    sha?.update(p);
-  }
+  const hash = new JobHash(job);
   const inFd = fds.get(job.src.path, false);
   const outFd = job.dst ? fds.get(job.dst.path, true) : -1;
   let outPos = job.dst?.offset ?? 0;
@@ -111,10 +130,9 @@ export function runJob(job: StreamJob, fds: FdCache, buf: Buffer, onBytes: (n: n
       readFully(inFd, job.src.path, buf, n, r.offset + pos);
       const chunk = buf.subarray(0, n);
       swapBytes(chunk, job.src.swap);
-      sha?.update(chunk);
-      if (job.crc32) crc = crc32(chunk, crc);
+      hash.update(chunk);
       if (outFd >= 0) {
-        for (let w = 0; w < n; ) w += writeSync(outFd, chunk, w, n - w, outPos + w);
+        writeFully(outFd, chunk, outPos);
         outPos += n;
       }
       pos += n;
@@ -122,10 +140,7 @@ export function runJob(job: StreamJob, fds: FdCache, buf: Buffer, onBytes: (n: n
       onBytes(n);
     }
   }
-  const res: JobResult = { id: job.id, bytes: total };
-  if (job.crc32) res.crc32 = crc >>> 0;
-  if (sha) res.sha256 = new Uint8Array(sha.digest());
-  return res;
+  return hash.result(total);
 }
 
 const TILE = 64;
@@ -168,9 +183,6 @@ function runGather(job: StreamJob, view: StridedView, fds: FdCache, buf: Buffer,
   const out = words(outBuf);
   const inFd = fds.get(job.src.path, false);
   const outFd = job.dst ? fds.get(job.dst.path, true) : -1;
-  const writeAt = (b: Buffer, pos: number): void => {
-    for (let o = 0; o < b.length; ) o += writeSync(outFd, b, o, b.length - o, pos + o);
-  };
 
   const emit = (box: Box): number => {
     const n = count(box.len);
@@ -213,32 +225,14 @@ function runGather(job: StreamJob, view: StridedView, fds: FdCache, buf: Buffer,
     return n;
   };
 
-  const prefix = job.prefix ?? [];
-  const finish = (crc: number, sha: ReturnType<typeof createHash> | undefined): JobResult => {
-    const res: JobResult = { id: job.id, bytes: total };
-    if (job.crc32) res.crc32 = crc >>> 0;
-    if (sha) res.sha256 = new Uint8Array(sha.digest());
-    return res;
-  };
-  const startHash = (): { crc: number; sha: ReturnType<typeof createHash> | undefined } => {
-    let crc = 0;
-    const sha = job.sha256 ? createHash('sha256') : undefined;
-    for (const p of prefix) {
-      if (job.crc32) crc = crc32(p, crc);
-      sha?.update(p);
-    }
-    return { crc, sha };
-  };
-
   if (single) {
     const n = emit({ start: new Array<number>(nd).fill(0), len: [...shape] });
     const data = outBuf.subarray(0, n);
-    let { crc, sha } = startHash();
-    sha?.update(data);
-    if (job.crc32) crc = crc32(data, crc);
-    if (outFd >= 0) writeAt(data, job.dst!.offset);
+    const hash = new JobHash(job);
+    hash.update(data);
+    if (outFd >= 0) writeFully(outFd, data, job.dst!.offset);
     onBytes(n);
-    return finish(crc, sha);
+    return hash.result(total);
   }
 
   const todo: Box[] = [{ start: new Array<number>(nd).fill(0), len: [...shape] }];
@@ -270,23 +264,21 @@ function runGather(job: StreamJob, view: StridedView, fds: FdCache, buf: Buffer,
       let pos = 0;
       for (let d = 0; d < j; d++) pos += (box.start[d]! + idx[d]!) * outStrides[d]!;
       if (j >= 0) pos += box.start[j]! * outStrides[j]!;
-      writeAt(outBuf.subarray(o, o + run), job.dst!.offset + pos * itemsize);
+      writeFully(outFd, outBuf.subarray(o, o + run), job.dst!.offset + pos * itemsize);
       let d = j - 1;
       while (d >= 0 && ++idx[d]! === box.len[d]) idx[d--] = 0;
     }
     onBytes(n);
   }
   // Hash the gathered output in order, reading it back (it is in the page cache).
-  let { crc, sha } = startHash();
+  const hash = new JobHash(job);
   for (let pos = 0; pos < total; ) {
     const n = Math.min(buf.length, total - pos);
     readFully(outFd, job.dst!.path, buf, n, job.dst!.offset + pos);
-    const chunk = buf.subarray(0, n);
-    sha?.update(chunk);
-    if (job.crc32) crc = crc32(chunk, crc);
+    hash.update(buf.subarray(0, n));
     pos += n;
   }
-  return finish(crc, sha);
+  return hash.result(total);
 }
 
 /** Exposed for tests: gather with a chosen window. */

@@ -47,6 +47,8 @@ export interface LoadedTensor {
 
 export interface LoadStats {
   device: string;
+  /** The GPU's name, or `host memory`. */
+  deviceName: string;
   plaid: boolean;
   readers: number;
   chunkSize: number;
@@ -127,12 +129,15 @@ export class LoadedModel {
 export async function load(path: string, opts: LoadOptions = {}): Promise<LoadedModel> {
   const t0 = performance.now();
   const bin = native();
-  const device = parseDevice(opts.device, () => bin.info());
+  // info() initialises CUDA: ask once, and only when something needs it.
+  let cachedInfo: NativeInfo | undefined;
+  const info = (): NativeInfo => (cachedInfo ??= bin.info());
+  const device = parseDevice(opts.device, info);
   const readers = opts.readers ?? DEFAULT_READERS;
   const chunkSize = opts.chunkSize ?? DEFAULT_CHUNK;
   const plaid = opts.plaid ?? true;
   const verify = opts.verify ?? false;
-  if (verify && !bin.info().verifyAvailable) throw new TensorizeError('E_UNSUPPORTED', '--verify is unavailable: this Node executable does not export SHA256_Init and crc32_z');
+  if (verify && !info().verifyAvailable) throw new TensorizeError('E_UNSUPPORTED', '--verify is unavailable: this Node executable does not export SHA256_Init and crc32_z');
   const match = compileFilter(opts.filter);
 
   const src = await FileSource.open(path);
@@ -140,6 +145,7 @@ export async function load(path: string, opts: LoadOptions = {}): Promise<Loaded
   const items: number[] = [];
   const expect: NativeExpect[] = [];
   let skipped = 0;
+  let dataBytes = 0;
   let fileSize: number;
   try {
     const tf = await TensorizerFile.open(src);
@@ -180,12 +186,13 @@ export async function load(path: string, opts: LoadOptions = {}): Promise<Loaded
         }
       }
       items.push(e.dataOffset, e.dataLength, dst);
+      dataBytes += e.dataLength;
       dst += Math.ceil(e.dataLength / ALIGNMENT) * ALIGNMENT;
     }
     if (tensors.length === 0) throw usageError(opts.filter === undefined ? `${path} holds no tensors` : `--filter ${JSON.stringify(opts.filter)} matches none of the ${tf.entries.length} tensors`);
     const total = dst;
     const openMs = performance.now() - t0;
-    opts.onStart?.(items.reduce((n, v, i) => (i % 3 === 1 ? n + v : n), 0));
+    opts.onStart?.(dataBytes);
     const { handle, done } = bin.start({ path, device, plaid, readers, chunkSize, verify, total, fileSize, items: Float64Array.from(items), expect: verify ? expect : undefined });
     let timer: NodeJS.Timeout | undefined;
     if (opts.onProgress) timer = setInterval(() => opts.onProgress!(bin.progress(handle)), 100);
@@ -201,6 +208,7 @@ export async function load(path: string, opts: LoadOptions = {}): Promise<Loaded
     const totalMs = performance.now() - t0;
     return new LoadedModel(path, tensors, {
       device: devName,
+      deviceName: device < 0 ? 'host memory' : (info().devices[device]?.name ?? devName),
       plaid,
       readers,
       chunkSize,

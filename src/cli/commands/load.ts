@@ -1,16 +1,9 @@
 import { Command } from 'commander';
-import { load } from '../../loader/load.js';
-import { native } from '../../native/binding.js';
+import { load, type LoadOptions } from '../../loader/load.js';
 import { parsePositiveInt, parseSize } from '../options.js';
 import { formatBytes, log, peakRssBytes, printJson, Progress, table, type CommonOptions } from '../output.js';
 
-interface Opts extends CommonOptions {
-  device?: string;
-  plaid?: boolean;
-  readers?: number;
-  chunkSize?: number;
-  filter?: string;
-  verify?: boolean;
+interface Opts extends CommonOptions, Pick<LoadOptions, 'device' | 'plaid' | 'readers' | 'chunkSize' | 'filter' | 'verify'> {
   tensors?: boolean;
 }
 
@@ -66,20 +59,17 @@ Examples:
       }).finally(() => progress.stop());
       try {
         const s = model.stats;
-        const info = native().info();
-        const dev = s.device.startsWith('cuda') ? info.devices[Number(s.device.slice(5))] : undefined;
         const result = {
           ok: true,
           file,
           ...s,
-          deviceName: dev?.name ?? 'host memory',
           peakRssBytes: peakRssBytes(),
           ...(opts.tensors ? { tensorList: model.tensors } : {}),
         };
         if (opts.json) printJson(result);
         else if (!opts.quiet) {
           const rows: [string, string][] = [
-            ['device', `${s.device} (${result.deviceName})`],
+            ['device', `${s.device} (${s.deviceName})`],
             ['mode', `${s.plaid ? `plaid, ${s.readers} readers, ${formatBytes(s.chunkSize)} chunks` : 'simple (read, then synchronous copy)'}${s.verified ? ', hashes verified' : ''}`],
             ['tensors', `${s.tensors}${s.skipped ? ` (${s.skipped} filtered out)` : ''}`],
             ['bytes', formatBytes(s.bytes)],

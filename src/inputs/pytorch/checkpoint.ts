@@ -122,7 +122,6 @@ function toInputTensor(src: ByteSource, name: string, t: PyTensor, where: Locate
 /** Walk the unpickled object and name every tensor with dotted keys. */
 export function flattenTensors(root: PyValue, opts: { key?: string; file: string }): { tensors: [string, PyTensor][]; skipped: string[]; topLevel: string[] } {
   let node = root;
-  let prefixParts: string[] = [];
   if (opts.key !== undefined) {
     for (const part of opts.key.split('.')) {
       const next = child(node, part);
@@ -132,7 +131,6 @@ export function flattenTensors(root: PyValue, opts: { key?: string; file: string
       }
       node = next;
     }
-    prefixParts = [];
   }
   const tensors: [string, PyTensor][] = [];
   const skipped: string[] = [];
@@ -162,7 +160,7 @@ export function flattenTensors(root: PyValue, opts: { key?: string; file: string
     }
     onPath.delete(v as object);
   };
-  walk(node, prefixParts, 0);
+  walk(node, [], 0);
   const topLevel = node instanceof Map ? [...node.keys()].map(keyName).filter((k): k is string => k !== undefined) : [];
   return { tensors, skipped, topLevel };
 }

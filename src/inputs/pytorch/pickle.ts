@@ -519,10 +519,9 @@ export function unpickle(
       }
       case 0x62: {
         // BUILD: only state that does not matter for tensor data
-        const state = pop();
+        pop();
         const obj = top();
         if (obj instanceof PyTensor || obj instanceof Map) break; // Parameter/OrderedDict attributes: ignored
-        void state;
         fail('BUILD on an object that is not a tensor or a dict');
         break;
       }

@@ -122,15 +122,17 @@ export class ZipArchive {
     }
     if (entry.compressedSize !== entry.size) throw bad(this.src, `stored entry ${JSON.stringify(entry.name)} has different compressed and uncompressed sizes`);
     if (entry.localHeaderOffset + 30 > this.src.size) throw bad(this.src, `entry ${JSON.stringify(entry.name)} has its local header past the end of the file`);
-    const h = await this.src.read(entry.localHeaderOffset, 30);
+    // The local header and its name in one read (the name must match the directory's).
+    const nameBytes = Buffer.from(entry.name, 'utf8');
+    const h = await this.src.read(entry.localHeaderOffset, Math.min(30 + nameBytes.length, this.src.size - entry.localHeaderOffset));
     if (h.readUInt32LE(0) !== LOCAL) throw bad(this.src, `entry ${JSON.stringify(entry.name)} has a bad local header signature`);
     const nameLen = h.readUInt16LE(26);
+    const localName = h.toString('utf8', 30, 30 + nameLen);
+    if (nameLen !== nameBytes.length || localName !== entry.name) throw bad(this.src, `local header names ${JSON.stringify(localName)} where the directory says ${JSON.stringify(entry.name)}`);
     const offset = entry.localHeaderOffset + 30 + nameLen + h.readUInt16LE(28);
     if (offset + entry.size > this.src.size) {
       throw new TensorizeError('E_INPUT', `${this.src.name}: entry ${JSON.stringify(entry.name)} (${entry.size} bytes at ${offset}) runs past the end of the ${this.src.size}-byte file; the file is truncated`);
     }
-    const localName = (await this.src.read(entry.localHeaderOffset + 30, nameLen)).toString('utf8');
-    if (localName !== entry.name) throw bad(this.src, `local header names ${JSON.stringify(localName)} where the directory says ${JSON.stringify(entry.name)}`);
     return { offset, length: entry.size };
   }
 
