@@ -13,7 +13,6 @@ import t, { type Test } from 'tap';
 import { createHash } from 'node:crypto';
 import { copyFileSync, readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { crc32 } from 'node:zlib';
 import { TensorizeError } from '../src/errors.js';
 import { TensorType } from '../src/format/constants.js';
@@ -24,7 +23,7 @@ import { openInput } from '../src/inputs/index.js';
 import { FileSource } from '../src/sources/file.js';
 import { POOL_MOCK } from './helpers/pool.js';
 
-const VECTORS = fileURLToPath(new URL('../../shared/vectors/', import.meta.url));
+import { VECTORS } from './helpers/util.js';
 
 type VerifyFn = typeof realVerifyFile;
 const { verifyFile } = await t.mockImport<typeof import('../src/format/verify.js')>('../src/format/verify.js', POOL_MOCK);

@@ -1,10 +1,28 @@
 /** Helpers shared by tests: vector locations, a tiny safetensors writer, hashing. */
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
+import { isAbsolute, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-export const VECTORS = fileURLToPath(new URL('../../../shared/vectors/', import.meta.url));
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+
+/**
+ * The reference vectors: $TENSORIZE_VECTORS, else ../shared/vectors beside the checkout,
+ * else beside the repository this one was cloned from (a fresh local clone elsewhere).
+ */
+function findVectors(): string {
+  const candidates = [process.env.TENSORIZE_VECTORS, join(ROOT, '..', 'shared', 'vectors')];
+  try {
+    const origin = execFileSync('git', ['-C', ROOT, 'remote', 'get-url', 'origin'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    if (isAbsolute(origin)) candidates.push(join(origin, '..', 'shared', 'vectors'));
+  } catch {
+    // not a git checkout, or no origin
+  }
+  const found = candidates.find((c) => c !== undefined && existsSync(join(c, 'INDEX.json')));
+  return `${found ?? candidates[1]!}/`;
+}
+export const VECTORS = findVectors();
 export const BIN = fileURLToPath(new URL('../../bin/tensorize.js', import.meta.url));
 
 export const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
