@@ -5,18 +5,23 @@
 //
 // 1. Model: a synthetic bf16 transformer of --size-gib. When the reference peer is available
 //    (TENSORIZER_PATH, default /work/peers/tensorizer, run with TENSORIZER_PYTHON, default
-//    /usr/bin/python3), scripts/peers/tensorizer_write_bench.py builds the model, times
-//    tensorizer's own write_state_dict on it and writes the same tensors as model.safetensors;
-//    otherwise the model comes from tensorize's own generator and no peer figure is printed.
+//    /usr/bin/python3), scripts/peers/tensorizer_write_bench.py --serve builds the model in
+//    memory, writes the same tensors as model.safetensors, and then times one tensorizer
+//    write_state_dict per request: its runs alternate with tensorize's (peer, ours, peer,
+//    ours, ...), so both see the same machine state. Otherwise the model comes from
+//    tensorize's own generator and no peer figure is printed.
 // 2. tensorize serialize runs --runs times on that model.safetensors (the output is deleted
-//    between runs; the first run is a warm-up that is reported but not counted, because a VM
-//    pays for first-touching fresh page-cache memory). Median and best GB/s of tensor data.
+//    and `sync` runs between runs, untimed, as in the peer script; the first run is a warm-up
+//    that is reported but not counted, because a VM pays for first-touching fresh page-cache
+//    memory; the peer skips one warm-up run too). Median and best GB/s of tensor data. Then
+//    the same with TENSORIZE_ENGINE=js (the pure-JavaScript engine, no addon) for comparison.
 // 3. Peak RSS for each of --rss-sizes (GiB): it must not grow with the model.
 // The ratio tensorize/tensorizer is of the two medians and the two bests, measured in this run.
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -39,10 +44,14 @@ const median = (xs) => {
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };
 
-function serialize(input, out) {
+function serialize(input, out, engine = 'native') {
   rmSync(out, { force: true });
-  const r = spawnSync(process.execPath, [bin, 'serialize', input, '-o', out, '--json'], { encoding: 'utf8' });
+  const env = { ...process.env, TENSORIZE_ENGINE: engine };
+  const r = spawnSync(process.execPath, [bin, 'serialize', input, '-o', out, '--json'], { encoding: 'utf8', env });
   if (r.status !== 0) throw new Error(`serialize failed: ${r.stderr}`);
+  // Like the peer script: flush the written data to disk outside the timing, so that every
+  // run starts with no dirty pages of the previous one.
+  spawnSync('sync');
   return JSON.parse(r.stdout);
 }
 
@@ -56,21 +65,37 @@ function makeModel(gib, sub) {
   return st;
 }
 
-let peer;
+// The peer, when available, is a long-lived process that times one write_state_dict per
+// "run" line, so that its runs and ours alternate and share the machine's state.
 const peerAvailable =
   existsSync(peerPython) &&
   spawnSync(peerPython, ['-c', 'import tensorizer'], { env: { ...process.env, PYTHONPATH: peerPath } }).status === 0;
 const modelDir = join(dir, `model-${sizeGiB}g`);
 let model;
+let peer;
 if (peerAvailable) {
-  process.stderr.write(`tensorizer ${peerPath}: timing write_state_dict (${runs} runs)...\n`);
-  const out = execFileSync(peerPython, [join(root, 'scripts/peers/tensorizer_write_bench.py'), modelDir, '--size-gib', String(sizeGiB), '--runs', String(runs)], {
+  process.stderr.write(`tensorizer ${peerPath}: building the model and warming up...\n`);
+  const child = spawn(peerPython, [join(root, 'scripts/peers/tensorizer_write_bench.py'), modelDir, '--size-gib', String(sizeGiB), '--serve', '--warmup', '1'], {
     env: { ...process.env, PYTHONPATH: peerPath },
-    encoding: 'utf8',
-    stdio: ['ignore', 'pipe', 'inherit'],
+    stdio: ['pipe', 'pipe', 'inherit'],
   });
-  peer = JSON.parse(out.trim().split('\n').pop());
-  rmSync(join(modelDir, 'tensorizer.tensors'), { force: true });
+  const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
+  const next = async () => {
+    const r = await lines.next();
+    if (r.done) throw new Error('the tensorizer peer exited early');
+    return JSON.parse(r.value);
+  };
+  const hello = await next();
+  peer = {
+    hello,
+    async run() {
+      child.stdin.write('run\n');
+      return (await next()).s;
+    },
+    close() {
+      child.stdin.end();
+    },
+  };
   model = join(modelDir, 'model.safetensors');
 } else {
   process.stderr.write('tensorizer not importable: measuring tensorize alone (set TENSORIZER_PATH / TENSORIZER_PYTHON for the side-by-side ratio)\n');
@@ -80,10 +105,23 @@ if (peerAvailable) {
 const out = join(dir, 'out.tensors');
 const warm = serialize(model, out);
 const results = [];
-for (let i = 0; i < runs; i++) results.push(serialize(model, out));
+const peerS = [];
+for (let i = 0; i < runs; i++) {
+  if (peer) peerS.push(await peer.run());
+  results.push(serialize(model, out));
+  process.stderr.write(`run ${i + 1}: tensorize ${results[i].gbPerSecond.toFixed(2)} GB/s` + (peer ? `, tensorizer ${(peer.hello.bytes / peerS[i] / 1e9).toFixed(2)} GB/s` : '') + '\n');
+}
+peer?.close();
+const jsResults = [];
+for (let i = 0; i < runs; i++) jsResults.push(serialize(model, out, 'js'));
 rmSync(out, { force: true });
 const gb = results.map((r) => r.gbPerSecond);
+const jsGb = jsResults.map((r) => r.gbPerSecond);
+const peerGb = peerS.map((s) => peer.hello.bytes / s / 1e9);
+const hashes = execFileSync(process.execPath, ['-e', `import(${JSON.stringify(join(root, 'dist', 'native', 'binding.js'))}).then(m => console.log(m.native().info().hashImplementation))`], { encoding: 'utf8' }).trim();
 const ours = {
+  engine: `native (${hashes})`,
+  jsEngine: { runsGbps: jsGb, medianGbps: median(jsGb), bestGbps: Math.max(...jsGb) },
   bytes: warm.dataBytes,
   tensors: warm.tensors,
   warmupGbps: warm.gbPerSecond,
@@ -92,6 +130,9 @@ const ours = {
   bestGbps: Math.max(...gb),
   peakRssBytes: Math.max(...results.map((r) => r.peakRssBytes)),
 };
+const peerReport = peer
+  ? { version: peer.hello.tensorizer, runsGbps: peerGb.map((x) => Number(x.toFixed(3))), medianGbps: median(peerGb), bestGbps: Math.max(...peerGb) }
+  : null;
 
 const rss = [];
 for (const g of rssSizes) {
@@ -105,15 +146,23 @@ const report = {
   machine: { cpus: (await import('node:os')).cpus().length, model: (await import('node:os')).cpus()[0]?.model, node: process.version },
   model: { path: model, bytes: statSync(model).size },
   tensorize: ours,
-  tensorizer: peer ? { medianGbps: peer.median_gbps, bestGbps: peer.best_gbps, runsS: peer.runs_s } : null,
-  ratio: peer ? { median: ours.medianGbps / peer.median_gbps, best: ours.bestGbps / peer.best_gbps } : null,
+  tensorizer: peerReport,
+  ratio: peerReport
+    ? {
+        median: ours.medianGbps / peerReport.medianGbps,
+        best: ours.bestGbps / peerReport.bestGbps,
+        medianOfPairs: median(gb.map((g, i) => g / peerGb[i])),
+      }
+    : null,
   peakRssBySize: rss,
 };
 console.log(JSON.stringify(report, null, 2));
 process.stderr.write(
-  `\ntensorize serialize: median ${ours.medianGbps.toFixed(2)} GB/s, best ${ours.bestGbps.toFixed(2)} GB/s, peak RSS ${(ours.peakRssBytes / 1e6).toFixed(0)} MB\n` +
-    (peer
-      ? `tensorizer write_state_dict: median ${peer.median_gbps.toFixed(2)} GB/s, best ${peer.best_gbps.toFixed(2)} GB/s\nratio: median ${report.ratio.median.toFixed(2)}x, best ${report.ratio.best.toFixed(2)}x\n`
+  `\ntensorize serialize (${ours.engine}): median ${ours.medianGbps.toFixed(2)} GB/s, best ${ours.bestGbps.toFixed(2)} GB/s, peak RSS ${(ours.peakRssBytes / 1e6).toFixed(0)} MB\n` +
+    `tensorize serialize (TENSORIZE_ENGINE=js): median ${ours.jsEngine.medianGbps.toFixed(2)} GB/s, best ${ours.jsEngine.bestGbps.toFixed(2)} GB/s\n` +
+    (peerReport
+      ? `tensorizer ${peerReport.version} write_state_dict: median ${peerReport.medianGbps.toFixed(2)} GB/s, best ${peerReport.bestGbps.toFixed(2)} GB/s\n` +
+        `ratio: median ${report.ratio.median.toFixed(2)}x, best ${report.ratio.best.toFixed(2)}x, median of the ${runs} run-by-run ratios ${report.ratio.medianOfPairs.toFixed(2)}x\n`
       : '') +
     `peak RSS by model size: ${rss.map((r) => `${r.sizeGiB} GiB → ${r.peakRssMB} MB`).join(', ')}\n`,
 );

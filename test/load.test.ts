@@ -107,10 +107,17 @@ t.test('--verify names the corrupted tensor; a truncated file fails cleanly', { 
   await t.rejects(load(f, { device: 'cpu' }), { code: /E_FORMAT|E_FILE_CHANGED/ });
 });
 
-t.test('the native pipeline test program passes', { skip: existsSync(join(ROOT, 'native/build/tensorize_native_test')) ? false : 'not built' }, async (t) => {
-  const r = spawnSync(join(ROOT, 'native/build/tensorize_native_test'), { encoding: 'utf8' });
-  t.equal(r.status, 0, r.stderr);
-  t.match(r.stdout, /^[0-9]+ passed, 0 failed$/m);
+t.test('the native pipeline test program passes, with every hash implementation', { skip: existsSync(join(ROOT, 'native/build/tensorize_native_test')) ? false : 'not built' }, async (t) => {
+  // TENSORIZE_HASH narrows what the CPU offers: the default (SHA-NI + VPCLMUL where present),
+  // PCLMUL CRC32 only, and the portable code every machine has.
+  for (const mode of ['', 'pclmul', 'portable']) {
+    const r = spawnSync(join(ROOT, 'native/build/tensorize_native_test'), { encoding: 'utf8', env: { ...process.env, TENSORIZE_HASH: mode } });
+    t.equal(r.status, 0, `${mode || 'default'}: ${r.stderr}`);
+    t.match(r.stdout, /^[0-9]+ passed, 0 failed$/m);
+    const impl = /^hashes: (.*)$/m.exec(r.stdout)?.[1];
+    t.comment(`hashes (${mode || 'default'}): ${impl}`);
+    if (mode === 'portable') t.equal(impl, 'portable');
+  }
 });
 
 t.test('tensorize load through the CLI', { skip: why }, async (t) => {

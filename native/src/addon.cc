@@ -3,8 +3,10 @@
 #include <napi.h>
 
 #include <atomic>
+#include <cstring>
 #include <memory>
 
+#include "copy.h"
 #include "loader.h"
 
 namespace {
@@ -22,10 +24,15 @@ Napi::Value makeError(Napi::Env env, const std::string& code, const std::string&
   throw Napi::Error(env, makeError(env, code, message).As<Napi::Object>());
 }
 
-// A load in flight or done: owns the progress counter, the cancel flag and the result.
-struct Handle {
+// Work in flight or done: the progress counter and the cancel flag JS polls and sets.
+struct Ticket {
   std::atomic<uint64_t> progress{0};
   std::atomic<bool> cancel{false};
+  virtual ~Ticket() = default;
+};
+
+// A load: also owns the result.
+struct Handle : Ticket {
   std::unique_ptr<tz::Loaded> loaded;
   tz::Spec spec;
   bool running = false;
@@ -47,7 +54,7 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
   o.Set("driverVersion", r.driverVersion);
   o.Set("deviceCount", r.deviceCount);
   o.Set("cudaError", r.cudaError);
-  o.Set("verifyAvailable", r.verifyAvailable);
+  o.Set("hashImplementation", r.hashImplementation);
   Napi::Array devs = Napi::Array::New(env, r.devices.size());
   for (size_t i = 0; i < r.devices.size(); i++) {
     Napi::Object d = Napi::Object::New(env);
@@ -71,10 +78,8 @@ uint64_t u64(const Napi::Object& o, const char* key, uint64_t dflt) {
 
 class LoadWorker : public Napi::AsyncWorker {
  public:
-  LoadWorker(Napi::Env env, std::shared_ptr<Handle> h, Napi::Object owner)
-      : Napi::AsyncWorker(env), h_(std::move(h)), deferred_(Napi::Promise::Deferred::New(env)) {
-    owner_ = Napi::Persistent(owner);
-  }
+  LoadWorker(Napi::Env env, std::shared_ptr<Handle> h)
+      : Napi::AsyncWorker(env), h_(std::move(h)), deferred_(Napi::Promise::Deferred::New(env)) {}
   Napi::Promise promise() { return deferred_.Promise(); }
 
   void Execute() override {
@@ -117,14 +122,30 @@ class LoadWorker : public Napi::AsyncWorker {
  private:
   std::shared_ptr<Handle> h_;
   Napi::Promise::Deferred deferred_;
-  Napi::ObjectReference owner_;
   std::string code_, msg_;
   int64_t tensor_ = -1;
 };
 
-std::shared_ptr<Handle>& handleOf(const Napi::Value& v) {
-  auto* ext = v.As<Napi::External<std::shared_ptr<Handle>>>().Data();
-  return *ext;
+using TicketRef = std::shared_ptr<Ticket>;
+
+Ticket& ticketOf(const Napi::Value& v) {
+  if (!v.IsExternal()) throwError(v.Env(), "E_USAGE", "not a native handle");
+  return **v.As<Napi::External<TicketRef>>().Data();
+}
+
+Handle& handleOf(const Napi::Value& v) {
+  auto* h = dynamic_cast<Handle*>(&ticketOf(v));
+  if (!h) throwError(v.Env(), "E_USAGE", "not a load handle");
+  return *h;
+}
+
+// {handle, done}: the handle is an External that keeps the ticket alive.
+Napi::Object ticketResult(Napi::Env env, const TicketRef& t, Napi::Promise done) {
+  auto* holder = new TicketRef(t);
+  Napi::Object result = Napi::Object::New(env);
+  result.Set("handle", Napi::External<TicketRef>::New(env, holder, [](Napi::Env, TicketRef* p) { delete p; }));
+  result.Set("done", done);
+  return result;
 }
 
 // start(spec) -> handle (an External); the promise is handle.done
@@ -175,44 +196,128 @@ Napi::Value Start(const Napi::CallbackInfo& info) {
   s.progress = &h->progress;
   s.cancel = &h->cancel;
   h->running = true;
-  auto* holder = new std::shared_ptr<Handle>(h);
-  auto ext = Napi::External<std::shared_ptr<Handle>>::New(env, holder, [](Napi::Env, std::shared_ptr<Handle>* p) { delete p; });
-  Napi::Object result = Napi::Object::New(env);
-  auto* w = new LoadWorker(env, h, result);
-  result.Set("handle", ext);
-  result.Set("done", w->promise());
+  auto* w = new LoadWorker(env, h);
+  Napi::Object result = ticketResult(env, h, w->promise());
+  w->Queue();
+  return result;
+}
+
+// A copy run (serialize, verify, export): owns the spec, whose jobs receive the results.
+struct CopyTicket : Ticket {
+  tz::CopySpec spec;
+};
+
+class CopyWorker : public Napi::AsyncWorker {
+ public:
+  CopyWorker(Napi::Env env, std::shared_ptr<CopyTicket> t)
+      : Napi::AsyncWorker(env), t_(std::move(t)), deferred_(Napi::Promise::Deferred::New(env)) {}
+  Napi::Promise promise() { return deferred_.Promise(); }
+  void Execute() override {
+    if (!tz::runCopy(t_->spec, err_)) return;
+  }
+  void OnOK() override {
+    Napi::Env env = Env();
+    if (!err_.ok()) {
+      Napi::Object e = makeError(env, err_.code, err_.message).As<Napi::Object>();
+      if (err_.tensor >= 0) e.Set("jobIndex", static_cast<double>(err_.tensor));
+      deferred_.Reject(e);
+      return;
+    }
+    // {crc32: Uint32Array(n), sha256: Buffer(32 n), bytes: Float64Array(n)}
+    const auto& jobs = t_->spec.jobs;
+    Napi::Uint32Array crc = Napi::Uint32Array::New(env, jobs.size());
+    Napi::Buffer<uint8_t> sha = Napi::Buffer<uint8_t>::New(env, 32 * jobs.size());
+    Napi::Float64Array bytes = Napi::Float64Array::New(env, jobs.size());
+    for (size_t i = 0; i < jobs.size(); i++) {
+      crc[i] = jobs[i].crc32;
+      std::memcpy(sha.Data() + 32 * i, jobs[i].sha256, 32);
+      bytes[i] = static_cast<double>(jobs[i].bytes);
+    }
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("crc32", crc);
+    o.Set("sha256", sha);
+    o.Set("bytes", bytes);
+    deferred_.Resolve(o);
+  }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(makeError(Env(), "E_NATIVE", e.Message())); }
+
+ private:
+  std::shared_ptr<CopyTicket> t_;
+  Napi::Promise::Deferred deferred_;
+  tz::Error err_;
+};
+
+double finite(Napi::Env env, double d, const char* what) {
+  if (!(d >= 0) || d > 9007199254740991.0) throwError(env, "E_USAGE", std::string("copy: ") + what + " is out of range");
+  return d;
+}
+
+// copy({inputs: string[], output?: string, threads, chunkSize, jobs: [{file, ranges: Float64Array
+// (offset, length pairs), swap?, dst?, prefix?: Buffer, crc32: bool, sha256: bool}]}) -> {handle, done}
+Napi::Value Copy(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = info[0].As<Napi::Object>();
+  auto t = std::make_shared<CopyTicket>();
+  tz::CopySpec& s = t->spec;
+  Napi::Array inputs = o.Get("inputs").As<Napi::Array>();
+  for (uint32_t i = 0; i < inputs.Length(); i++) s.inputs.push_back(inputs.Get(i).As<Napi::String>().Utf8Value());
+  if (o.Get("output").IsString()) s.output = o.Get("output").As<Napi::String>().Utf8Value();
+  s.threads = static_cast<int>(u64(o, "threads", 2));
+  s.chunk = u64(o, "chunkSize", 1 << 20);
+  Napi::Array jobs = o.Get("jobs").As<Napi::Array>();
+  s.jobs.resize(jobs.Length());
+  for (uint32_t i = 0; i < jobs.Length(); i++) {
+    Napi::Object j = jobs.Get(i).As<Napi::Object>();
+    tz::CopyJob& c = s.jobs[i];
+    c.file = static_cast<uint32_t>(u64(j, "file", 0));
+    Napi::Float64Array r = j.Get("ranges").As<Napi::Float64Array>();
+    c.ranges.reserve(r.ElementLength());
+    for (size_t k = 0; k < r.ElementLength(); k++) c.ranges.push_back(static_cast<uint64_t>(finite(env, r[k], "a range")));
+    c.swap = static_cast<int>(u64(j, "swap", 1));
+    c.dst = j.Get("dst").IsUndefined() ? -1 : static_cast<int64_t>(u64(j, "dst", 0));
+    if (j.Get("prefix").IsBuffer()) {
+      Napi::Buffer<uint8_t> p = j.Get("prefix").As<Napi::Buffer<uint8_t>>();
+      c.prefix.assign(reinterpret_cast<const char*>(p.Data()), p.Length());
+    }
+    c.crc = j.Get("crc32").ToBoolean().Value();
+    c.sha = j.Get("sha256").ToBoolean().Value();
+  }
+  s.progress = &t->progress;
+  s.cancel = &t->cancel;
+  auto* w = new CopyWorker(env, t);
+  Napi::Object result = ticketResult(env, t, w->promise());
   w->Queue();
   return result;
 }
 
 Napi::Value Progress(const Napi::CallbackInfo& info) {
-  return Napi::Number::New(info.Env(), static_cast<double>(handleOf(info[0])->progress.load()));
+  return Napi::Number::New(info.Env(), static_cast<double>(ticketOf(info[0]).progress.load()));
 }
 
 Napi::Value Cancel(const Napi::CallbackInfo& info) {
-  handleOf(info[0])->cancel.store(true);
+  ticketOf(info[0]).cancel.store(true);
   return info.Env().Undefined();
 }
 
 // read(handle, offset, length) -> Buffer with a copy of the loaded bytes
 Napi::Value Read(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  auto& h = handleOf(info[0]);
-  if (h->running) throwError(env, "E_USAGE", "the load is still running");
-  if (!h->loaded) throwError(env, "E_USAGE", "nothing was loaded, or it was closed");
+  Handle& h = handleOf(info[0]);
+  if (h.running) throwError(env, "E_USAGE", "the load is still running");
+  if (!h.loaded) throwError(env, "E_USAGE", "nothing was loaded, or it was closed");
   uint64_t off = static_cast<uint64_t>(info[1].As<Napi::Number>().DoubleValue());
   uint64_t len = static_cast<uint64_t>(info[2].As<Napi::Number>().DoubleValue());
   if (len > (1ull << 32)) throwError(env, "E_USAGE", "read at most 4 GiB at a time");
   Napi::Buffer<uint8_t> out = Napi::Buffer<uint8_t>::New(env, len);
-  tz::Error e = h->loaded->read(off, len, out.Data());
+  tz::Error e = h.loaded->read(off, len, out.Data());
   if (!e.ok()) throwError(env, e.code, e.message);
   return out;
 }
 
 Napi::Value Free(const Napi::CallbackInfo& info) {
-  auto& h = handleOf(info[0]);
-  if (h->running) throwError(info.Env(), "E_USAGE", "the load is still running");
-  h->loaded.reset();
+  Handle& h = handleOf(info[0]);
+  if (h.running) throwError(info.Env(), "E_USAGE", "the load is still running");
+  h.loaded.reset();
   return info.Env().Undefined();
 }
 
@@ -229,6 +334,7 @@ Napi::Object Module(Napi::Env env, Napi::Object exports) {
   exports.Set("init", Napi::Function::New(env, Init));
   exports.Set("info", Napi::Function::New(env, Info));
   exports.Set("start", Napi::Function::New(env, Start));
+  exports.Set("copy", Napi::Function::New(env, Copy));
   exports.Set("progress", Napi::Function::New(env, Progress));
   exports.Set("cancel", Napi::Function::New(env, Cancel));
   exports.Set("read", Napi::Function::New(env, Read));

@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "hash.h"
+#include "io.h"
 
 #ifdef TENSORIZE_HAVE_CUDA
 #include <cuda_runtime_api.h>
@@ -25,30 +26,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 double msSince(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
-
-// First error wins; later ones (usually consequences of the cancel) are dropped.
-class ErrorSlot {
- public:
-  void set(const std::string& code, const std::string& msg, int64_t tensor = -1) {
-    std::lock_guard<std::mutex> g(m_);
-    if (err_.ok()) {
-      err_.code = code;
-      err_.message = msg;
-      err_.tensor = tensor;
-    }
-    failed_.store(true);
-  }
-  bool failed() const { return failed_.load(std::memory_order_relaxed); }
-  Error get() {
-    std::lock_guard<std::mutex> g(m_);
-    return err_;
-  }
-
- private:
-  std::mutex m_;
-  Error err_;
-  std::atomic<bool> failed_{false};
-};
 
 #ifdef TENSORIZE_HAVE_CUDA
 std::string cudaMsg(cudaError_t e, const char* what) {
@@ -68,59 +45,26 @@ const char* cudaCode(cudaError_t e) {
   } while (0)
 #endif
 
-// Read exactly len bytes at off; false with the error recorded otherwise.
-bool preadFully(int fd, void* buf, uint64_t len, uint64_t off, const std::string& path, ErrorSlot& errs, int64_t tensor) {
-  auto* p = static_cast<uint8_t*>(buf);
-  uint64_t done = 0;
-  while (done < len) {
-    ssize_t n = ::pread(fd, p + done, len - done, static_cast<off_t>(off + done));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      errs.set("E_IO", path + ": read failed at byte " + std::to_string(off + done) + ": " + std::strerror(errno), tensor);
-      return false;
-    }
-    if (n == 0) {
-      errs.set("E_FILE_CHANGED", path + ": short read at byte " + std::to_string(off + done) + "; the file was truncated or changed during the load", tensor);
-      return false;
-    }
-    done += static_cast<uint64_t>(n);
-  }
-  return true;
-}
 
-std::string hex(const uint8_t* b, size_t n) {
-  static const char* d = "0123456789abcdef";
-  std::string s;
-  for (size_t i = 0; i < n; i++) {
-    s += d[b[i] >> 4];
-    s += d[b[i] & 15];
-  }
-  return s;
-}
 
 // Running CRC32 + SHA-256 of one tensor (prefix first, then its data in order).
 class TensorHash {
  public:
-  explicit TensorHash(const Expect& e) : e_(e) {
-    const HashFns& f = hashFns();
-    if (e_.sha) f.sha_init(&sha_);
-    update(e_.prefix.data(), e_.prefix.size());
-  }
+  explicit TensorHash(const Expect& e) : e_(e) { update(e_.prefix.data(), e_.prefix.size()); }
   void update(const void* p, size_t n) {
-    const HashFns& f = hashFns();
-    if (e_.crc) crc_ = f.crc32_z(crc_, static_cast<const unsigned char*>(p), n);
-    if (e_.sha) f.sha_update(&sha_, p, n);
+    if (e_.crc) crc_ = crc32(crc_, p, n);
+    if (e_.sha) sha_.update(p, n);
   }
   // Empty string when the hashes match, else which one failed.
   std::string check() {
-    if (e_.crc && static_cast<uint32_t>(crc_) != e_.crc32) {
+    if (e_.crc && crc_ != e_.crc32) {
       char buf[64];
-      snprintf(buf, sizeof buf, "CRC32 mismatch (stored %08x, computed %08x)", e_.crc32, static_cast<uint32_t>(crc_));
+      snprintf(buf, sizeof buf, "CRC32 mismatch (stored %08x, computed %08x)", e_.crc32, crc_);
       return buf;
     }
     if (e_.sha) {
       uint8_t got[32];
-      hashFns().sha_final(got, &sha_);
+      sha_.final(got);
       if (std::memcmp(got, e_.sha256, 32) != 0) return "SHA-256 mismatch (stored " + hex(e_.sha256, 32) + ", computed " + hex(got, 32) + ")";
     }
     return "";
@@ -128,8 +72,8 @@ class TensorHash {
 
  private:
   const Expect& e_;
-  unsigned long crc_ = 0;
-  Sha256Ctx sha_{};
+  uint32_t crc_ = 0;
+  Sha256 sha_;
 };
 
 struct Piece {
@@ -418,7 +362,6 @@ Loaded* load(const Spec& s, Error& err) {
     err.message = msg;
     return nullptr;
   };
-  if (s.verify && !hashFns().ok()) return fail("E_UNSUPPORTED", "--verify needs the SHA-256 and CRC32 functions of the Node executable, which this process does not export");
   if (s.verify && s.expect.size() != s.items.size()) return fail("E_USAGE", "verify needs one expected hash set per tensor");
   for (auto& it : s.items)
     if (it.dst > s.total || it.len > s.total - it.dst) return fail("E_USAGE", "a tensor's destination lies outside the allocation");
@@ -492,7 +435,7 @@ Loaded* load(const Spec& s, Error& err) {
 
 RuntimeInfo runtimeInfo() {
   RuntimeInfo info;
-  info.verifyAvailable = hashFns().ok();
+  info.hashImplementation = hashImplementation();
 #ifdef TENSORIZE_HAVE_CUDA
   info.compiledWithCuda = true;
   info.cudaToolkit = TENSORIZE_CUDA_VERSION;

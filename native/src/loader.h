@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include "io.h"
+
 namespace tz {
 
 struct Item {
@@ -49,12 +51,6 @@ struct Stats {
   uint64_t pieces = 0;
 };
 
-struct Error {
-  std::string code;  // stable: E_IO, E_FILE_CHANGED, E_HASH_MISMATCH, E_DEVICE_OOM, E_CUDA, E_NO_DEVICE, E_INTERRUPTED, E_UNSUPPORTED
-  std::string message;
-  int64_t tensor = -1;  // item index the error concerns, if any
-  bool ok() const { return code.empty(); }
-};
 
 // The loaded tensors: owns the destination allocation until free().
 struct Loaded {
@@ -85,7 +81,7 @@ struct RuntimeInfo {
   int deviceCount = 0;
   std::string cudaError;  // why no device, when none
   std::vector<DeviceInfo> devices;
-  bool verifyAvailable = false;
+  std::string hashImplementation;  // what CRC32 and SHA-256 run on
 };
 
 RuntimeInfo runtimeInfo();

@@ -1,4 +1,5 @@
-// Native test program for the loader pipeline itself, without Node: random plans over a
+// Native test program for the loader pipeline itself (and, in copy_test.cc, the hashes and
+// the copy engine), without Node: random plans over a
 // random file, loaded to host memory (and to GPU 0 when there is one) with and without
 // plaid, several reader counts and chunk sizes; every byte is checked. Also: truncated
 // files, a file that changed size, and plans that do not fit. Exit 0 when all pass.
@@ -13,16 +14,9 @@
 
 #include "../src/loader.h"
 
-static int passed = 0, failed = 0;
-#define CHECK(cond, what)                                   \
-  do {                                                      \
-    if (cond) {                                             \
-      passed++;                                             \
-    } else {                                                \
-      failed++;                                             \
-      std::fprintf(stderr, "FAIL %s (line %d)\n", what, __LINE__); \
-    }                                                       \
-  } while (0)
+#include "check.h"
+
+int passed = 0, failed = 0;
 
 int main() {
   char path[] = "/tmp/tensorize-native-test-XXXXXX";
@@ -114,6 +108,7 @@ int main() {
     CHECK(tz::load(s, err) == nullptr && err.code == "E_DEVICE_OOM", "out of device memory is E_DEVICE_OOM");
   }
   unlink(path);
+  hashAndCopyTests();
   std::printf("%d passed, %d failed\n", passed, failed);
   return failed ? 1 : 0;
 }

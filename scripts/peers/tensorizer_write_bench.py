@@ -4,7 +4,7 @@
 Usage:
     PYTHONPATH=/work/peers/tensorizer /usr/bin/python3 \
         scripts/peers/tensorizer_write_bench.py OUT_DIR [--size-gib 1.0] \
-        [--runs 3] [--seed 0]
+        [--runs 3] [--warmup 1] [--seed 0]
 
 Builds a seeded, Llama-like bf16 state dict of about --size-gib GiB in
 memory (hidden 2048, intermediate 5632, 32 heads / 4 KV heads, layer count
@@ -14,11 +14,15 @@ chosen to reach the size), and writes:
                               exactly these tensors;
   OUT_DIR/tensorizer.tensors  from the last timed run (kept for comparison).
 
-Each timed run is the wall time of
+After --warmup untimed runs, each timed run is the wall time of
   TensorSerializer(path); write_state_dict(sd); close()
 The output is deleted between runs; os.sync() runs after each run, outside
 the timing. The state dict is in safetensors file order (sorted by name),
 so both files hold the tensors in the same order.
+
+With --serve, the timed runs happen one per "run" line on stdin instead (see
+--help); scripts/bench-serialize.mjs uses this to interleave tensorizer's runs
+with tensorize's.
 
 Prints JSON: bytes (tensor data bytes), runs_s, best_gbps and median_gbps
 (GB/s = 1e9 bytes per second of tensor data), sync_s (the untimed
@@ -121,12 +125,30 @@ def write_safetensors(path, sd):
             f.write(raw_bytes(t))
 
 
+def write_once(out, sd):
+    """Seconds for TensorSerializer(out); write_state_dict(sd); close(), on a fresh file."""
+    out.unlink(missing_ok=True)
+    os.sync()
+    start = time.perf_counter()
+    serializer = TensorSerializer(str(out))
+    serializer.write_state_dict(sd)
+    serializer.close()
+    return time.perf_counter() - start
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("out_dir", type=pathlib.Path)
     ap.add_argument("--size-gib", type=float, default=1.0)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--serve", action="store_true",
+                    help="after the warm-up, time one run per line 'run' read on"
+                         " stdin (printing {\"s\": seconds} per run) until EOF, so"
+                         " that another tool's runs can be interleaved with these")
+    ap.add_argument("--warmup", type=int, default=1,
+                    help="untimed runs first (the first write of a run pays for"
+                         " fresh page-cache memory; tensorize's bench skips one too)")
     args = ap.parse_args(argv)
     args.out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -143,14 +165,22 @@ def main(argv=None):
 
     out = args.out_dir / "tensorizer.tensors"
     runs, syncs = [], []
+    for i in range(args.warmup):
+        print(f"warm-up {i + 1}: {write_once(out, sd):.3f}s (not counted)",
+              file=sys.stderr)
+    if args.serve:
+        print(json.dumps({"ready": True, "bytes": nbytes, "tensors": len(sd),
+                          "tensorizer": TENSORIZER_VERSION}), flush=True)
+        for line in sys.stdin:
+            if line.strip() != "run":
+                continue
+            took = write_once(out, sd)
+            out.unlink(missing_ok=True)
+            os.sync()
+            print(json.dumps({"s": round(took, 4)}), flush=True)
+        return
     for i in range(args.runs):
-        out.unlink(missing_ok=True)
-        os.sync()
-        start = time.perf_counter()
-        serializer = TensorSerializer(str(out))
-        serializer.write_state_dict(sd)
-        serializer.close()
-        runs.append(time.perf_counter() - start)
+        runs.append(write_once(out, sd))
         start = time.perf_counter()
         os.sync()  # not part of the timing; reported separately
         syncs.append(time.perf_counter() - start)
@@ -164,6 +194,7 @@ def main(argv=None):
         "best_gbps": round(max(gbps), 4),
         "median_gbps": round(nbytes / statistics.median(runs) / 1e9, 4),
         "sync_s": [round(s, 4) for s in syncs],
+        "warmup_runs": args.warmup,
         "tensors": len(sd),
         "layers": layers,
         "file_bytes": out.stat().st_size,

@@ -13,6 +13,8 @@ import { serializeCommand } from './commands/serialize.js';
 import { verifyCommand } from './commands/verify.js';
 import { printJson } from './output.js';
 
+export { cancelAllNative } from '../native/binding.js';
+
 export const VERSION = '0.1.0';
 
 export function buildProgram(): Command {

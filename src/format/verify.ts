@@ -5,7 +5,7 @@
 import { createHash } from 'node:crypto';
 import { crc32 } from 'node:zlib';
 import { inTensor, TensorizeError } from '../errors.js';
-import { StreamPool } from '../engine/pool.js';
+import { JobRunner } from '../engine/runner.js';
 import type { FileSource } from '../sources/file.js';
 import { HashType } from './constants.js';
 import { hashedHeaderParts, type TensorHeader } from './header.js';
@@ -71,7 +71,7 @@ export async function verifyFile(source: FileSource, opts: VerifyOptions = {}): 
   let meta = 0;
   const dataBytes = headers.reduce((n, h) => n + h.header.dataLength, 0);
   opts.onStart?.(dataBytes);
-  const pool = new StreamPool(opts.threads, opts.onProgress);
+  const pool = new JobRunner(opts.threads, opts.onProgress);
   try {
     await Promise.all(
       headers.map(async ({ entry, header, raw }) => {

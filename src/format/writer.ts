@@ -12,7 +12,7 @@ import { crc32 } from 'node:zlib';
 import { inTensor, TensorizeError } from '../errors.js';
 import { fsError } from '../sources/file.js';
 import { sourceBytes, type SourceData } from '../engine/job.js';
-import { StreamPool } from '../engine/pool.js';
+import { JobRunner } from '../engine/runner.js';
 import { TempOutput } from '../util/tempfile.js';
 import { HashType, MAGIC, METADATA_OFFSET, metadataEntrySize, TensorType } from './constants.js';
 import type { DTypeInfo } from './dtypes.js';
@@ -140,7 +140,7 @@ export async function writeTensorizer(out: string, tensors: readonly WriteTensor
 
   const tmp = await TempOutput.create(out);
   const fh = await open(tmp.path, 'w+');
-  const pool = new StreamPool(opts.threads, opts.onProgress, opts.chunkSize);
+  const pool = new JobRunner(opts.threads, opts.onProgress, opts.chunkSize);
   try {
     await fh.truncate(fileBytes);
     const prologue = encodePrologue(planned, version, metadataLength);

@@ -137,7 +137,6 @@ export async function load(path: string, opts: LoadOptions = {}): Promise<Loaded
   const chunkSize = opts.chunkSize ?? DEFAULT_CHUNK;
   const plaid = opts.plaid ?? true;
   const verify = opts.verify ?? false;
-  if (verify && !info().verifyAvailable) throw new TensorizeError('E_UNSUPPORTED', '--verify is unavailable: this Node executable does not export SHA256_Init and crc32_z');
   const match = compileFilter(opts.filter);
 
   const src = await FileSource.open(path);

@@ -6,7 +6,7 @@
 import { open } from 'node:fs/promises';
 import { inTensor, TensorizeError } from '../errors.js';
 import { fsError, type FileSource } from '../sources/file.js';
-import { StreamPool } from '../engine/pool.js';
+import { JobRunner } from '../engine/runner.js';
 import { HashType } from '../format/constants.js';
 import { hashedHeaderParts } from '../format/header.js';
 import { isPlain } from '../format/paths.js';
@@ -104,7 +104,7 @@ export async function exportSafetensors(source: FileSource, out: string, opts: E
 
   const tmp = await TempOutput.create(out);
   const fh = await open(tmp.path, 'w+');
-  const pool = new StreamPool(opts.threads, opts.onProgress);
+  const pool = new JobRunner(opts.threads, opts.onProgress);
   opts.onStart?.(chosen.reduce((n, c) => n + (c.zeros ? 0 : c.end - c.begin), 0));
   try {
     await fh.truncate(fileBytes); // zero-filled: meta tensors exported as zeros need no writes

@@ -1,0 +1,55 @@
+#include "io.h"
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace tz {
+
+bool preadFully(int fd, void* buf, uint64_t len, uint64_t off, const std::string& path, ErrorSlot& errs, int64_t tensor,
+                const char* shortReadCode) {
+  auto* p = static_cast<uint8_t*>(buf);
+  uint64_t done = 0;
+  while (done < len) {
+    ssize_t n = ::pread(fd, p + done, len - done, static_cast<off_t>(off + done));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      errs.set("E_IO", path + ": read failed at byte " + std::to_string(off + done) + ": " + std::strerror(errno), tensor);
+      return false;
+    }
+    if (n == 0) {
+      errs.set(shortReadCode, path + ": short read at byte " + std::to_string(off + done) + "; the file was truncated or changed while being read", tensor);
+      return false;
+    }
+    done += static_cast<uint64_t>(n);
+  }
+  return true;
+}
+
+bool pwriteFully(int fd, const void* buf, uint64_t len, uint64_t off, const std::string& path, ErrorSlot& errs, int64_t tensor) {
+  auto* p = static_cast<const uint8_t*>(buf);
+  uint64_t done = 0;
+  while (done < len) {
+    ssize_t n = ::pwrite(fd, p + done, len - done, static_cast<off_t>(off + done));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      errs.set("E_IO", path + ": write failed at byte " + std::to_string(off + done) + ": " + std::strerror(errno), tensor);
+      return false;
+    }
+    done += static_cast<uint64_t>(n);
+  }
+  return true;
+}
+
+std::string hex(const uint8_t* b, size_t n) {
+  static const char* d = "0123456789abcdef";
+  std::string s;
+  for (size_t i = 0; i < n; i++) {
+    s += d[b[i] >> 4];
+    s += d[b[i] & 15];
+  }
+  return s;
+}
+
+}  // namespace tz

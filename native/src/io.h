@@ -1,0 +1,53 @@
+// Pieces shared by the loader and the copy engine: the error type that crosses into JS, a
+// first-error-wins slot for worker threads, and checked positional I/O.
+#pragma once
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <mutex>
+#include <string>
+
+namespace tz {
+
+struct Error {
+  std::string code;  // stable: E_IO, E_FILE_CHANGED, E_HASH_MISMATCH, E_DEVICE_OOM, E_CUDA, E_NO_DEVICE, E_INTERRUPTED, E_UNSUPPORTED
+  std::string message;
+  int64_t tensor = -1;  // item index the error concerns, if any
+  bool ok() const { return code.empty(); }
+};
+
+// First error wins; later ones (usually consequences of the cancel) are dropped.
+class ErrorSlot {
+ public:
+  void set(const std::string& code, const std::string& msg, int64_t tensor = -1) {
+    std::lock_guard<std::mutex> g(m_);
+    if (err_.ok()) {
+      err_.code = code;
+      err_.message = msg;
+      err_.tensor = tensor;
+    }
+    failed_.store(true);
+  }
+  bool failed() const { return failed_.load(std::memory_order_relaxed); }
+  Error get() {
+    std::lock_guard<std::mutex> g(m_);
+    return err_;
+  }
+
+ private:
+  std::mutex m_;
+  Error err_;
+  std::atomic<bool> failed_{false};
+};
+
+// Read exactly len bytes at off; false with the error recorded otherwise. A short read (the
+// file was truncated or changed while being read) is reported with shortReadCode: the loader
+// says E_FILE_CHANGED, the copy engine E_IO like the rest of serialize/verify/export.
+bool preadFully(int fd, void* buf, uint64_t len, uint64_t off, const std::string& path, ErrorSlot& errs, int64_t tensor,
+                const char* shortReadCode = "E_FILE_CHANGED");
+// Write exactly len bytes at off; false with the error recorded otherwise.
+bool pwriteFully(int fd, const void* buf, uint64_t len, uint64_t off, const std::string& path, ErrorSlot& errs, int64_t tensor);
+
+std::string hex(const uint8_t* b, size_t n);
+
+}  // namespace tz
