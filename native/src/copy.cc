@@ -148,6 +148,10 @@ class Copy {
       }
       in_.push_back(fd);
     }
+    if (!s_.output.empty() && s_.memory) {
+      err = {"E_USAGE", "copy: an output file or memory, not both", -1};
+      return false;
+    }
     if (!s_.output.empty()) {
       out_ = ::open(s_.output.c_str(), O_WRONLY | O_CLOEXEC);
       if (out_ < 0) {
@@ -164,8 +168,10 @@ class Copy {
         return false;
       }
     }
+    const bool sink = out_ >= 0 || s_.memory;
     for (const CopyJob& j : s_.jobs) {
-      if (j.file >= in_.size() || j.ranges.size() % 2 || (j.dst >= 0 && out_ < 0) || (j.swap != 1 && j.swap != 2 && j.swap != 4 && j.swap != 8)) {
+      if (j.file >= in_.size() || j.ranges.size() % 2 || (j.dst >= 0 && !sink) || (s_.memory && j.dst < 0) ||
+          (j.swap != 1 && j.swap != 2 && j.swap != 4 && j.swap != 8)) {
         err = {"E_USAGE", "copy: malformed job", -1};
         return false;
       }
@@ -180,7 +186,7 @@ class Copy {
       for (size_t r = 1; r < s_.jobs[i].ranges.size(); r += 2) size[i] += s_.jobs[i].ranges[r];
     order_.resize(s_.jobs.size());
     for (size_t i = 0; i < order_.size(); i++) order_[i] = i;
-    std::stable_sort(order_.begin(), order_.end(), [&](uint64_t a, uint64_t b) { return size[a] > size[b]; });
+    if (s_.largestFirst) std::stable_sort(order_.begin(), order_.end(), [&](uint64_t a, uint64_t b) { return size[a] > size[b]; });
   }
 
   std::unique_ptr<Writer> writer_;
@@ -196,11 +202,12 @@ class Copy {
     struct Release {
       Lane* lanes;
       Writer& w;
+      bool inPlace;
       ~Release() {
         for (int i = 0; i < 2; i++)
-          if (lanes[i].buf) w.release(lanes[i].buf);
+          if (lanes[i].buf && !inPlace) w.release(lanes[i].buf);
       }
-    } release{lanes, *writer_};
+    } release{lanes, *writer_, s_.memory != nullptr};
     for (;;) {
       for (Lane& l : lanes)
         if (!l.job) take(l);
@@ -268,8 +275,10 @@ class Copy {
   bool endStep(Lane& l, uint64_t step) {
     if (l.job->crc) l.crc = crc32(l.crc, l.buf, step);
     if (l.job->dst >= 0) {
-      writer_->submit(l.buf, step, l.outPos, l.index);
-      l.buf = nullptr;
+      if (!s_.memory) {
+        writer_->submit(l.buf, step, l.outPos, l.index);
+        l.buf = nullptr;
+      }
       l.outPos += step;
     }
     l.left -= step;
@@ -280,7 +289,11 @@ class Copy {
 
   // Reads the next `step` bytes of the lane's job into its buffer, across ranges.
   bool readStep(Lane& l, uint64_t step) {
-    if (!l.buf && !(l.buf = writer_->acquire(s_.cancel))) return false;
+    if (s_.memory) {
+      l.buf = s_.memory + l.outPos;  // read in place
+    } else if (!l.buf && !(l.buf = writer_->acquire(s_.cancel))) {
+      return false;
+    }
     const CopyJob& j = *l.job;
     uint64_t got = 0;
     while (got < step) {
@@ -289,7 +302,7 @@ class Copy {
         l.inRange = 0;
       }
       uint64_t n = std::min(step - got, j.ranges[2 * l.range + 1] - l.inRange);
-      if (!preadFully(in_[j.file], l.buf + got, n, j.ranges[2 * l.range] + l.inRange, s_.inputs[j.file], errs_, l.index, "E_IO")) return false;
+      if (!preadFully(in_[j.file], l.buf + got, n, j.ranges[2 * l.range] + l.inRange, s_.inputs[j.file], errs_, l.index, s_.shortReadCode)) return false;
       l.inRange += n;
       got += n;
     }
@@ -302,6 +315,8 @@ class Copy {
     j.crc32 = l.crc;
     if (j.sha) l.sha.final(j.sha256);
     l.job = nullptr;
+    if (s_.memory) l.buf = nullptr;
+    if (s_.onJobDone) s_.onJobDone(static_cast<size_t>(l.index));
   }
 
   CopySpec& s_;
@@ -324,8 +339,9 @@ bool runCopy(CopySpec& spec, Error& err) {
   int threads = std::max(1, std::min(spec.threads, 64));
   // Two lanes per thread, each with one buffer being filled and one being written.
   c.writer_ = std::make_unique<Writer>(c.outFd(), spec.output, c.errs_);
-  if (!c.writer_->allocate(4 * threads + 2, spec.chunk)) {
-    err = {"E_HOST_OOM", "copy: cannot allocate " + std::to_string(4 * threads + 2) + " buffers of " + std::to_string(spec.chunk) + " bytes", -1};
+  const int buffers = spec.memory ? 0 : 4 * threads + 2;
+  if (!c.writer_->allocate(buffers, spec.chunk)) {
+    err = {"E_HOST_OOM", "copy: cannot allocate " + std::to_string(buffers) + " buffers of " + std::to_string(spec.chunk) + " bytes", -1};
     return false;
   }
   std::thread writer;

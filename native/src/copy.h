@@ -10,6 +10,7 @@
 #pragma once
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -33,9 +34,15 @@ struct CopyJob {
 struct CopySpec {
   std::vector<std::string> inputs;
   std::string output;  // empty when no job writes
+  // Instead of an output file: jobs' dst are offsets into this memory, and the data is read
+  // straight into it (no buffers, no writer thread). Every job must then have a dst.
+  uint8_t* memory = nullptr;
   std::vector<CopyJob> jobs;
   int threads = 2;
   uint64_t chunk = 1 << 20;
+  bool largestFirst = true;                   // else in the given order
+  const char* shortReadCode = "E_IO";         // the code of a short read
+  std::function<void(size_t job)> onJobDone;  // called on worker threads
   std::atomic<uint64_t>* progress = nullptr;
   std::atomic<bool>* cancel = nullptr;
 };
