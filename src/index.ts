@@ -10,6 +10,9 @@ export { exportSafetensors, type ExportOptions, type ExportSummary } from './out
 export { openInput, type InputModel, type InputTensor } from './inputs/index.js';
 export { readSafetensorsHeader } from './inputs/safetensors.js';
 export { FileSource } from './sources/file.js';
+export { HttpSource, type HttpOptions } from './sources/http.js';
+export { S3Source, makeS3Client, type S3Options } from './sources/s3.js';
+export { openSource, type SourceOptions } from './sources/open.js';
 export type { ByteSource } from './sources/source.js';
 export { writeSyntheticSafetensors, transformerSpec } from './synthetic.js';
 export { openPytorchFile, type CheckpointOptions } from './inputs/pytorch/checkpoint.js';

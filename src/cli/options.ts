@@ -1,5 +1,8 @@
 /** Option parsers shared by commands: they throw commander's InvalidArgumentError (exit 2). */
-import { InvalidArgumentError } from 'commander';
+import { readFileSync } from 'node:fs';
+import { InvalidArgumentError, type Command } from 'commander';
+import { usageError } from '../errors.js';
+import type { SourceOptions } from '../sources/open.js';
 
 export function parsePositiveInt(name: string, max = 1024): (v: string) => number {
   return (v: string) => {
@@ -18,4 +21,66 @@ export function parseSize(v: string): number {
   const n = Math.round(Number(m[1]) * mult);
   if (!Number.isSafeInteger(n) || n <= 0) throw new InvalidArgumentError(`size "${v}" is out of range`);
   return n;
+}
+
+/** The options every command that reads a .tensors source takes, for http(s):// and s3:// sources. */
+export interface SourceCliOptions {
+  header?: Record<string, string>;
+  caFile?: string;
+  endpoint?: string;
+  region?: string;
+  pathStyle?: boolean;
+  anonymous?: boolean;
+  concurrency?: number;
+  retries?: number;
+  verbose?: boolean;
+}
+
+function collectHeader(v: string, prev: Record<string, string>): Record<string, string> {
+  const i = v.indexOf(':');
+  if (i <= 0) throw new InvalidArgumentError(`--header "${v}" is not "Name: value"`);
+  return { ...prev, [v.slice(0, i).trim().toLowerCase()]: v.slice(i + 1).trim() };
+}
+
+export function addSourceOptions(c: Command): Command {
+  return c
+    .option('--header <"Name: value">', 'HTTP(S): an extra request header, e.g. Authorization (repeatable)', collectHeader, {})
+    .option('--ca-file <pem>', 'HTTP(S): trust the certificate authorities in this PEM file')
+    .option('--endpoint <url>', 'S3: endpoint URL (default: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, host_base of ~/.s3cfg, else AWS)')
+    .option('--region <name>', 'S3: region (default: AWS_REGION, the AWS profile, ~/.s3cfg, else us-east-1)')
+    .option('--path-style', 'S3: path-style addressing (the default with a custom endpoint)')
+    .option('--anonymous', 'S3: unsigned requests, for public buckets')
+    .option('--concurrency <n>', 'HTTP/S3: range requests in flight (default 8)', parsePositiveInt('--concurrency', 256))
+    .option('--retries <n>', 'HTTP/S3: retries of a failed or interrupted request, resumed where it stopped (default 5)', parseCount('--retries', 100));
+}
+
+export function parseCount(name: string, max: number): (v: string) => number {
+  return (v: string) => {
+    if (!/^[0-9]+$/.test(v) || Number(v) > max) throw new InvalidArgumentError(`${name} must be an integer between 0 and ${max}`);
+    return Number(v);
+  };
+}
+
+/** SourceOptions for openSource() from the command line; warnings and retries go to stderr. */
+export function sourceOptions(o: SourceCliOptions, warn: (line: string) => void): SourceOptions {
+  const onRetry = o.verbose ? (m: string) => process.stderr.write(`retry: ${m}\n`) : undefined;
+  return {
+    http: {
+      headers: o.header,
+      ca: o.caFile ? readCa(o.caFile) : undefined,
+      connections: o.concurrency,
+      retries: o.retries,
+      onRetry,
+      onWarning: warn,
+    },
+    s3: { endpoint: o.endpoint, region: o.region, pathStyle: o.pathStyle, anonymous: o.anonymous, connections: o.concurrency, retries: o.retries, onRetry },
+  };
+}
+
+function readCa(path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (e) {
+    throw usageError(`--ca-file ${path}: ${(e as Error).message}`);
+  }
 }

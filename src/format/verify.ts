@@ -6,7 +6,8 @@ import { createHash } from 'node:crypto';
 import { crc32 } from 'node:zlib';
 import { inTensor, TensorizeError } from '../errors.js';
 import { JobRunner } from '../engine/runner.js';
-import type { FileSource } from '../sources/file.js';
+import type { ByteSource } from '../sources/source.js';
+import { hashRemote } from '../engine/remote.js';
 import { HashType } from './constants.js';
 import { hashedHeaderParts, type TensorHeader } from './header.js';
 import { TensorizerFile, type TensorEntry } from './reader.js';
@@ -35,6 +36,10 @@ export interface VerifyResult {
 
 export interface VerifyOptions {
   threads?: number;
+  /** Remote sources: range requests in flight (default 8). */
+  concurrency?: number;
+  /** Remote sources: bytes per range request (default 8 MiB). */
+  chunkSize?: number;
   onStart?: (totalBytes: number) => void;
   onProgress?: (bytes: number) => void;
 }
@@ -53,7 +58,7 @@ export async function readAllHeaders(tf: TensorizerFile): Promise<{ entry: Tenso
   return out;
 }
 
-export async function verifyFile(source: FileSource, opts: VerifyOptions = {}): Promise<VerifyResult> {
+export async function verifyFile(source: ByteSource, opts: VerifyOptions = {}): Promise<VerifyResult> {
   const tf = await TensorizerFile.open(source);
   const headers = await readAllHeaders(tf);
   const warnings: string[] = [];
@@ -71,53 +76,31 @@ export async function verifyFile(source: FileSource, opts: VerifyOptions = {}): 
   let meta = 0;
   const dataBytes = headers.reduce((n, h) => n + h.header.dataLength, 0);
   opts.onStart?.(dataBytes);
-  const pool = new JobRunner(opts.threads, opts.onProgress);
-  try {
-    await Promise.all(
-      headers.map(async ({ entry, header, raw }) => {
-        if (TensorizerFile.isMeta(entry, header)) meta++;
-        const crc = header.hashes.find((h) => h.type === HashType.CRC32);
-        const sha = header.hashes.find((h) => h.type === HashType.SHA256);
-        if (!crc && !sha) {
-          problems.push(`tensor ${JSON.stringify(entry.name)} (#${entry.index}) stores no hashes, so its data cannot be checked`);
-          return;
-        }
-        const prefix = hashedHeaderParts(raw, header);
-        let got: { crc32?: number; sha256?: Uint8Array };
-        if (header.dataLength === 0) {
-          let c = 0;
-          const s = createHash('sha256');
-          for (const p of prefix) {
-            c = crc32(p, c);
-            s.update(p);
-          }
-          got = { crc32: c >>> 0, sha256: s.digest() };
-        } else {
-          got = await pool.run({
-            id: entry.index,
-            src: { path: source.name, ranges: [{ offset: entry.dataOffset, length: header.dataLength }] },
-            prefix,
-            crc32: !!crc,
-            sha256: !!sha,
-          }).catch((e: unknown) => {
-            throw inTensor(e, entry.name);
-          });
-        }
-        if (crc) {
-          hashesChecked++;
-          const want = crc.value.readUInt32LE(0);
-          if (got.crc32 !== want) failures.push({ tensor: entry.name, index: entry.index, hash: 'crc32', expected: hex32(want), actual: hex32(got.crc32!) });
-        }
-        if (sha) {
-          hashesChecked++;
-          const actual = Buffer.from(got.sha256!).toString('hex');
-          if (actual !== sha.value.toString('hex')) failures.push({ tensor: entry.name, index: entry.index, hash: 'sha256', expected: sha.value.toString('hex'), actual });
-        }
-      }),
-    );
-  } finally {
-    await pool.close();
-  }
+  // What each tensor's hashes must be, and the jobs that recompute them.
+  const checks = headers.flatMap(({ entry, header, raw }) => {
+    if (TensorizerFile.isMeta(entry, header)) meta++;
+    const crc = header.hashes.find((h) => h.type === HashType.CRC32);
+    const sha = header.hashes.find((h) => h.type === HashType.SHA256);
+    if (!crc && !sha) {
+      problems.push(`tensor ${JSON.stringify(entry.name)} (#${entry.index}) stores no hashes, so its data cannot be checked`);
+      return [];
+    }
+    return [{ entry, header, crc, sha, prefix: hashedHeaderParts(raw, header) }];
+  });
+  const got = await recompute(source, checks, opts);
+  checks.forEach(({ entry, crc, sha }, i) => {
+    const r = got[i]!;
+    if (crc) {
+      hashesChecked++;
+      const want = crc.value.readUInt32LE(0);
+      if (r.crc32 !== want) failures.push({ tensor: entry.name, index: entry.index, hash: 'crc32', expected: hex32(want), actual: hex32(r.crc32!) });
+    }
+    if (sha) {
+      hashesChecked++;
+      const actual = Buffer.from(r.sha256!).toString('hex');
+      if (actual !== sha.value.toString('hex')) failures.push({ tensor: entry.name, index: entry.index, hash: 'sha256', expected: sha.value.toString('hex'), actual });
+    }
+  });
   failures.sort((a, b) => a.index - b.index || a.hash.localeCompare(b.hash));
   return {
     file: source.name,
@@ -131,6 +114,52 @@ export async function verifyFile(source: FileSource, opts: VerifyOptions = {}): 
     warnings,
     ok: failures.length === 0 && problems.length === 0,
   };
+}
+
+interface Check {
+  entry: TensorEntry;
+  header: TensorHeader;
+  crc?: unknown;
+  sha?: unknown;
+  prefix: Buffer[];
+}
+
+/**
+ * CRC32 and SHA-256 of each checked tensor's header parts and data: local files on the job
+ * runner (native engine when built), remote sources by ordered parallel range reads.
+ */
+async function recompute(source: ByteSource, checks: Check[], opts: VerifyOptions): Promise<{ crc32?: number; sha256?: Uint8Array }[]> {
+  const path = source.localPath;
+  if (path === undefined) {
+    return hashRemote(
+      source,
+      checks.map((c) => ({ offset: c.entry.dataOffset, length: c.header.dataLength, prefix: c.prefix, crc32: !!c.crc, sha256: !!c.sha })),
+      { concurrency: opts.concurrency, chunkSize: opts.chunkSize, onProgress: opts.onProgress },
+    );
+  }
+  const pool = new JobRunner(opts.threads, opts.onProgress);
+  try {
+    return await Promise.all(
+      checks.map(async ({ entry, header, crc, sha, prefix }) => {
+        if (header.dataLength === 0) {
+          let c = 0;
+          const s = createHash('sha256');
+          for (const p of prefix) {
+            c = crc32(p, c);
+            s.update(p);
+          }
+          return { crc32: c >>> 0, sha256: s.digest() };
+        }
+        return pool
+          .run({ id: entry.index, src: { path, ranges: [{ offset: entry.dataOffset, length: header.dataLength }] }, prefix, crc32: !!crc, sha256: !!sha })
+          .catch((e: unknown) => {
+            throw inTensor(e, entry.name);
+          });
+      }),
+    );
+  } finally {
+    await pool.close();
+  }
 }
 
 function hex32(n: number): string {

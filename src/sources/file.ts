@@ -25,6 +25,10 @@ export class FileSource implements ByteSource {
     return new FileSource(path, st.size, fh);
   }
 
+  get localPath(): string {
+    return this.name;
+  }
+
   get fd(): number {
     return this.fh.fd;
   }

@@ -8,6 +8,8 @@ export interface ByteSource {
   /** What to call the source in messages (a path or URL). */
   readonly name: string;
   readonly size: number;
+  /** The path, when the bytes are a local file (native engines then read it directly). */
+  readonly localPath?: string;
   /** Read exactly `length` bytes at `offset` into `into` (or a new buffer); short reads throw E_IO. */
   read(offset: number, length: number, into?: Buffer): Promise<Buffer>;
   close(): Promise<void>;

@@ -1,16 +1,19 @@
 import { Command } from 'commander';
 import { TENSOR_TYPE_NAMES } from '../../format/constants.js';
 import { TensorizerFile } from '../../format/reader.js';
-import { FileSource } from '../../sources/file.js';
-import { formatBytes, printJson, table, type CommonOptions } from '../output.js';
+import { openSource } from '../../sources/open.js';
+import { addSourceOptions, sourceOptions, type SourceCliOptions } from '../options.js';
+import { formatBytes, printJson, table, warn, type CommonOptions } from '../output.js';
 
 export function infoCommand(): Command {
-  return new Command('info')
-    .description('show the data version, flags and tensor table of a .tensors file (reads only the index)')
-    .argument('<file>', 'a .tensors file')
+  return addSourceOptions(
+    new Command('info')
+      .description('show the data version, flags and tensor table of a .tensors file (reads only the index)')
+      .argument('<file>', 'a .tensors file: a path, an http(s):// URL or s3://bucket/key'),
+  )
     .option('--json', 'print one JSON document on stdout')
-    .action(async (file: string, opts: CommonOptions) => {
-      const src = await FileSource.open(file);
+    .action(async (file: string, opts: CommonOptions & SourceCliOptions, cmd: Command) => {
+      const src = await openSource(file, sourceOptions({ ...opts, verbose: cmd.optsWithGlobals().verbose }, (l) => warn(opts, l)));
       try {
         const tf = await TensorizerFile.open(src);
         const i = tf.info;

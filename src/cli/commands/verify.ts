@@ -1,18 +1,20 @@
 import { Command } from 'commander';
 import { TensorizeError } from '../../errors.js';
 import { verifyFile } from '../../format/verify.js';
-import { FileSource } from '../../sources/file.js';
-import { parsePositiveInt } from '../options.js';
+import { openSource } from '../../sources/open.js';
+import { addSourceOptions, parsePositiveInt, sourceOptions, type SourceCliOptions } from '../options.js';
 import { formatBytes, gbps, log, peakRssBytes, printJson, Progress, warn, type CommonOptions } from '../output.js';
 
-interface Opts extends CommonOptions {
+interface Opts extends CommonOptions, SourceCliOptions {
   threads?: number;
 }
 
 export function verifyCommand(): Command {
-  return new Command('verify')
-    .description('check the structure of a .tensors file and every CRC32 and SHA-256 it stores')
-    .argument('<file>', 'a .tensors file')
+  return addSourceOptions(
+    new Command('verify')
+      .description('check the structure of a .tensors file and every CRC32 and SHA-256 it stores')
+      .argument('<file>', 'a .tensors file: a path, an http(s):// URL or s3://bucket/key'),
+  )
     .option('--threads <n>', 'worker threads that hash (default: CPU count)', parsePositiveInt('--threads', 256))
     .option('--json', 'print one JSON document on stdout')
     .option('-q, --quiet', 'print nothing on success')
@@ -21,15 +23,19 @@ export function verifyCommand(): Command {
       `
 Checks the file header, the index, that records are contiguous and agree with the index,
 then recomputes each tensor's hashes over its header and data exactly as tensorizer does.
+Remote files (http://, https://, s3://) are read by range, --concurrency requests at a
+time, with retries that resume where a request stopped; an object that changes while it is
+being read is an error. S3 credentials, region and endpoint come from the AWS SDK chain
+(environment, AWS_PROFILE, ~/.aws), else from ~/.s3cfg; see --endpoint.
 Exit status: 0 when everything passes, 1 when any check fails (the message names the
 tensor and the hash), 2 on a usage error.`,
     )
-    .action(async (file: string, opts: Opts) => {
+    .action(async (file: string, opts: Opts, cmd: Command) => {
       const t0 = performance.now();
-      const src = await FileSource.open(file);
+      const src = await openSource(file, sourceOptions({ ...opts, verbose: cmd.optsWithGlobals().verbose }, (l) => warn(opts, l)));
       const progress = new Progress(opts, 'verify');
       try {
-        const r = await verifyFile(src, { threads: opts.threads, onStart: progress.start, onProgress: progress.add }).finally(() => progress.stop());
+        const r = await verifyFile(src, { threads: opts.threads, concurrency: opts.concurrency, onStart: progress.start, onProgress: progress.add }).finally(() => progress.stop());
         const seconds = (performance.now() - t0) / 1000;
         for (const w of r.warnings) warn(opts, w);
         if (opts.json) {

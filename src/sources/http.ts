@@ -1,0 +1,179 @@
+/**
+ * HTTP(S) objects as a ByteSource: ranged GETs over a keep-alive connection pool (undici).
+ *
+ * - open() asks for `bytes=0-0` to learn the size, whether ranges work, and the object's
+ *   validators (ETag, Last-Modified). Later reads send `If-Match` (or
+ *   `If-Unmodified-Since`) and compare Content-Range totals, so an object that changes
+ *   while it is being read is an error (E_FILE_CHANGED), never silently mixed bytes.
+ * - A reset connection, a timeout, a 5xx, a 429 or a 503 SlowDown mid-transfer is retried
+ *   with exponential backoff and resumed from the last byte received; short bodies are
+ *   detected and resumed the same way.
+ * - A server that ignores Range gets one sequential download into a temporary file (with
+ *   a warning), which is then read like a local file and deleted on close().
+ */
+import { createWriteStream } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { Agent, request, type Dispatcher } from 'undici';
+import { TensorizeError } from '../errors.js';
+import { FileSource } from './file.js';
+import type { ByteSource } from './source.js';
+import { rangedRead, receiveBody, Retryable, retrying, type RetryOptions } from './retry.js';
+
+export interface HttpOptions extends RetryOptions {
+  /** Extra request headers (e.g. Authorization for token-protected endpoints). */
+  headers?: Record<string, string>;
+  /** PEM certificate authorities to trust instead of the system's (--ca-file). */
+  ca?: string | Buffer;
+  /** Connections kept open to the server (default 16). */
+  connections?: number;
+  /** Milliseconds without progress before a request is abandoned and retried (default 30000). */
+  timeoutMs?: number;
+  /** Called with messages for the user (the no-range fallback). */
+  onWarning?: (message: string) => void;
+}
+
+interface Validators {
+  etag?: string;
+  lastModified?: string;
+}
+
+const RETRY_STATUS = new Set([408, 425, 429, 500, 502, 503, 504]);
+
+function header(h: Record<string, string | string[] | undefined>, name: string): string | undefined {
+  const v = h[name];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+/** `bytes a-b/total` → [a, b, total] (total -1 when `*`). */
+function parseContentRange(v: string | undefined): [number, number, number] | undefined {
+  const m = v && /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(v.trim());
+  if (!m) return undefined;
+  return [Number(m[1]), Number(m[2]), m[3] === '*' ? -1 : Number(m[3])];
+}
+
+function statusError(url: string, status: number, what: string): TensorizeError {
+  if (status === 404) return new TensorizeError('E_NOT_FOUND', `${url}: not found (HTTP 404)`);
+  if (status === 401 || status === 403) {
+    return new TensorizeError('E_IO', `${url}: access denied (HTTP ${status}) ${what}`, {
+      hints: ['pass credentials with --header "Authorization: Bearer <token>"'],
+    });
+  }
+  if (status === 412) return new TensorizeError('E_FILE_CHANGED', `${url}: the object changed while it was being read (HTTP 412 on ${what})`);
+  return new TensorizeError('E_IO', `${url}: HTTP ${status} ${what}`);
+}
+
+export class HttpSource implements ByteSource {
+  private constructor(
+    readonly name: string,
+    readonly size: number,
+    private readonly agent: Agent,
+    private readonly opts: HttpOptions,
+    private readonly validators: Validators,
+  ) {}
+
+  /** Open a URL; a server without range support yields a FileSource over a downloaded copy. */
+  static async open(url: string, opts: HttpOptions = {}): Promise<ByteSource> {
+    const agent = new Agent({
+      connections: opts.connections ?? 16,
+      keepAliveTimeout: 30_000,
+      connect: opts.ca ? { ca: opts.ca } : undefined,
+    });
+    try {
+      const probe = await retrying(`${url}: probing`, opts, async () => {
+        const res = await send(agent, url, { ...opts.headers, range: 'bytes=0-0' }, opts);
+        if (res.statusCode === 206) {
+          const cr = parseContentRange(header(res.headers, 'content-range'));
+          await res.body.dump();
+          if (!cr || cr[2] < 0) throw new TensorizeError('E_IO', `${url}: the server answered a range request without a usable Content-Range`);
+          return { ranged: true as const, size: cr[2], res };
+        }
+        if (res.statusCode === 416) {
+          // An empty object cannot satisfy bytes=0-0.
+          const cr = /\/(\d+)$/.exec(header(res.headers, 'content-range') ?? '');
+          await res.body.dump();
+          if (cr && Number(cr[1]) === 0) return { ranged: true as const, size: 0, res };
+          throw new TensorizeError('E_IO', `${url}: HTTP 416 for bytes=0-0`);
+        }
+        if (res.statusCode === 200) return { ranged: false as const, size: -1, res };
+        await res.body.dump();
+        if (RETRY_STATUS.has(res.statusCode)) throw new Retryable(`HTTP ${res.statusCode}`);
+        throw statusError(url, res.statusCode, 'for the first range');
+      });
+      const validators: Validators = {
+        etag: header(probe.res.headers, 'etag'),
+        lastModified: header(probe.res.headers, 'last-modified'),
+      };
+      if (probe.ranged) return new HttpSource(url, probe.size, agent, opts, validators);
+      opts.onWarning?.(`${url}: the server does not support range requests; downloading the whole object to a temporary file first`);
+      const dir = await mkdtemp(join(tmpdir(), 'tensorize-http-'));
+      const path = join(dir, 'object');
+      try {
+        await pipeline(probe.res.body, createWriteStream(path));
+      } catch (e) {
+        await rm(dir, { recursive: true, force: true });
+        throw new TensorizeError('E_IO', `${url}: the download failed: ${(e as Error).message}`, { cause: e });
+      }
+      await agent.close();
+      const file = await FileSource.open(path);
+      return {
+        name: url,
+        size: file.size,
+        localPath: path,
+        read: (o, l, into) => file.read(o, l, into),
+        close: async () => {
+          await file.close();
+          await rm(dir, { recursive: true, force: true });
+        },
+      };
+    } catch (e) {
+      await agent.close();
+      throw e;
+    }
+  }
+
+  read(offset: number, length: number, into?: Buffer): Promise<Buffer> {
+    return rangedRead(this, offset, length, into, this.opts, async (from, to, buf, at) => {
+      const h: Record<string, string> = { ...this.opts.headers, range: `bytes=${from}-${to}` };
+      if (this.validators.etag && !this.validators.etag.startsWith('W/')) h['if-match'] = this.validators.etag;
+      else if (this.validators.lastModified) h['if-unmodified-since'] = this.validators.lastModified;
+      const res = await send(this.agent, this.name, h, this.opts);
+      if (res.statusCode !== 206) {
+        await res.body.dump().catch(() => {});
+        if (RETRY_STATUS.has(res.statusCode)) throw new Retryable(`HTTP ${res.statusCode}`);
+        throw statusError(this.name, res.statusCode, `for bytes ${from}-${to}`);
+      }
+      const cr = parseContentRange(header(res.headers, 'content-range'));
+      const etag = header(res.headers, 'etag');
+      if (!cr || cr[0] !== from || cr[1] !== to || (cr[2] >= 0 && cr[2] !== this.size) || (etag && this.validators.etag && etag !== this.validators.etag)) {
+        await res.body.dump().catch(() => {});
+        throw new TensorizeError(
+          'E_FILE_CHANGED',
+          `${this.name}: the object changed while it was being read (asked for bytes ${from}-${to} of ${this.size}, got ${header(res.headers, 'content-range') ?? 'no Content-Range'}${etag !== this.validators.etag ? `, ETag ${etag} instead of ${this.validators.etag}` : ''})`,
+        );
+      }
+      await receiveBody(res.body, buf, at, this.name, () => res.body.destroy());
+    });
+  }
+
+  async close(): Promise<void> {
+    await this.agent.close();
+  }
+}
+
+async function send(agent: Agent, url: string, headers: Record<string, string>, opts: HttpOptions): Promise<Dispatcher.ResponseData> {
+  const timeout = opts.timeoutMs ?? 30_000;
+  try {
+    return await request(url, { dispatcher: agent, method: 'GET', headers, headersTimeout: timeout, bodyTimeout: timeout });
+  } catch (e) {
+    const code = (e as { code?: string }).code ?? '';
+    if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') throw new TensorizeError('E_IO', `${url}: cannot resolve the host name (${code})`, { cause: e });
+    if (/CERT|SSL|TLS/i.test(code) || /certificate/i.test((e as Error).message)) {
+      throw new TensorizeError('E_IO', `${url}: TLS error: ${(e as Error).message}`, { hints: ['pass the server\'s CA with --ca-file'], cause: e });
+    }
+    if (e instanceof TypeError || code === 'ERR_INVALID_URL') throw new TensorizeError('E_USAGE', `${url}: not a valid URL (${(e as Error).message})`, { cause: e });
+    throw new Retryable(`${code || (e as Error).message}`);
+  }
+}

@@ -1,0 +1,119 @@
+/**
+ * Real servers on loopback for the remote-source tests, started and stopped by the tests:
+ *
+ * - an HTTP server (node:http) that serves files from a directory with Range, ETag and
+ *   Last-Modified, and can inject faults: reset the connection after N body bytes, answer
+ *   503 a number of times, ignore Range, change the object's ETag mid-read;
+ * - an S3-compatible server (@20minutes/s3rver, the maintained s3rver fork) with one bucket.
+ */
+import { createHash } from 'node:crypto';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { readFileSync, statSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import { join, normalize } from 'node:path';
+import { createRequire } from 'node:module';
+
+export interface Faults {
+  /** Cut the next response bodies after this many bytes (then clear). */
+  resetAfterBytes?: number;
+  /** Answer this many requests with 503 SlowDown first. */
+  unavailable?: number;
+  /** Answer every request with the whole object (200), as servers without range support do. */
+  ignoreRange?: boolean;
+  /** Report a different ETag (and size) from the next request on: the object "changed". */
+  changed?: boolean;
+}
+
+export interface HttpFixture {
+  url: string;
+  faults: Faults;
+  requests: { range?: string; status: number }[];
+  close(): Promise<void>;
+}
+
+export async function startHttpServer(root: string, opts: { requireHeader?: [string, string] } = {}): Promise<HttpFixture> {
+  const faults: Faults = {};
+  const requests: HttpFixture['requests'] = [];
+  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    const done = (status: number) => requests.push({ range: req.headers.range, status });
+    const rel = normalize(decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname)).replace(/^(\.\.[/\\])+/, '');
+    if (opts.requireHeader && req.headers[opts.requireHeader[0]] !== opts.requireHeader[1]) {
+      res.writeHead(401).end();
+      return done(401);
+    }
+    if (faults.unavailable && faults.unavailable > 0) {
+      faults.unavailable--;
+      res.writeHead(503, { 'retry-after': '0' }).end('SlowDown');
+      return done(503);
+    }
+    let data: Buffer;
+    try {
+      const path = join(root, rel);
+      if (!statSync(path).isFile()) throw new Error('not a file');
+      data = readFileSync(path);
+    } catch {
+      res.writeHead(404).end();
+      return done(404);
+    }
+    const etag = `"${createHash('sha1').update(data).digest('hex')}${faults.changed ? '-v2' : ''}"`;
+    if (faults.changed) data = Buffer.concat([data, Buffer.from('appended')]);
+    const base = { etag, 'last-modified': new Date(0).toUTCString(), 'accept-ranges': faults.ignoreRange ? 'none' : 'bytes' };
+    if (req.headers['if-match'] && req.headers['if-match'] !== etag) {
+      res.writeHead(412, base).end();
+      return done(412);
+    }
+    let body = data;
+    let status = 200;
+    const headers: Record<string, string | number> = { ...base };
+    const m = /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? '');
+    if (m && !faults.ignoreRange) {
+      const a = Number(m[1]);
+      const b = m[2] ? Math.min(Number(m[2]), data.length - 1) : data.length - 1;
+      if (a >= data.length) {
+        res.writeHead(416, { ...base, 'content-range': `bytes */${data.length}` }).end();
+        return done(416);
+      }
+      body = data.subarray(a, b + 1);
+      status = 206;
+      headers['content-range'] = `bytes ${a}-${b}/${data.length}`;
+    }
+    headers['content-length'] = body.length;
+    res.writeHead(status, headers);
+    done(status);
+    if (faults.resetAfterBytes !== undefined && body.length > faults.resetAfterBytes) {
+      const n = faults.resetAfterBytes;
+      faults.resetAfterBytes = undefined;
+      res.write(body.subarray(0, n), () => res.socket?.destroy());
+      return;
+    }
+    res.end(req.method === 'HEAD' ? undefined : body);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    faults,
+    requests,
+    close: () =>
+      new Promise<void>((r) => {
+        server.closeAllConnections();
+        server.close(() => r());
+      }),
+  };
+}
+
+export interface S3Fixture {
+  endpoint: string;
+  bucket: string;
+  close(): Promise<void>;
+}
+
+/** s3rver on an ephemeral loopback port with bucket "b"; credentials S3RVER / S3RVER. */
+export async function startS3(directory: string): Promise<S3Fixture> {
+  const S3rver = createRequire(import.meta.url)('@20minutes/s3rver') as new (o: object) => { run(): Promise<AddressInfo>; close(): Promise<void> };
+  const server = new S3rver({ port: 0, address: '127.0.0.1', silent: true, directory, configureBuckets: [{ name: 'b' }] });
+  const { port } = await server.run();
+  return { endpoint: `http://127.0.0.1:${port}`, bucket: 'b', close: () => server.close() };
+}
+
+export const S3_ENV = { AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', AWS_REGION: 'us-east-1' };
