@@ -60,12 +60,15 @@ export async function hashRemote(source: ByteSource, jobs: readonly RemoteJob[],
   const byOffset = [...state].filter((s) => s.j.length > 0).sort((a, b) => a.j.offset - b.j.offset);
   const reads = planReads(jobs, chunk, opts.maxGap ?? 1 << 20);
   const inFlight: Promise<Buffer>[] = [];
+  // Chunk buffers are reused: memory stays at concurrency x chunk instead of waiting for GC.
+  const free: Buffer[] = [];
   let next = 0;
   let first = 0; // first job in byOffset that may still need bytes
   const issue = () => {
     while (inFlight.length < concurrency && next < reads.length) {
       const [o, l] = reads[next++]!;
-      const p = source.read(o, l);
+      const into = free.pop() ?? Buffer.allocUnsafeSlow(chunk);
+      const p = source.read(o, l, into);
       p.catch(() => {}); // awaited in order below; a failure there rejects the whole run
       inFlight.push(p);
     }
@@ -90,6 +93,7 @@ export async function hashRemote(source: ByteSource, jobs: readonly RemoteJob[],
         useful += b - a;
       }
       opts.onProgress?.(useful);
+      free.push(Buffer.from(buf.buffer, buf.byteOffset, chunk));
     }
   } finally {
     await Promise.allSettled(inFlight);
