@@ -314,6 +314,33 @@ Napi::Value Read(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// alloc({device, total}) -> handle: a destination that JS fills with write() (remote sources).
+Napi::Value Alloc(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = info[0].As<Napi::Object>();
+  auto h = std::make_shared<Handle>();
+  tz::Error err;
+  tz::Loaded* l = tz::allocate(o.Get("device").As<Napi::Number>().Int32Value(), u64(o, "total", 0), err);
+  if (!l) throwError(env, err.code, err.message);
+  h->loaded.reset(l);
+  auto* holder = new TicketRef(h);
+  return Napi::External<TicketRef>::New(env, holder, [](Napi::Env, TicketRef* p) { delete p; });
+}
+
+// write(handle, offset, buffer): copy bytes into the destination (host memcpy or H2D copy).
+Napi::Value Write(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Handle& h = handleOf(info[0]);
+  if (h.running) throwError(env, "E_USAGE", "the load is still running");
+  if (!h.loaded) throwError(env, "E_USAGE", "nothing was allocated, or it was closed");
+  double off = info[1].As<Napi::Number>().DoubleValue();
+  if (!(off >= 0) || off > 9007199254740991.0) throwError(env, "E_USAGE", "write: offset out of range");
+  Napi::Uint8Array b = info[2].As<Napi::Uint8Array>();
+  tz::Error e = h.loaded->write(static_cast<uint64_t>(off), b.Data(), b.ByteLength());
+  if (!e.ok()) throwError(env, e.code, e.message);
+  return env.Undefined();
+}
+
 Napi::Value Free(const Napi::CallbackInfo& info) {
   Handle& h = handleOf(info[0]);
   if (h.running) throwError(info.Env(), "E_USAGE", "the load is still running");
@@ -335,6 +362,8 @@ Napi::Object Module(Napi::Env env, Napi::Object exports) {
   exports.Set("info", Napi::Function::New(env, Info));
   exports.Set("start", Napi::Function::New(env, Start));
   exports.Set("copy", Napi::Function::New(env, Copy));
+  exports.Set("alloc", Napi::Function::New(env, Alloc));
+  exports.Set("write", Napi::Function::New(env, Write));
   exports.Set("progress", Napi::Function::New(env, Progress));
   exports.Set("cancel", Napi::Function::New(env, Cancel));
   exports.Set("read", Napi::Function::New(env, Read));

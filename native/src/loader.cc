@@ -374,7 +374,43 @@ void Loaded::free() {
   base = nullptr;
 }
 
-Error Loaded::read(uint64_t offset, uint64_t len, void* out) const {
+Loaded* allocate(int device, uint64_t total, Error& err) {
+  auto out = std::make_unique<Loaded>();
+  out->device = device;
+  out->size = total;
+  if (device >= 0) {
+#ifdef TENSORIZE_HAVE_CUDA
+    cudaError_t e = cudaSetDevice(device);
+    if (e == cudaSuccess && total) e = cudaMalloc(&out->base, total);
+    if (e != cudaSuccess) {
+      out->base = nullptr;
+      err.code = cudaCode(e);
+      err.message = cudaMsg(e, total ? "cudaMalloc of the tensor memory" : "cudaSetDevice") + (e == cudaErrorMemoryAllocation ? " (" + std::to_string(total) + " bytes)" : "");
+      return nullptr;
+    }
+    out->stats.deviceBytes = total;
+#else
+    err.code = "E_NO_DEVICE";
+    err.message = "this build of the native addon has no CUDA support (no CUDA toolkit was found when it was built)";
+    return nullptr;
+#endif
+  } else if (total) {
+    void* p = mmap(nullptr, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) {
+      err.code = "E_HOST_OOM";
+      err.message = "cannot map " + std::to_string(total) + " bytes of host memory for the tensors: " + std::strerror(errno);
+      return nullptr;
+    }
+    // Huge pages: a fresh destination costs one fault per 2 MiB instead of per 4 KiB.
+    madvise(p, total, MADV_HUGEPAGE);
+    out->base = p;
+    out->stats.hostBytes = total;
+  }
+  return out.release();
+}
+
+// Copies between the destination and host memory: `in` copies host -> destination.
+Error Loaded::transfer(uint64_t offset, uint64_t len, void* host, bool in) const {
   Error err;
   if (!base && len) {
     err.code = "E_USAGE";
@@ -383,24 +419,30 @@ Error Loaded::read(uint64_t offset, uint64_t len, void* out) const {
   }
   if (offset > size || len > size - offset) {
     err.code = "E_USAGE";
-    err.message = "read past the end of the loaded data";
+    err.message = in ? "write past the end of the allocation" : "read past the end of the loaded data";
     return err;
   }
   if (!len) return err;
+  uint8_t* at = static_cast<uint8_t*>(base) + offset;
 #ifdef TENSORIZE_HAVE_CUDA
   if (device >= 0) {
     cudaSetDevice(device);
-    cudaError_t e = cudaMemcpy(out, static_cast<const uint8_t*>(base) + offset, len, cudaMemcpyDeviceToHost);
+    cudaError_t e = in ? cudaMemcpy(at, host, len, cudaMemcpyHostToDevice) : cudaMemcpy(host, at, len, cudaMemcpyDeviceToHost);
     if (e != cudaSuccess) {
       err.code = cudaCode(e);
-      err.message = cudaMsg(e, "cudaMemcpy (device to host)");
+      err.message = cudaMsg(e, in ? "cudaMemcpy (host to device)" : "cudaMemcpy (device to host)");
     }
     return err;
   }
 #endif
-  std::memcpy(out, static_cast<const uint8_t*>(base) + offset, len);
+  if (in) std::memcpy(at, host, len);
+  else std::memcpy(host, at, len);
   return err;
 }
+
+Error Loaded::write(uint64_t offset, const void* in, uint64_t len) { return transfer(offset, len, const_cast<void*>(in), true); }
+
+Error Loaded::read(uint64_t offset, uint64_t len, void* out) const { return transfer(offset, len, out, false); }
 
 Loaded* load(const Spec& s, Error& err) {
   auto fail = [&](const std::string& code, const std::string& msg) -> Loaded* {
@@ -423,32 +465,11 @@ Loaded* load(const Spec& s, Error& err) {
     ::close(fd);
     return fail("E_FILE_CHANGED", s.path + ": the file is " + std::to_string(st0.st_size) + " bytes now, " + std::to_string(s.expectSize) + " when its index was read; it changed during the load");
   }
-  auto out = std::make_unique<Loaded>();
-  out->device = s.device;
-  out->size = s.total;
   auto t0 = Clock::now();
-  // The destination.
-  if (s.device >= 0) {
-#ifdef TENSORIZE_HAVE_CUDA
-    cudaError_t e = cudaSetDevice(s.device);
-    if (e == cudaSuccess && s.total) e = cudaMalloc(&out->base, s.total);
-    if (e != cudaSuccess) {
-      ::close(fd);
-      out->base = nullptr;
-      return fail(cudaCode(e), cudaMsg(e, s.total ? "cudaMalloc of the tensor memory" : "cudaSetDevice") + (e == cudaErrorMemoryAllocation ? " (" + std::to_string(s.total) + " bytes)" : ""));
-    }
-    out->stats.deviceBytes = s.total;
-#endif
-  } else if (s.total) {
-    void* p = mmap(nullptr, s.total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) {
-      ::close(fd);
-      return fail("E_HOST_OOM", "cannot map " + std::to_string(s.total) + " bytes of host memory for the tensors: " + std::strerror(errno));
-    }
-    // Huge pages: a fresh destination costs one fault per 2 MiB instead of per 4 KiB.
-    madvise(p, s.total, MADV_HUGEPAGE);
-    out->base = p;
-    out->stats.hostBytes = s.total;
+  std::unique_ptr<Loaded> out(allocate(s.device, s.total, err));
+  if (!out) {
+    ::close(fd);
+    return nullptr;
   }
   Run run(s, fd, *out);
   run.start();

@@ -62,7 +62,15 @@ struct Loaded {
   void free();
   // Copy bytes back to host memory (for checks and for reading host loads from JS).
   Error read(uint64_t offset, uint64_t len, void* out) const;
+  // Copy bytes in (for sources the native side cannot read itself: HTTP, S3).
+  Error write(uint64_t offset, const void* in, uint64_t len);
+
+ private:
+  Error transfer(uint64_t offset, uint64_t len, void* host, bool in) const;
 };
+
+// Just the destination allocation (device memory, or huge-page host memory for device -1).
+Loaded* allocate(int device, uint64_t total, Error& err);
 
 // Runs the whole load; on failure everything allocated is freed and `err` says why.
 Loaded* load(const Spec& spec, Error& err);

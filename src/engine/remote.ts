@@ -24,6 +24,10 @@ export interface RemoteOptions {
   onProgress?: (bytes: number) => void;
   /** Gaps up to this many bytes between tensors are read rather than split (default 1 MiB). */
   maxGap?: number;
+  /** Each piece of a job's data as it arrives, in order: (job index, offset within the job, bytes). */
+  onPart?: (job: number, offset: number, bytes: Buffer) => void;
+  /** A job has all its bytes. */
+  onJobDone?: (job: number) => void;
 }
 
 export const DEFAULT_REMOTE_CHUNK = 8 << 20;
@@ -44,7 +48,8 @@ export function planReads(jobs: readonly RemoteJob[], chunk: number, maxGap: num
   return reads;
 }
 
-export async function hashRemote(source: ByteSource, jobs: readonly RemoteJob[], opts: RemoteOptions = {}): Promise<JobResult[]> {
+/** Read jobs' bytes from a remote source in order (see the module comment), hashing those that ask for it. */
+export async function readRemote(source: ByteSource, jobs: readonly RemoteJob[], opts: RemoteOptions = {}): Promise<JobResult[]> {
   const chunk = opts.chunkSize ?? DEFAULT_REMOTE_CHUNK;
   const concurrency = Math.max(1, opts.concurrency ?? DEFAULT_CONCURRENCY);
   const state = jobs.map((j, id) => {
@@ -73,6 +78,7 @@ export async function hashRemote(source: ByteSource, jobs: readonly RemoteJob[],
       inFlight.push(p);
     }
   };
+  for (const s of state) if (s.j.length === 0) opts.onJobDone?.(s.id);
   issue();
   try {
     for (let r = 0; r < reads.length; r++) {
@@ -89,8 +95,10 @@ export async function hashRemote(source: ByteSource, jobs: readonly RemoteJob[],
         const part = buf.subarray(a - o, b - o);
         s.sha?.update(part);
         if (s.j.crc32) s.crc = crc32(part, s.crc);
+        opts.onPart?.(s.id, s.done, part);
         s.done += b - a;
         useful += b - a;
+        if (s.done === s.j.length) opts.onJobDone?.(s.id);
       }
       opts.onProgress?.(useful);
       free.push(Buffer.from(buf.buffer, buf.byteOffset, chunk));
@@ -105,3 +113,5 @@ export async function hashRemote(source: ByteSource, jobs: readonly RemoteJob[],
     return res;
   });
 }
+
+export const hashRemote = readRemote;

@@ -13,6 +13,9 @@ import { hashedHeaderParts } from '../format/header.js';
 import type { TensorPath } from '../format/paths.js';
 import { TensorizerFile } from '../format/reader.js';
 import { FileSource } from '../sources/file.js';
+import { openSource, sourceKind, type SourceOptions } from '../sources/open.js';
+import type { ByteSource } from '../sources/source.js';
+import { DEFAULT_CONCURRENCY, DEFAULT_REMOTE_CHUNK, readRemote, type RemoteJob } from '../engine/remote.js';
 import { native, type NativeExpect, type NativeHandle, type NativeInfo, type NativeStats } from '../native/binding.js';
 
 export const ALIGNMENT = 256;
@@ -28,6 +31,10 @@ export interface LoadOptions {
   /** Glob (`*`, `?`) or `/regex/flags`: load only the tensors whose names match. */
   filter?: string;
   verify?: boolean;
+  /** http(s):// and s3:// sources: how to reach them (headers, endpoint, retries, ...). */
+  source?: SourceOptions;
+  /** Remote sources: range requests in flight (default 8). */
+  concurrency?: number;
   onStart?: (totalBytes: number) => void;
   onProgress?: (bytesDone: number) => void;
 }
@@ -139,7 +146,8 @@ export async function load(path: string, opts: LoadOptions = {}): Promise<Loaded
   const verify = opts.verify ?? false;
   const match = compileFilter(opts.filter);
 
-  const src = await FileSource.open(path);
+  const remote = sourceKind(path) !== 'file';
+  const src = remote ? await openSource(path, opts.source) : await FileSource.open(path);
   const tensors: LoadedTensor[] = [];
   const items: number[] = [];
   const expect: NativeExpect[] = [];
@@ -148,7 +156,7 @@ export async function load(path: string, opts: LoadOptions = {}): Promise<Loaded
   let fileSize: number;
   try {
     const tf = await TensorizerFile.open(src);
-    fileSize = (await stat(path)).size;
+    fileSize = remote ? src.size : (await stat(path)).size;
     let dst = 0;
     const devName = device < 0 ? 'cpu' : `cuda:${device}`;
     for (const e of tf.entries) {
@@ -192,6 +200,8 @@ export async function load(path: string, opts: LoadOptions = {}): Promise<Loaded
     const total = dst;
     const openMs = performance.now() - t0;
     opts.onStart?.(dataBytes);
+    const stat0 = { device, devName, plaid, readers, chunkSize, verify, openMs, skipped, info };
+    if (remote) return await loadRemote(src, path, tensors, items, expect, total, stat0, opts, t0);
     const { handle, done } = bin.start({ path, device, plaid, readers, chunkSize, verify, total, fileSize, items: Float64Array.from(items), expect: verify ? expect : undefined });
     let timer: NodeJS.Timeout | undefined;
     if (opts.onProgress) timer = setInterval(() => opts.onProgress!(bin.progress(handle)), 100);
@@ -227,6 +237,90 @@ export async function load(path: string, opts: LoadOptions = {}): Promise<Loaded
   } finally {
     await src.close();
   }
+}
+
+interface Planned {
+  device: number;
+  devName: string;
+  plaid: boolean;
+  readers: number;
+  chunkSize: number;
+  verify: boolean;
+  openMs: number;
+  skipped: number;
+  info: () => NativeInfo;
+}
+
+/**
+ * HTTP and S3: the data region is fetched in order by parallel range requests (see
+ * engine/remote.ts) and each piece is copied into the native destination as it arrives;
+ * with verify, the hashes are computed on the way and compared at the end.
+ */
+async function loadRemote(
+  src: ByteSource,
+  path: string,
+  tensors: LoadedTensor[],
+  items: number[],
+  expect: NativeExpect[],
+  total: number,
+  p: Planned,
+  opts: LoadOptions,
+  t0: number,
+): Promise<LoadedModel> {
+  const bin = native();
+  const tStart = performance.now();
+  const handle = bin.alloc({ device: p.device, total });
+  const withData = tensors.filter((x) => !x.meta);
+  const dst: number[] = [];
+  const jobs: RemoteJob[] = [];
+  for (let k = 0; k < items.length; k += 3) {
+    const e = p.verify ? expect[k / 3]! : undefined;
+    dst.push(items[k + 2]!);
+    jobs.push({ offset: items[k]!, length: items[k + 1]!, prefix: e ? [e.prefix] : [], crc32: e?.crc32 !== undefined, sha256: e?.sha256 !== undefined });
+  }
+  let firstMs = -1;
+  let done = 0;
+  try {
+    const got = await readRemote(src, jobs, {
+      concurrency: opts.concurrency,
+      onPart: (k, off, bytes) => bin.write(handle, dst[k]! + off, bytes),
+      onJobDone: () => {
+        if (firstMs < 0) firstMs = performance.now() - tStart;
+      },
+      onProgress: (n) => opts.onProgress?.((done += n)),
+    });
+    if (p.verify) {
+      got.forEach((r, k) => {
+        const e = expect[k]!;
+        const bad = e.crc32 !== undefined && r.crc32 !== e.crc32 ? 'CRC32' : e.sha256 !== undefined && !Buffer.from(r.sha256!).equals(e.sha256) ? 'SHA-256' : undefined;
+        if (bad) throw new TensorizeError('E_HASH_MISMATCH', `${path}: ${bad} mismatch (tensor ${JSON.stringify(withData[k]!.name)})`, { hints: [`run: tensorize verify ${path}`] });
+      });
+    }
+  } catch (e) {
+    bin.free(handle);
+    throw e;
+  }
+  const transferMs = performance.now() - tStart;
+  const bytes = jobs.reduce((n, j) => n + j.length, 0);
+  return new LoadedModel(path, tensors, {
+    device: p.devName,
+    deviceName: p.device < 0 ? 'host memory' : (p.info().devices[p.device]?.name ?? p.devName),
+    plaid: p.plaid,
+    readers: opts.concurrency ?? DEFAULT_CONCURRENCY,
+    chunkSize: DEFAULT_REMOTE_CHUNK,
+    verified: p.verify,
+    openMs: p.openMs,
+    firstTensorMs: firstMs < 0 ? -1 : p.openMs + firstMs,
+    transferMs,
+    totalMs: performance.now() - t0,
+    bytes,
+    gbPerSecond: transferMs > 0 ? bytes / transferMs / 1e6 : 0,
+    pinnedBytes: 0,
+    deviceBytes: p.device >= 0 ? total : 0,
+    hostBytes: p.device < 0 ? total : 0,
+    tensors: tensors.length,
+    skipped: p.skipped,
+  }, handle);
 }
 
 /** Native errors carry the index of the tensor (among those with data); put its name in the message. */

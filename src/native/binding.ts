@@ -105,6 +105,10 @@ export interface NativeBinding {
   progress(h: NativeHandle): number;
   cancel(h: NativeHandle): void;
   read(h: NativeHandle, offset: number, length: number): Buffer;
+  /** A destination of `total` bytes on `device` (-1: host) that JS fills with write(). */
+  alloc(spec: { device: number; total: number }): NativeHandle;
+  /** Copy bytes into an alloc() destination. */
+  write(h: NativeHandle, offset: number, data: Uint8Array): void;
   free(h: NativeHandle): void;
   probeH2D(device: number, bytes: number, iterations: number): number;
 }

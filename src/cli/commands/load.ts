@@ -1,16 +1,18 @@
 import { Command } from 'commander';
 import { load, type LoadOptions } from '../../loader/load.js';
-import { parsePositiveInt, parseSize } from '../options.js';
-import { formatBytes, log, peakRssBytes, printJson, Progress, table, type CommonOptions } from '../output.js';
+import { addSourceOptions, parsePositiveInt, parseSize, sourceOptions, type SourceCliOptions } from '../options.js';
+import { formatBytes, log, peakRssBytes, printJson, Progress, table, warn, type CommonOptions } from '../output.js';
 
-interface Opts extends CommonOptions, Pick<LoadOptions, 'device' | 'plaid' | 'readers' | 'chunkSize' | 'filter' | 'verify'> {
+interface Opts extends CommonOptions, SourceCliOptions, Pick<LoadOptions, 'device' | 'plaid' | 'readers' | 'chunkSize' | 'filter' | 'verify'> {
   tensors?: boolean;
 }
 
 export function loadCommand(): Command {
-  return new Command('load')
-    .description('stream a .tensors file into GPU memory (or host memory) through the native loader and report timings')
-    .argument('<file>', 'a .tensors file')
+  return addSourceOptions(
+    new Command('load')
+      .description('stream a .tensors file into GPU memory (or host memory) through the native loader and report timings')
+      .argument('<file>', 'a .tensors file: a path, an http(s):// URL or s3://bucket/key'),
+  )
     .option('--device <device>', 'cuda, cuda:N or cpu (default: cuda:0 when a GPU is usable, else cpu)')
     .option('--plaid', 'the fast path: parallel readers into a pinned ring, copies overlapped on CUDA streams')
     .option('--readers <n>', 'reader threads for --plaid (default 8)', parsePositiveInt('--readers', 256))
@@ -34,14 +36,20 @@ The report gives the time to open the file and read its index, the time until th
 tensor was complete on the device, the transfer time, the total, GB/s, peak RSS, pinned
 bytes and device bytes. The memory is freed when the command ends.
 
+From http(s):// and s3:// the file's data is fetched by --concurrency parallel range
+requests of 8 MiB, in order, and each piece is copied to its destination as it arrives
+(--readers and --chunk-size apply to local files); --verify hashes on the way.
+
 Examples:
   tensorize load model.tensors --plaid
   tensorize load model.tensors --plaid --device cpu --verify --json
   tensorize load model.tensors --filter 'model.layers.0.*'`,
     )
-    .action(async (file: string, opts: Opts) => {
+    .action(async (file: string, opts: Opts, cmd: Command) => {
       const progress = new Progress(opts, 'load');
       const model = await load(file, {
+        source: sourceOptions({ ...opts, verbose: cmd.optsWithGlobals().verbose }, (l) => warn(opts, l)),
+        concurrency: opts.concurrency,
         device: opts.device,
         plaid: !!opts.plaid,
         readers: opts.readers,
