@@ -8,14 +8,14 @@ if (!existsSync(main)) {
   process.stderr.write('tensorize: error: the CLI is not built (dist/ is missing)\n  hint: run `npm install` (or `npm run build`) in the tensorize directory\n');
   process.exit(1);
 }
-const { run, cancelAllNative } = await import(main.href);
-// On a signal, stop the native threads first (temporary outputs are removed at exit); a
-// second signal exits at once.
+const { run, interrupted } = await import(main.href);
+// On a signal, stop native threads and abort uploads first (temporary files are removed at
+// exit); a second signal exits at once.
 let stopping = false;
 const onSignal = (code) => () => {
   if (stopping) process.exit(code);
   stopping = true;
-  cancelAllNative().finally(() => process.exit(code));
+  interrupted().finally(() => process.exit(code));
 };
 process.on('SIGINT', onSignal(130));
 process.on('SIGTERM', onSignal(143));

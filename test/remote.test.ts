@@ -8,7 +8,10 @@ import t from 'tap';
 import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { PutObjectCommand } from '@aws-sdk/client-s3';
+import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import { TensorType } from '../src/format/constants.js';
+import { writeTensorizer } from '../src/format/writer.js';
+import { openInput } from '../src/inputs/index.js';
 import { verifyFile } from '../src/format/verify.js';
 import { TensorizerFile } from '../src/format/reader.js';
 import { FileSource } from '../src/sources/file.js';
@@ -17,8 +20,8 @@ import { makeS3Client, readS3cfg, S3Source } from '../src/sources/s3.js';
 import { planReads } from '../src/engine/remote.js';
 import { load } from '../src/loader/load.js';
 import { nativeAvailable } from '../src/native/binding.js';
-import { BIN, sha256, VECTORS } from './helpers/util.js';
-import { startHttpServer, startS3, S3_ENV } from './helpers/servers.js';
+import { BIN, ROOT, sha256, VECTORS } from './helpers/util.js';
+import { startHttpServer, startProxy, startS3, S3_ENV } from './helpers/servers.js';
 
 const FILES = readdirSync(VECTORS).filter((f) => f.endsWith('.tensors') && !f.startsWith('encrypted'));
 const FAST = { retries: 5, baseDelayMs: 1 };
@@ -233,4 +236,67 @@ t.test('load from http:// and s3:// into host memory: every tensor matches the m
   const r = await cli(['load', `${http.url}/${f}`, '--device', 'cpu', '--verify', '--json']);
   t.equal(r.code, 0, r.stderr);
   t.match(JSON.parse(r.stdout), { ok: true, verified: true, tensors: tf.entries.length });
+});
+
+t.test('serialize -o s3://: the same bytes as a local serialize; failures and Ctrl-C leave no object', async (t) => {
+  const dir = t.testdir();
+  const s3 = await startS3(join(dir, 'data'));
+  // One teardown, in order: clients and proxies hold connections that s3rver waits for.
+  const closers: (() => unknown)[] = [];
+  t.teardown(async () => {
+    for (const c of closers.reverse()) await c();
+  });
+  closers.push(() => s3.close());
+  Object.assign(process.env, S3_ENV);
+  t.teardown(() => {
+    for (const k of Object.keys(S3_ENV)) delete process.env[k];
+  });
+  const { writeSyntheticSafetensors } = await import('../src/synthetic.js');
+  await writeSyntheticSafetensors(join(dir, 'model.safetensors'), 13 << 20);
+  const { client } = makeS3Client({ endpoint: s3.endpoint });
+  closers.push(() => client.destroy());
+  const objectBytes = async (key: string): Promise<Buffer | undefined> => {
+    try {
+      const r = await client.send(new GetObjectCommand({ Bucket: 'b', Key: key }));
+      return Buffer.from(await r.Body!.transformToByteArray());
+    } catch {
+      return undefined;
+    }
+  };
+  const fix = join(ROOT, 'fixtures', 'pytorch');
+  for (const [label, input] of [['synthetic', join(dir, 'model.safetensors')], ['zip.pt (gathered views)', join(fix, 'zip.pt')], ['big-endian', join(fix, 'big_endian.pt')]] as const) {
+    const m = await openInput(input);
+    const tensors = m.tensors.map((x) => ({ path: x.path, type: TensorType.STATE_DICT, dtype: x.dtype, shape: x.shape, data: x.data }));
+    await writeTensorizer(join(dir, 'local.tensors'), tensors);
+    const key = `out/${label.replace(/\W+/g, '_')}.tensors`;
+    await writeTensorizer(`s3://b/${key}`, tensors, { s3: { endpoint: s3.endpoint, partSize: 5 << 20, ...FAST } });
+    const got = await objectBytes(key);
+    t.ok(got?.equals(readFileSync(join(dir, 'local.tensors'))), `${label}: the object holds exactly the bytes of a local serialize (${got?.length} bytes)`);
+  }
+
+  // UploadPart 2 fails every time: the upload is aborted, no object appears.
+  const failing = await startProxy(s3.endpoint, (method, url) => (method === 'PUT' && /partNumber=2\b/.test(url) ? 500 : 'pass'));
+  closers.push(() => failing.close());
+  const m = await openInput(join(dir, 'model.safetensors'));
+  const tensors = m.tensors.map((x) => ({ path: x.path, type: TensorType.STATE_DICT, dtype: x.dtype, shape: x.shape, data: x.data }));
+  await t.rejects(writeTensorizer('s3://b/out/failed.tensors', tensors, { s3: { endpoint: failing.endpoint, partSize: 5 << 20, retries: 2, baseDelayMs: 1 } }), { code: 'E_IO', message: /part 2: giving up after 3 attempts/ });
+  t.ok(failing.seen.some((s) => /^DELETE .*uploadId=/.test(s)), 'the multipart upload was aborted');
+  t.equal(await objectBytes('out/failed.tensors'), undefined, 'no object was left behind');
+
+  // Ctrl-C while part 2 is in flight: exit 130, the upload is aborted, no object.
+  const holding = await startProxy(s3.endpoint, (method, url) => (method === 'PUT' && /partNumber=2\b/.test(url) ? 'hold' : 'pass'));
+  closers.push(() => holding.close());
+  const child = spawn(process.execPath, [BIN, 'serialize', join(dir, 'model.safetensors'), '-o', 's3://b/out/killed.tensors', '--endpoint', holding.endpoint, '--part-size', '5MiB'], { env: { ...process.env, ...S3_ENV } });
+  let stderr = '';
+  child.stderr.on('data', (d) => (stderr += d));
+  for (let i = 0; i < 500 && !holding.seen.some((s) => /partNumber=2\b/.test(s)); i++) await new Promise((r) => setTimeout(r, 10));
+  child.kill('SIGINT');
+  const code = await new Promise((r) => child.on('close', (c) => r(c)));
+  t.equal(code, 130, stderr);
+  t.ok(holding.seen.some((s) => /^DELETE .*uploadId=/.test(s)), 'Ctrl-C aborted the multipart upload');
+  t.equal(await objectBytes('out/killed.tensors'), undefined, 'no object was left behind');
+  const r = await cli(['serialize', join(dir, 'model.safetensors'), '-o', 's3://b/out/cli.tensors', '--endpoint', s3.endpoint, '--json']);
+  t.equal(r.code, 0, r.stderr);
+  const v = await cli(['verify', 's3://b/out/cli.tensors', '--endpoint', s3.endpoint]);
+  t.equal(v.code, 0, `serialize -o s3:// then verify s3://: ${v.stderr}`);
 });

@@ -13,7 +13,13 @@ import { serializeCommand } from './commands/serialize.js';
 import { verifyCommand } from './commands/verify.js';
 import { printJson } from './output.js';
 
-export { cancelAllNative } from '../native/binding.js';
+import { cancelAllNative } from '../native/binding.js';
+import { runInterruptHooks } from '../util/interrupt.js';
+
+/** On SIGINT/SIGTERM, before exiting: stop native threads, abort uploads. */
+export async function interrupted(): Promise<void> {
+  await Promise.all([cancelAllNative(), runInterruptHooks()]);
+}
 
 export const VERSION = '0.1.0';
 

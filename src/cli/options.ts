@@ -43,15 +43,22 @@ function collectHeader(v: string, prev: Record<string, string>): Record<string, 
 }
 
 export function addSourceOptions(c: Command): Command {
+  return addS3Options(
+    c
+      .option('--header <"Name: value">', 'HTTP(S): an extra request header, e.g. Authorization (repeatable)', collectHeader, {})
+      .option('--ca-file <pem>', 'HTTP(S): trust the certificate authorities in this PEM file'),
+  )
+    .option('--concurrency <n>', 'HTTP/S3: range requests in flight (default 8)', parsePositiveInt('--concurrency', 256))
+    .option('--retries <n>', 'HTTP/S3: retries of a failed or interrupted request, resumed where it stopped (default 5)', parseCount('--retries', 100));
+}
+
+/** S3 client settings (for reading s3:// sources and for serialize -o s3://). */
+export function addS3Options(c: Command): Command {
   return c
-    .option('--header <"Name: value">', 'HTTP(S): an extra request header, e.g. Authorization (repeatable)', collectHeader, {})
-    .option('--ca-file <pem>', 'HTTP(S): trust the certificate authorities in this PEM file')
     .option('--endpoint <url>', 'S3: endpoint URL (default: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, host_base of ~/.s3cfg, else AWS)')
     .option('--region <name>', 'S3: region (default: AWS_REGION, the AWS profile, ~/.s3cfg, else us-east-1)')
     .option('--path-style', 'S3: path-style addressing (the default with a custom endpoint)')
-    .option('--anonymous', 'S3: unsigned requests, for public buckets')
-    .option('--concurrency <n>', 'HTTP/S3: range requests in flight (default 8)', parsePositiveInt('--concurrency', 256))
-    .option('--retries <n>', 'HTTP/S3: retries of a failed or interrupted request, resumed where it stopped (default 5)', parseCount('--retries', 100));
+    .option('--anonymous', 'S3: unsigned requests, for public buckets');
 }
 
 export function parseCount(name: string, max: number): (v: string) => number {

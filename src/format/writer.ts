@@ -7,11 +7,16 @@
  * file renamed into place only on success.
  */
 import { createHash } from 'node:crypto';
-import { open } from 'node:fs/promises';
+import { open, type FileHandle } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { inTensor, TensorizeError } from '../errors.js';
 import { fsError } from '../sources/file.js';
 import { sourceBytes, type SourceData } from '../engine/job.js';
+import { MultipartUpload, type UploadOptions } from '../outputs/s3upload.js';
+import { sourceKind } from '../sources/open.js';
+import { onInterrupt } from '../util/interrupt.js';
 import { JobRunner } from '../engine/runner.js';
 import { TempOutput } from '../util/tempfile.js';
 import { HashType, MAGIC, METADATA_OFFSET, metadataEntrySize, TensorType } from './constants.js';
@@ -39,6 +44,8 @@ export interface WriteOptions {
   onStart?: (totalBytes: number) => void;
   /** Write the 8-byte zero end marker tensorizer writes (default true). */
   trailer?: boolean;
+  /** For an s3://bucket/key output: client settings, part size, parts in flight. */
+  s3?: UploadOptions;
 }
 
 export interface WriteSummary {
@@ -130,7 +137,33 @@ function encodePrologue(planned: Planned[], version: number, metadataLength: num
   return b;
 }
 
+/** The header of a planned tensor, with its hash values zeroed (they are hashed that way). */
+function headerOf(p: Planned) {
+  return encodeHeader({
+    moduleIdx: p.t.moduleIdx ?? 0,
+    type: p.t.type,
+    nameBytes: p.name,
+    dtypeBytes: p.dtypeBytes,
+    shape: p.t.shape,
+    hashTypes: HASHES,
+    dataLength: p.dataLength,
+  });
+}
+
+/** Put the hash values into an encoded header. */
+function setHashes(h: ReturnType<typeof encodeHeader>, crc: number, sha: Uint8Array): void {
+  h.buf.writeUInt32LE(crc, h.valueOffsets[0]!);
+  Buffer.from(sha).copy(h.buf, h.valueOffsets[1]!);
+}
+
+/** Hashes of a header alone (meta and empty tensors). */
+function headerOnlyHashes(h: Buffer): { crc: number; sha: Uint8Array } {
+  return { crc: crc32(h) >>> 0, sha: createHash('sha256').update(h).digest() };
+}
+
 export async function writeTensorizer(out: string, tensors: readonly WriteTensor[], opts: WriteOptions = {}): Promise<WriteSummary> {
+  if (sourceKind(out) === 's3') return writeTensorizerToS3(out, tensors, opts);
+  if (sourceKind(out) === 'http') throw new TensorizeError('E_USAGE', `${out}: cannot write to an HTTP URL; write to a file or to s3://bucket/key`);
   const { planned, version, metadataLength, warnings } = plan(tensors);
   const last = planned[planned.length - 1]!;
   const trailer = opts.trailer ?? true;
@@ -149,21 +182,12 @@ export async function writeTensorizer(out: string, tensors: readonly WriteTensor
       planned.map(async (p, id) => {
         // Header sizes do not depend on the hash values: hash the header with zeroed values,
         // then fill them in and write the header in place.
-        const h = encodeHeader({
-          moduleIdx: p.t.moduleIdx ?? 0,
-          type: p.t.type,
-          nameBytes: p.name,
-          dtypeBytes: p.dtypeBytes,
-          shape: p.t.shape,
-          hashTypes: HASHES,
-          dataLength: p.dataLength,
-        });
+        const h = headerOf(p);
         let crc: number;
         let sha: Uint8Array;
         if (p.dataLength === 0) {
           // Meta and empty tensors: the hashes cover the header alone.
-          crc = crc32(h.buf) >>> 0;
-          sha = createHash('sha256').update(h.buf).digest();
+          ({ crc, sha } = headerOnlyHashes(h.buf));
         } else {
           const r = await pool
             .run({ id, src: p.t.data!, dst: { path: tmp.path, offset: p.dataOffset }, prefix: [h.buf], crc32: true, sha256: true })
@@ -173,8 +197,7 @@ export async function writeTensorizer(out: string, tensors: readonly WriteTensor
           crc = r.crc32!;
           sha = r.sha256!;
         }
-        h.buf.writeUInt32LE(crc, h.valueOffsets[0]!);
-        Buffer.from(sha).copy(h.buf, h.valueOffsets[1]!);
+        setHashes(h, crc, sha);
         await fh.write(h.buf, 0, h.buf.length, p.headerOffset);
       }),
     );
@@ -188,4 +211,109 @@ export async function writeTensorizer(out: string, tensors: readonly WriteTensor
     throw e instanceof TensorizeError ? e : fsError(e, out);
   }
   return { path: out, tensors: planned.length, dataBytes, fileBytes, version, warnings };
+}
+
+/**
+ * serialize -o s3://bucket/key: two passes with bounded memory. First every tensor is hashed
+ * where it lies (strided views are gathered into a local temporary file on the way), then
+ * the file's bytes are produced in order (prologue, each header with its hashes, the data
+ * read again from the input) into a multipart upload. Any failure, or SIGINT, aborts the
+ * upload: no partial object is left. Progress counts both passes.
+ */
+async function writeTensorizerToS3(out: string, tensors: readonly WriteTensor[], opts: WriteOptions): Promise<WriteSummary> {
+  const { planned, version, metadataLength, warnings } = plan(tensors);
+  const last = planned[planned.length - 1]!;
+  const trailer = opts.trailer ?? true;
+  const fileBytes = last.dataOffset + last.dataLength + (trailer ? 8 : 0);
+  const dataBytes = planned.reduce((n, p) => n + p.dataLength, 0);
+  opts.onStart?.(2 * dataBytes);
+
+  // Pass 1: hashes; gathered views land in a temporary file the second pass reads back.
+  const views = planned.filter((p) => p.dataLength > 0 && p.t.data?.view);
+  const gathered = views.length ? await TempOutput.create(join(tmpdir(), 'tensorize-gather')) : undefined;
+  const from = new Map<Planned, SourceData>();
+  const headers = new Map<Planned, ReturnType<typeof encodeHeader>>();
+  const runner = new JobRunner(opts.threads, opts.onProgress, opts.chunkSize);
+  let upload: MultipartUpload | undefined;
+  let unhook = () => {};
+  try {
+    if (gathered) {
+      const fh = await open(gathered.path, 'w');
+      await fh.truncate(views.reduce((n, p) => n + p.dataLength, 0));
+      await fh.close();
+    }
+    let gpos = 0;
+    await Promise.all(
+      planned.map(async (p, id) => {
+        const h = headerOf(p);
+        headers.set(p, h);
+        if (p.dataLength === 0) {
+          const { crc, sha } = headerOnlyHashes(h.buf);
+          return setHashes(h, crc, sha);
+        }
+        let dst: { path: string; offset: number } | undefined;
+        if (p.t.data!.view) {
+          dst = { path: gathered!.path, offset: gpos };
+          from.set(p, { path: gathered!.path, ranges: [{ offset: gpos, length: p.dataLength }] });
+          gpos += p.dataLength;
+        } else {
+          from.set(p, p.t.data!);
+        }
+        const r = await runner.run({ id, src: p.t.data!, dst, prefix: [h.buf], crc32: true, sha256: true }).catch((e: unknown) => {
+          throw inTensor(e, pathToString(p.t.path));
+        });
+        setHashes(h, r.crc32!, r.sha256!);
+      }),
+    );
+    await runner.close();
+
+    // Pass 2: the bytes in file order, into the multipart upload.
+    upload = await MultipartUpload.start(out, { ...opts.s3, expectedBytes: fileBytes });
+    const up = upload;
+    unhook = onInterrupt(() => up.abort());
+    await upload.write(encodePrologue(planned, version, metadataLength));
+    const files = new Map<string, FileHandle>();
+    const chunk = Buffer.allocUnsafeSlow(8 << 20);
+    try {
+      for (const p of planned) {
+        await upload.write(headers.get(p)!.buf);
+        const src = from.get(p);
+        if (!src) continue;
+        let fh = files.get(src.path);
+        if (!fh) files.set(src.path, (fh = await open(src.path, 'r')));
+        for (const r of src.ranges) {
+          for (let pos = 0; pos < r.length; ) {
+            const n = Math.min(chunk.length, r.length - pos);
+            const { bytesRead } = await fh.read(chunk, 0, n, r.offset + pos);
+            if (bytesRead !== n) throw new TensorizeError('E_IO', `${src.path}: short read at byte ${r.offset + pos}; the file changed while being read (tensor ${JSON.stringify(pathToString(p.t.path))})`);
+            const piece = chunk.subarray(0, n);
+            swapUnits(piece, src.swap);
+            await upload.write(piece);
+            opts.onProgress?.(n);
+            pos += n;
+          }
+        }
+      }
+      if (trailer) await upload.write(Buffer.alloc(8));
+    } finally {
+      for (const fh of files.values()) await fh.close();
+    }
+    if (upload.bytes !== fileBytes) throw new TensorizeError('E_NATIVE', `${out}: produced ${upload.bytes} bytes, planned ${fileBytes}`);
+    await upload.complete();
+  } catch (e) {
+    await runner.close();
+    await upload?.abort().catch(() => {});
+    throw e instanceof TensorizeError ? e : fsError(e, out);
+  } finally {
+    unhook();
+    await gathered?.discard();
+  }
+  return { path: out, tensors: planned.length, dataBytes, fileBytes, version, warnings };
+}
+
+/** Byte-swap every group of `unit` bytes (big-endian inputs), as the copy jobs do. */
+function swapUnits(b: Buffer, unit: number | undefined): void {
+  if (unit === 2) b.swap16();
+  else if (unit === 4) b.swap32();
+  else if (unit === 8) b.swap64();
 }

@@ -131,7 +131,7 @@ export function makeS3Client(opts: S3Options = {}): { client: S3Client; endpoint
 const RETRY_NAMES = new Set(['SlowDown', 'RequestTimeout', 'InternalError', 'ServiceUnavailable', 'Throttling', 'ThrottlingException', 'TimeoutError']);
 
 /** An SDK failure as a TensorizeError (fatal) or a Retryable. */
-function classify(url: string, e: unknown, what: string, from: string): Error {
+export function classifyS3Error(url: string, e: unknown, what: string, from: string): Error {
   const err = e as { name?: string; code?: string; message?: string; $metadata?: { httpStatusCode?: number } };
   const status = err.$metadata?.httpStatusCode;
   if (status === 412 || err.name === 'PreconditionFailed') return new TensorizeError('E_FILE_CHANGED', `${url}: the object changed while it was being read (${what})`);
@@ -169,7 +169,7 @@ export class S3Source implements ByteSource {
         try {
           return await client.send(new HeadObjectCommand({ Bucket: loc.bucket, Key: loc.key }));
         } catch (e) {
-          throw classify(url, e, 'HeadObject', from);
+          throw classifyS3Error(url, e, 'HeadObject', from);
         }
       });
       if (head.ContentLength === undefined) throw new TensorizeError('E_IO', `${url}: HeadObject gave no Content-Length`);
@@ -192,7 +192,7 @@ export class S3Source implements ByteSource {
         }
         body = res.Body as typeof body;
       } catch (e) {
-        throw e instanceof TensorizeError ? e : classify(this.name, e, `GetObject bytes ${from}-${to}`, this.from);
+        throw e instanceof TensorizeError ? e : classifyS3Error(this.name, e, `GetObject bytes ${from}-${to}`, this.from);
       }
       await receiveBody(body, buf, at, this.name, () => body.destroy?.());
     });

@@ -7,7 +7,7 @@
  * - an S3-compatible server (@20minutes/s3rver, the maintained s3rver fork) with one bucket.
  */
 import { createHash } from 'node:crypto';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import { readFileSync, statSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { join, normalize } from 'node:path';
@@ -117,3 +117,56 @@ export async function startS3(directory: string): Promise<S3Fixture> {
 }
 
 export const S3_ENV = { AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', AWS_REGION: 'us-east-1' };
+
+export interface Proxy {
+  endpoint: string;
+  /** Method and URL of every request seen. */
+  seen: string[];
+  close(): Promise<void>;
+}
+
+/**
+ * A loopback proxy in front of another server that can fail or hold requests: `rule` sees
+ * each request and answers 'pass', a status code to send instead, or 'hold' (never answered
+ * until the proxy closes).
+ */
+export async function startProxy(target: string, rule: (method: string, url: string) => 'pass' | 'hold' | number): Promise<Proxy> {
+  const seen: string[] = [];
+  const t = new URL(target);
+  const held: ServerResponse[] = [];
+  const server = createServer((req, res) => {
+    seen.push(`${req.method} ${req.url}`);
+    const what = rule(req.method ?? 'GET', req.url ?? '/');
+    if (what === 'hold') {
+      req.resume();
+      held.push(res);
+      return;
+    }
+    if (typeof what === 'number') {
+      req.resume();
+      req.on('end', () => res.writeHead(what, { 'content-type': 'application/xml' }).end('<Error><Code>InternalError</Code><Message>injected</Message></Error>'));
+      return;
+    }
+    const up = httpRequest({ host: t.hostname, port: t.port, method: req.method, path: req.url, headers: req.headers, agent: false }, (r) => {
+      res.writeHead(r.statusCode ?? 502, r.headers);
+      r.pipe(res);
+    });
+    up.on('error', () => res.destroy());
+    // A client that gives up mid-request (an aborted upload) must not leave a half-sent
+    // request open upstream: the S3 server would wait for its body forever.
+    res.on('close', () => up.destroy());
+    req.pipe(up);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const { port } = server.address() as AddressInfo;
+  return {
+    endpoint: `http://127.0.0.1:${port}`,
+    seen,
+    close: () =>
+      new Promise<void>((r) => {
+        for (const h of held) h.destroy();
+        server.closeAllConnections();
+        server.close(() => r());
+      }),
+  };
+}

@@ -4,10 +4,11 @@ import { stat } from 'node:fs/promises';
 import { TensorType } from '../../format/constants.js';
 import { writeTensorizer } from '../../format/writer.js';
 import { openInput } from '../../inputs/index.js';
-import { parsePositiveInt } from '../options.js';
+import { addS3Options, parseCount, parsePositiveInt, parseSize, sourceOptions, type SourceCliOptions } from '../options.js';
 import { formatBytes, gbps, log, peakRssBytes, printJson, Progress, warn, type CommonOptions } from '../output.js';
 
-interface Opts extends CommonOptions {
+interface Opts extends CommonOptions, SourceCliOptions {
+  partSize?: number;
   output?: string;
   threads?: number;
   tensorType: 'param' | 'buffer' | 'state_dict';
@@ -24,10 +25,15 @@ async function defaultOutput(input: string): Promise<string> {
 }
 
 export function serializeCommand(): Command {
-  return new Command('serialize')
-    .description('convert safetensors or PyTorch weights (a file, a sharded index, or a model directory) into one .tensors file')
-    .argument('<input>', 'a .safetensors file, a PyTorch .bin/.pt/.pth checkpoint, a *.index.json, or a directory holding them')
-    .option('-o, --output <file>', 'output .tensors file (default: beside the input, or <dir>/model.tensors)')
+  return addS3Options(
+    new Command('serialize')
+      .description('convert safetensors or PyTorch weights (a file, a sharded index, or a model directory) into one .tensors file')
+      .argument('<input>', 'a .safetensors file, a PyTorch .bin/.pt/.pth checkpoint, a *.index.json, or a directory holding them')
+      .option('-o, --output <file>', 'output .tensors file or s3://bucket/key (default: beside the input, or <dir>/model.tensors)'),
+  )
+    .option('--part-size <size>', 'S3 output: bytes per multipart part (default 16MiB, at least 5MiB)', parseSize)
+    .option('--concurrency <n>', 'S3 output: parts uploading at once (default 4)', parsePositiveInt('--concurrency', 64))
+    .option('--retries <n>', 'S3 output: retries of a failed request (default 5)', parseCount('--retries', 100))
     .addOption(
       new Option('--tensor-type <type>', 'tensor type recorded for every tensor (param/buffer for load_into_module, state_dict for plain state dicts)')
         .choices(Object.keys(TYPES))
@@ -53,7 +59,12 @@ Examples:
   tensorize serialize model.safetensors -o model.tensors
   tensorize serialize ./Llama-3-8B/ -o llama.tensors --json
   tensorize serialize pytorch_model.bin.index.json -o model.tensors
-  tensorize serialize checkpoint.pt --key state_dict -o model.tensors`,
+  tensorize serialize checkpoint.pt --key state_dict -o model.tensors
+  tensorize serialize model.safetensors -o s3://models/llama.tensors --endpoint http://minio:9000
+
+With -o s3://bucket/key the file is produced in order into a multipart upload (each
+tensor is hashed first, then read again and uploaded), so memory stays bounded and no
+local copy is made; on any failure or Ctrl-C the upload is aborted and no object appears.`,
     )
     .action(async (input: string, opts: Opts) => {
       const t0 = performance.now();
@@ -65,7 +76,12 @@ Examples:
       const summary = await writeTensorizer(
         out,
         model.tensors.map((t) => ({ path: t.path, type: TYPES[opts.tensorType], dtype: t.dtype, shape: t.shape, data: t.data })),
-        { threads: opts.threads, onStart: progress.start, onProgress: progress.add },
+        {
+          threads: opts.threads,
+          onStart: progress.start,
+          onProgress: progress.add,
+          s3: { ...sourceOptions(opts, (l) => warn(opts, l)).s3, partSize: opts.partSize, concurrency: opts.concurrency },
+        },
       ).finally(() => progress.stop());
       const seconds = (performance.now() - t0) / 1000;
       for (const w of summary.warnings) warn(opts, w);
