@@ -21,7 +21,7 @@ import { planReads } from '../src/engine/remote.js';
 import { load } from '../src/loader/load.js';
 import { nativeAvailable } from '../src/native/binding.js';
 import { BIN, ROOT, sha256, VECTORS } from './helpers/util.js';
-import { startHttpServer, startProxy, startS3, S3_ENV } from './helpers/servers.js';
+import { NGINX, startHttpServer, startNginx, startProxy, startS3, S3_ENV } from './helpers/servers.js';
 
 const FILES = readdirSync(VECTORS).filter((f) => f.endsWith('.tensors') && !f.startsWith('encrypted'));
 const FAST = { retries: 5, baseDelayMs: 1 };
@@ -299,4 +299,48 @@ t.test('serialize -o s3://: the same bytes as a local serialize; failures and Ct
   t.equal(r.code, 0, r.stderr);
   const v = await cli(['verify', 's3://b/out/cli.tensors', '--endpoint', s3.endpoint]);
   t.equal(v.code, 0, `serialize -o s3:// then verify s3://: ${v.stderr}`);
+});
+
+t.test('nginx: info, verify and load over the server most models are served from', { skip: NGINX ? false : 'nginx is not installed (apt-get install nginx-light; .ci/run installs it)' }, async (t) => {
+  const nginx = await startNginx(VECTORS);
+  t.teardown(() => nginx.close());
+  for (const f of FILES) {
+    const src = await HttpSource.open(`${nginx.url}/${f}`, FAST);
+    const r = await verifyFile(src, { chunkSize: 4096, concurrency: 4 });
+    await src.close();
+    t.same({ ...r, file: f }, await localVerdict(f), `${f}: the same verdict through nginx`);
+  }
+  const f = 'module_bf16_v2.tensors';
+  const r = await cli(['load', `${nginx.url}/${f}`, '--device', 'cpu', '--verify', '--json']);
+  t.equal(r.code, 0, r.stderr);
+  t.match(JSON.parse(r.stdout), { ok: true, verified: true });
+  await t.rejects(HttpSource.open(`${nginx.url}/missing.tensors`, FAST), { code: 'E_NOT_FOUND' });
+});
+
+t.test('export from http:// gives the same safetensors file as a local export, and checks hashes', async (t) => {
+  const dir = t.testdir();
+  const http = await startHttpServer(VECTORS);
+  t.teardown(() => http.close());
+  const { exportSafetensors } = await import('../src/outputs/safetensors.js');
+  for (const f of ['dtypes_v1.tensors', 'module_bf16_v2.tensors', 'meta_marker_v4.tensors']) {
+    const local = await FileSource.open(join(VECTORS, f));
+    await exportSafetensors(local, join(dir, 'local.safetensors'));
+    await local.close();
+    const src = await HttpSource.open(`${http.url}/${f}`, FAST);
+    await exportSafetensors(src, join(dir, 'remote.safetensors'), { concurrency: 3 });
+    await src.close();
+    t.ok(readFileSync(join(dir, 'remote.safetensors')).equals(readFileSync(join(dir, 'local.safetensors'))), `${f}: identical export`);
+  }
+  const bad = readFileSync(join(VECTORS, 'module_bf16_v2.tensors'));
+  const tf = await TensorizerFile.open(await FileSource.open(join(VECTORS, 'module_bf16_v2.tensors')));
+  const victim = tf.entries[tf.entries.length - 1]!;
+  await tf.source.close();
+  bad[victim.dataOffset]! ^= 0x80;
+  writeFileSync(join(dir, 'bad.tensors'), bad);
+  const server = await startHttpServer(dir);
+  t.teardown(() => server.close());
+  const r = await cli(['export', `${server.url}/bad.tensors`, '-o', join(dir, 'bad.safetensors')]);
+  t.equal(r.code, 1);
+  t.match(r.stderr, /failed (CRC32|SHA-256) verification; nothing was exported/);
+  t.notOk(readdirSync(dir).includes('bad.safetensors'), 'no output file');
 });

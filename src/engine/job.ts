@@ -87,7 +87,7 @@ function readFully(fd: number, path: string, buf: Buffer, n: number, offset: num
   }
 }
 
-function writeFully(fd: number, b: Buffer, pos: number): void {
+export function writeFully(fd: number, b: Buffer, pos: number): void {
   for (let o = 0; o < b.length; ) o += writeSync(fd, b, o, b.length - o, pos + o);
 }
 

@@ -5,7 +5,10 @@
  */
 import { open } from 'node:fs/promises';
 import { inTensor, TensorizeError } from '../errors.js';
-import { fsError, type FileSource } from '../sources/file.js';
+import { fsError } from '../sources/file.js';
+import type { ByteSource } from '../sources/source.js';
+import { readRemote } from '../engine/remote.js';
+import { writeFully } from '../engine/job.js';
 import { JobRunner } from '../engine/runner.js';
 import { HashType } from '../format/constants.js';
 import { hashedHeaderParts } from '../format/header.js';
@@ -24,6 +27,8 @@ export interface ExportOptions {
   /** Check the stored hashes while copying (default true). */
   verify?: boolean;
   threads?: number;
+  /** Remote sources: range requests in flight (default 8). */
+  concurrency?: number;
   onStart?: (totalBytes: number) => void;
   onProgress?: (bytes: number) => void;
 }
@@ -37,7 +42,7 @@ export interface ExportSummary {
   warnings: string[];
 }
 
-export async function exportSafetensors(source: FileSource, out: string, opts: ExportOptions = {}): Promise<ExportSummary> {
+export async function exportSafetensors(source: ByteSource, out: string, opts: ExportOptions = {}): Promise<ExportSummary> {
   const tf = await TensorizerFile.open(source);
   const headers = await readAllHeaders(tf);
   const policy = opts.meta ?? 'skip';
@@ -109,29 +114,43 @@ export async function exportSafetensors(source: FileSource, out: string, opts: E
   try {
     await fh.truncate(fileBytes); // zero-filled: meta tensors exported as zeros need no writes
     await fh.write(head, 0, head.length, 0);
-    await Promise.all(
-      chosen.map(async (c, i) => {
-        const { entry, header, raw } = c.h;
-        if (c.zeros || header.dataLength === 0) return;
-        const crc = verify ? header.hashes.find((x) => x.type === HashType.CRC32) : undefined;
-        const sha = verify ? header.hashes.find((x) => x.type === HashType.SHA256) : undefined;
-        const r = await pool.run({
-          id: i,
-          src: { path: source.name, ranges: [{ offset: entry.dataOffset, length: header.dataLength }] },
-          dst: { path: tmp.path, offset: dataStart + c.begin },
-          prefix: hashedHeaderParts(raw, header),
-          crc32: !!crc,
-          sha256: !!sha,
-        }).catch((e: unknown) => {
-          throw inTensor(e, entry.name);
+    const copies = chosen.flatMap((c, i) => {
+      const { entry, header, raw } = c.h;
+      if (c.zeros || header.dataLength === 0) return [];
+      const crc = verify ? header.hashes.find((x) => x.type === HashType.CRC32) : undefined;
+      const sha = verify ? header.hashes.find((x) => x.type === HashType.SHA256) : undefined;
+      return [{ i, entry, header, crc, sha, prefix: hashedHeaderParts(raw, header), dst: dataStart + c.begin }];
+    });
+    const check = (x: (typeof copies)[number], r: { crc32?: number; sha256?: Uint8Array }) => {
+      const badCrc = x.crc && r.crc32 !== x.crc.value.readUInt32LE(0);
+      if (badCrc || (x.sha && !Buffer.from(r.sha256!).equals(x.sha.value))) {
+        throw new TensorizeError('E_HASH_MISMATCH', `${tf.name}: tensor ${JSON.stringify(x.entry.name)} failed ${badCrc ? 'CRC32' : 'SHA-256'} verification; nothing was exported`, {
+          hints: [`run: tensorize verify ${tf.name}`, 'use --no-verify to export the data as it is'],
         });
-        if ((crc && r.crc32 !== crc.value.readUInt32LE(0)) || (sha && !Buffer.from(r.sha256!).equals(sha.value))) {
-          throw new TensorizeError('E_HASH_MISMATCH', `${tf.name}: tensor ${JSON.stringify(entry.name)} failed ${crc && r.crc32 !== crc.value.readUInt32LE(0) ? 'CRC32' : 'SHA-256'} verification; nothing was exported`, {
-            hints: [`run: tensorize verify ${tf.name}`, 'use --no-verify to export the data as it is'],
-          });
-        }
-      }),
-    );
+      }
+    };
+    const local = source.localPath;
+    if (local === undefined) {
+      // A remote source: the data arrives in order by parallel range reads and is written
+      // to its place in the output as it comes (see engine/remote.ts).
+      const got = await readRemote(
+        source,
+        copies.map((x) => ({ offset: x.entry.dataOffset, length: x.header.dataLength, prefix: x.prefix, crc32: !!x.crc, sha256: !!x.sha })),
+        { concurrency: opts.concurrency, onProgress: opts.onProgress, onPart: (k, off, bytes) => writeFully(fh.fd, bytes, copies[k]!.dst + off) },
+      );
+      copies.forEach((x, k) => check(x, got[k]!));
+    } else {
+      await Promise.all(
+        copies.map(async (x) => {
+          const r = await pool
+            .run({ id: x.i, src: { path: local, ranges: [{ offset: x.entry.dataOffset, length: x.header.dataLength }] }, dst: { path: tmp.path, offset: x.dst }, prefix: x.prefix, crc32: !!x.crc, sha256: !!x.sha })
+            .catch((e: unknown) => {
+              throw inTensor(e, x.entry.name);
+            });
+          check(x, r);
+        }),
+      );
+    }
     await pool.close();
     await fh.close();
     await tmp.commit();

@@ -4,11 +4,16 @@
  * - an HTTP server (node:http) that serves files from a directory with Range, ETag and
  *   Last-Modified, and can inject faults: reset the connection after N body bytes, answer
  *   503 a number of times, ignore Range, change the object's ETag mid-read;
- * - an S3-compatible server (@20minutes/s3rver, the maintained s3rver fork) with one bucket.
+ * - an S3-compatible server (@20minutes/s3rver, the maintained s3rver fork) with one bucket;
+ * - nginx from Debian, where installed (.ci/run installs nginx-light);
+ * - a proxy in front of any of them that fails or holds chosen requests.
  */
 import { createHash } from 'node:crypto';
 import { createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
-import { readFileSync, statSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { connect, createServer as createNetServer } from 'node:net';
+import { tmpdir } from 'node:os';
 import type { AddressInfo } from 'node:net';
 import { join, normalize } from 'node:path';
 import { createRequire } from 'node:module';
@@ -168,5 +173,46 @@ export async function startProxy(target: string, rule: (method: string, url: str
         server.closeAllConnections();
         server.close(() => r());
       }),
+  };
+}
+
+export const NGINX = ['/usr/sbin/nginx', '/usr/bin/nginx'].find((p) => existsSync(p));
+
+/** nginx (Debian's) serving `root` on a free loopback port, in the foreground, all state in a temp dir. */
+export async function startNginx(root: string): Promise<{ url: string; close(): Promise<void> }> {
+  if (!NGINX) throw new Error('nginx is not installed');
+  const probe = createNetServer();
+  await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
+  const { port } = probe.address() as AddressInfo;
+  await new Promise((r) => probe.close(r));
+  const dir = mkdtempSync(join(tmpdir(), 'tensorize-nginx-'));
+  const temps = ['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map((k) => `${k}_temp_path ${dir}/${k};`).join(' ');
+  writeFileSync(
+    join(dir, 'nginx.conf'),
+    `daemon off; pid ${dir}/nginx.pid; error_log ${dir}/error.log; events {}
+http { access_log off; sendfile on; default_type application/octet-stream; ${temps}
+  server { listen 127.0.0.1:${port}; root ${root}; } }\n`,
+  );
+  const child = spawn(NGINX, ['-c', join(dir, 'nginx.conf'), '-p', dir, '-e', join(dir, 'error.log')], { stdio: 'ignore' });
+  const exited = new Promise<void>((r) => child.on('exit', () => r()));
+  for (let i = 0; ; i++) {
+    const up = await new Promise<boolean>((r) => {
+      const s = connect(port, '127.0.0.1', () => {
+        s.destroy();
+        r(true);
+      });
+      s.on('error', () => r(false));
+    });
+    if (up) break;
+    if (i > 100 || child.exitCode !== null) throw new Error(`nginx did not start: ${readFileSync(join(dir, 'error.log'), 'utf8')}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return {
+    url: `http://127.0.0.1:${port}`,
+    close: async () => {
+      child.kill('SIGTERM');
+      await exited;
+      rmSync(dir, { recursive: true, force: true });
+    },
   };
 }

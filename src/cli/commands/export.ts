@@ -1,10 +1,10 @@
 import { Command, Option } from 'commander';
 import { exportSafetensors, type MetaPolicy } from '../../outputs/safetensors.js';
-import { FileSource } from '../../sources/file.js';
-import { parsePositiveInt } from '../options.js';
+import { openSource } from '../../sources/open.js';
+import { addSourceOptions, parsePositiveInt, sourceOptions, type SourceCliOptions } from '../options.js';
 import { formatBytes, gbps, log, peakRssBytes, printJson, Progress, warn, type CommonOptions } from '../output.js';
 
-interface Opts extends CommonOptions {
+interface Opts extends CommonOptions, SourceCliOptions {
   output: string;
   meta: MetaPolicy;
   joinPaths?: boolean;
@@ -13,9 +13,11 @@ interface Opts extends CommonOptions {
 }
 
 export function exportCommand(): Command {
-  return new Command('export')
-    .description('convert a .tensors file back to safetensors')
-    .argument('<file>', 'a .tensors file')
+  return addSourceOptions(
+    new Command('export')
+      .description('convert a .tensors file back to safetensors')
+      .argument('<file>', 'a .tensors file: a path, an http(s):// URL or s3://bucket/key'),
+  )
     .requiredOption('-o, --output <file>', 'output .safetensors file')
     .addOption(new Option('--meta <policy>', 'meta tensors (no data): skip them, write zeros, or fail').choices(['skip', 'zeros', 'error']).default('skip'))
     .option('--join-paths', 'write structured paths such as ["layers", 0, "w"] as dotted names ("layers.0.w")')
@@ -31,9 +33,9 @@ safetensors cannot express (dtypes such as complex128 or float8_e4m3fnuz, struct
 paths without --join-paths) stop the export with an error naming them; no partial
 output is left behind.`,
     )
-    .action(async (file: string, opts: Opts) => {
+    .action(async (file: string, opts: Opts, cmd: Command) => {
       const t0 = performance.now();
-      const src = await FileSource.open(file);
+      const src = await openSource(file, sourceOptions({ ...opts, verbose: cmd.optsWithGlobals().verbose }, (l) => warn(opts, l)));
       const progress = new Progress(opts, 'export');
       try {
         const s = await exportSafetensors(src, opts.output, {
@@ -41,6 +43,7 @@ output is left behind.`,
           joinPaths: opts.joinPaths,
           verify: opts.verify,
           threads: opts.threads,
+          concurrency: opts.concurrency,
           onStart: progress.start,
           onProgress: progress.add,
         }).finally(() => progress.stop());
