@@ -341,6 +341,46 @@ Napi::Value Write(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// writeAsync(handle, offset, buffer) -> Promise: write() on a libuv thread, so the main
+// thread keeps receiving while the bytes are copied (the buffer must stay untouched until
+// the promise settles; a reference keeps it alive).
+class WriteWorker : public Napi::AsyncWorker {
+ public:
+  WriteWorker(Napi::Env env, std::shared_ptr<Handle> h, uint64_t off, Napi::Uint8Array b)
+      : Napi::AsyncWorker(env), h_(std::move(h)), off_(off), data_(b.Data()), len_(b.ByteLength()), deferred_(Napi::Promise::Deferred::New(env)) {
+    keep_ = Napi::Persistent(b);
+  }
+  Napi::Promise promise() { return deferred_.Promise(); }
+  void Execute() override { err_ = h_->loaded->write(off_, data_, len_); }
+  void OnOK() override {
+    if (err_.ok()) deferred_.Resolve(Env().Undefined());
+    else deferred_.Reject(makeError(Env(), err_.code, err_.message));
+  }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(makeError(Env(), "E_NATIVE", e.Message())); }
+
+ private:
+  std::shared_ptr<Handle> h_;
+  uint64_t off_;
+  const uint8_t* data_;
+  size_t len_;
+  Napi::Reference<Napi::Uint8Array> keep_;
+  Napi::Promise::Deferred deferred_;
+  tz::Error err_;
+};
+
+Napi::Value WriteAsync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Handle& h = handleOf(info[0]);
+  if (!h.loaded) throwError(env, "E_USAGE", "nothing was allocated, or it was closed");
+  double off = info[1].As<Napi::Number>().DoubleValue();
+  if (!(off >= 0) || off > 9007199254740991.0) throwError(env, "E_USAGE", "write: offset out of range");
+  auto ref = std::static_pointer_cast<Handle>(*info[0].As<Napi::External<TicketRef>>().Data());
+  auto* w = new WriteWorker(env, ref, static_cast<uint64_t>(off), info[2].As<Napi::Uint8Array>());
+  Napi::Promise p = w->promise();
+  w->Queue();
+  return p;
+}
+
 Napi::Value Free(const Napi::CallbackInfo& info) {
   Handle& h = handleOf(info[0]);
   if (h.running) throwError(info.Env(), "E_USAGE", "the load is still running");
@@ -364,6 +404,7 @@ Napi::Object Module(Napi::Env env, Napi::Object exports) {
   exports.Set("copy", Napi::Function::New(env, Copy));
   exports.Set("alloc", Napi::Function::New(env, Alloc));
   exports.Set("write", Napi::Function::New(env, Write));
+  exports.Set("writeAsync", Napi::Function::New(env, WriteAsync));
   exports.Set("progress", Napi::Function::New(env, Progress));
   exports.Set("cancel", Napi::Function::New(env, Cancel));
   exports.Set("read", Napi::Function::New(env, Read));

@@ -24,8 +24,12 @@ export interface RemoteOptions {
   onProgress?: (bytes: number) => void;
   /** Gaps up to this many bytes between tensors are read rather than split (default 1 MiB). */
   maxGap?: number;
-  /** Each piece of a job's data as it arrives, in order: (job index, offset within the job, bytes). */
-  onPart?: (job: number, offset: number, bytes: Buffer) => void;
+  /**
+   * Each piece of a job's data as it arrives, in order: (job index, offset within the job,
+   * bytes). It may return a promise (an asynchronous copy): the chunk's buffer is reused
+   * only after it settles, and the run waits for all of them before it returns.
+   */
+  onPart?: (job: number, offset: number, bytes: Buffer) => void | Promise<void>;
   /** A job has all its bytes. */
   onJobDone?: (job: number) => void;
 }
@@ -79,11 +83,15 @@ export async function readRemote(source: ByteSource, jobs: readonly RemoteJob[],
     }
   };
   for (const s of state) if (s.j.length === 0) opts.onJobDone?.(s.id);
+  const copying = new Set<Promise<unknown>>();
+  let copyFailed: unknown;
   issue();
   try {
     for (let r = 0; r < reads.length; r++) {
       const buf = await inFlight.shift()!;
+      if (copyFailed) throw copyFailed;
       issue();
+      const copies: Promise<void>[] = [];
       const [o, l] = reads[r]!;
       while (first < byOffset.length && byOffset[first]!.j.offset + byOffset[first]!.j.length <= o) first++;
       let useful = 0;
@@ -95,16 +103,29 @@ export async function readRemote(source: ByteSource, jobs: readonly RemoteJob[],
         const part = buf.subarray(a - o, b - o);
         s.sha?.update(part);
         if (s.j.crc32) s.crc = crc32(part, s.crc);
-        opts.onPart?.(s.id, s.done, part);
+        const c = opts.onPart?.(s.id, s.done, part);
+        if (c) copies.push(c);
         s.done += b - a;
         useful += b - a;
         if (s.done === s.j.length) opts.onJobDone?.(s.id);
       }
       opts.onProgress?.(useful);
-      free.push(Buffer.from(buf.buffer, buf.byteOffset, chunk));
+      const whole = Buffer.from(buf.buffer, buf.byteOffset, chunk);
+      if (copies.length === 0) {
+        free.push(whole);
+        continue;
+      }
+      const done = Promise.all(copies).then(
+        () => free.push(whole),
+        (e: unknown) => (copyFailed ??= e),
+      );
+      copying.add(done);
+      void done.finally(() => copying.delete(done));
     }
+    await Promise.all(copying);
+    if (copyFailed) throw copyFailed;
   } finally {
-    await Promise.allSettled(inFlight);
+    await Promise.allSettled([...inFlight, ...copying]);
   }
   return state.map((s) => {
     const res: JobResult = { id: s.id, bytes: s.j.length };

@@ -283,7 +283,7 @@ async function loadRemote(
   try {
     const got = await readRemote(src, jobs, {
       concurrency: opts.concurrency,
-      onPart: (k, off, bytes) => bin.write(handle, dst[k]! + off, bytes),
+      onPart: (k, off, bytes) => bin.writeAsync(handle, dst[k]! + off, bytes),
       onJobDone: () => {
         if (firstMs < 0) firstMs = performance.now() - tStart;
       },

@@ -109,6 +109,8 @@ export interface NativeBinding {
   alloc(spec: { device: number; total: number }): NativeHandle;
   /** Copy bytes into an alloc() destination. */
   write(h: NativeHandle, offset: number, data: Uint8Array): void;
+  /** The same on a libuv thread; `data` must stay untouched until the promise settles. */
+  writeAsync(h: NativeHandle, offset: number, data: Uint8Array): Promise<void>;
   free(h: NativeHandle): void;
   probeH2D(device: number, bytes: number, iterations: number): number;
 }
