@@ -160,6 +160,25 @@ t.test('S3: verify s3:// through s3rver, with the SDK chain and with ~/.s3cfg', 
     t.same({ ...r, file: f }, await localVerdict(f), `${f}: the same verdict over S3`);
   }
   await t.rejects(S3Source.open('s3://b/models/missing.tensors', { endpoint: s3.endpoint, ...FAST }), { code: 'E_NOT_FOUND' });
+
+  // Faults on the way to S3: two 503 SlowDown answers, then a body cut after 1000 bytes.
+  let gets = 0;
+  const faulty = await startProxy(s3.endpoint, (method) => {
+    if (method !== 'GET') return 'pass';
+    gets++;
+    return gets <= 2 ? 503 : gets === 3 ? { resetAfter: 1000 } : 'pass';
+  });
+  t.teardown(() => faulty.close());
+  const retries: string[] = [];
+  const big = 'dtypes_v1.tensors';
+  const viaProxy = await S3Source.open(`s3://b/models/${big}`, { endpoint: faulty.endpoint, ...FAST, onRetry: (m) => retries.push(m) });
+  const whole = await viaProxy.read(0, viaProxy.size);
+  t.ok(whole.equals(readFileSync(join(VECTORS, big))), 'S3 reads survive 503s and a reset, and resume');
+  t.match(retries.join('\n'), /HTTP 503/);
+  t.match(retries.join('\n'), /connection lost after 1000 of/);
+  const r2 = await verifyFile(viaProxy, { chunkSize: 64 << 10 });
+  await viaProxy.close();
+  t.same({ ...r2, file: big }, await localVerdict(big), 'and verify through the faulty proxy gives the local verdict');
   await t.rejects(S3Source.open('s3:/b', {}), { code: 'E_USAGE' });
 
   const f = 'module_bf16_v2.tensors';

@@ -132,10 +132,11 @@ export interface Proxy {
 
 /**
  * A loopback proxy in front of another server that can fail or hold requests: `rule` sees
- * each request and answers 'pass', a status code to send instead, or 'hold' (never answered
- * until the proxy closes).
+ * each request and answers 'pass', a status code to send instead, 'hold' (never answered
+ * until the proxy closes), or {resetAfter: n} (forwarded, but the connection is cut after
+ * n bytes of the response body).
  */
-export async function startProxy(target: string, rule: (method: string, url: string) => 'pass' | 'hold' | number): Promise<Proxy> {
+export async function startProxy(target: string, rule: (method: string, url: string) => 'pass' | 'hold' | number | { resetAfter: number }): Promise<Proxy> {
   const seen: string[] = [];
   const t = new URL(target);
   const held: ServerResponse[] = [];
@@ -154,7 +155,18 @@ export async function startProxy(target: string, rule: (method: string, url: str
     }
     const up = httpRequest({ host: t.hostname, port: t.port, method: req.method, path: req.url, headers: req.headers, agent: false }, (r) => {
       res.writeHead(r.statusCode ?? 502, r.headers);
-      r.pipe(res);
+      if (what === 'pass') return r.pipe(res);
+      let sent = 0;
+      r.on('data', (d: Buffer) => {
+        if (sent + d.length >= what.resetAfter) {
+          res.write(d.subarray(0, what.resetAfter - sent), () => res.socket?.destroy());
+          r.destroy();
+        } else {
+          res.write(d);
+        }
+        sent += d.length;
+      });
+      r.on('end', () => res.end());
     });
     up.on('error', () => res.destroy());
     // A client that gives up mid-request (an aborted upload) must not leave a half-sent
