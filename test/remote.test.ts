@@ -73,6 +73,16 @@ t.test('HTTP: info and verify over http:// equal the local results, every vector
       await src.close();
       t.same({ ...r, file: f }, local, `${f}: the same verdict over HTTP (chunk ${chunkSize})`);
     }
+    // The hashes of remote bytes run natively on libuv threads; the JavaScript hasher must agree.
+    process.env.TENSORIZE_ENGINE = 'js';
+    try {
+      const src = await HttpSource.open(`${http.url}/${f}`, FAST);
+      const r = await verifyFile(src, { chunkSize: 4096, concurrency: 2 });
+      await src.close();
+      t.same({ ...r, file: f }, local, `${f}: the same verdict with TENSORIZE_ENGINE=js`);
+    } finally {
+      delete process.env.TENSORIZE_ENGINE;
+    }
   }
 });
 

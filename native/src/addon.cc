@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "copy.h"
+#include "hash.h"
 #include "loader.h"
 
 namespace {
@@ -381,6 +382,73 @@ Napi::Value WriteAsync(const Napi::CallbackInfo& info) {
   return p;
 }
 
+// Streaming CRC32 + SHA-256 for bytes that arrive in JS (remote sources): hasher(prefix)
+// -> handle; hashUpdate(handle, buffer) -> Promise, run on a libuv thread (calls for one
+// hasher must be chained by the caller); hashDigest(handle) -> {crc32, sha256}.
+struct Hasher : Ticket {
+  tz::Sha256 sha;
+  uint32_t crc = 0;
+};
+
+Napi::Value NewHasher(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto h = std::make_shared<Hasher>();
+  if (info.Length() > 0 && info[0].IsTypedArray()) {
+    Napi::Uint8Array p = info[0].As<Napi::Uint8Array>();
+    h->sha.update(p.Data(), p.ByteLength());
+    h->crc = tz::crc32(0, p.Data(), p.ByteLength());
+  }
+  return Napi::External<TicketRef>::New(env, new TicketRef(h), [](Napi::Env, TicketRef* p) { delete p; });
+}
+
+Hasher& hasherOf(const Napi::Value& v) {
+  auto* h = dynamic_cast<Hasher*>(&ticketOf(v));
+  if (!h) throwError(v.Env(), "E_USAGE", "not a hasher");
+  return *h;
+}
+
+class HashWorker : public Napi::AsyncWorker {
+ public:
+  HashWorker(Napi::Env env, std::shared_ptr<Hasher> h, Napi::Uint8Array b)
+      : Napi::AsyncWorker(env), h_(std::move(h)), data_(b.Data()), len_(b.ByteLength()), deferred_(Napi::Promise::Deferred::New(env)) {
+    keep_ = Napi::Persistent(b);
+  }
+  Napi::Promise promise() { return deferred_.Promise(); }
+  void Execute() override {
+    h_->sha.update(data_, len_);
+    h_->crc = tz::crc32(h_->crc, data_, len_);
+  }
+  void OnOK() override { deferred_.Resolve(Env().Undefined()); }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(makeError(Env(), "E_NATIVE", e.Message())); }
+
+ private:
+  std::shared_ptr<Hasher> h_;
+  const uint8_t* data_;
+  size_t len_;
+  Napi::Reference<Napi::Uint8Array> keep_;
+  Napi::Promise::Deferred deferred_;
+};
+
+Napi::Value HashUpdate(const Napi::CallbackInfo& info) {
+  hasherOf(info[0]);
+  auto ref = std::static_pointer_cast<Hasher>(*info[0].As<Napi::External<TicketRef>>().Data());
+  auto* w = new HashWorker(info.Env(), ref, info[1].As<Napi::Uint8Array>());
+  Napi::Promise p = w->promise();
+  w->Queue();
+  return p;
+}
+
+Napi::Value HashDigest(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Hasher& h = hasherOf(info[0]);
+  uint8_t d[32];
+  h.sha.final(d);
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("crc32", Napi::Number::New(env, h.crc));
+  o.Set("sha256", Napi::Buffer<uint8_t>::Copy(env, d, 32));
+  return o;
+}
+
 Napi::Value Free(const Napi::CallbackInfo& info) {
   Handle& h = handleOf(info[0]);
   if (h.running) throwError(info.Env(), "E_USAGE", "the load is still running");
@@ -405,6 +473,9 @@ Napi::Object Module(Napi::Env env, Napi::Object exports) {
   exports.Set("alloc", Napi::Function::New(env, Alloc));
   exports.Set("write", Napi::Function::New(env, Write));
   exports.Set("writeAsync", Napi::Function::New(env, WriteAsync));
+  exports.Set("hasher", Napi::Function::New(env, NewHasher));
+  exports.Set("hashUpdate", Napi::Function::New(env, HashUpdate));
+  exports.Set("hashDigest", Napi::Function::New(env, HashDigest));
   exports.Set("progress", Napi::Function::New(env, Progress));
   exports.Set("cancel", Napi::Function::New(env, Cancel));
   exports.Set("read", Napi::Function::New(env, Read));

@@ -9,6 +9,9 @@ import { createHash } from 'node:crypto';
 import { crc32 } from 'node:zlib';
 import type { ByteSource } from '../sources/source.js';
 import type { JobResult } from './job.js';
+import { TensorizeError } from '../errors.js';
+import { native } from '../native/binding.js';
+import { chooseEngine } from './runner.js';
 
 export interface RemoteJob {
   offset: number;
@@ -56,15 +59,8 @@ export function planReads(jobs: readonly RemoteJob[], chunk: number, maxGap: num
 export async function readRemote(source: ByteSource, jobs: readonly RemoteJob[], opts: RemoteOptions = {}): Promise<JobResult[]> {
   const chunk = opts.chunkSize ?? DEFAULT_REMOTE_CHUNK;
   const concurrency = Math.max(1, opts.concurrency ?? DEFAULT_CONCURRENCY);
-  const state = jobs.map((j, id) => {
-    const sha = j.sha256 ? createHash('sha256') : undefined;
-    let crc = 0;
-    for (const p of j.prefix) {
-      sha?.update(p);
-      if (j.crc32) crc = crc32(p, crc);
-    }
-    return { j, id, sha, crc, done: 0 };
-  });
+  const makeHasher = chooseEngine() === 'native' ? nativeHasher : jsHasher;
+  const state = jobs.map((j, id) => ({ j, id, h: j.crc32 || j.sha256 ? makeHasher(j.prefix) : undefined, done: 0 }));
   // Jobs by offset, to find the ones a chunk touches.
   const byOffset = [...state].filter((s) => s.j.length > 0).sort((a, b) => a.j.offset - b.j.offset);
   const reads = planReads(jobs, chunk, opts.maxGap ?? 1 << 20);
@@ -73,10 +69,14 @@ export async function readRemote(source: ByteSource, jobs: readonly RemoteJob[],
   const free: Buffer[] = [];
   let next = 0;
   let first = 0; // first job in byOffset that may still need bytes
+  // At most 2 x concurrency chunk buffers: reads wait while earlier chunks are still being
+  // copied or hashed asynchronously.
+  let allocated = 0;
   const issue = () => {
     while (inFlight.length < concurrency && next < reads.length) {
+      if (free.length === 0 && allocated >= 2 * concurrency) return;
       const [o, l] = reads[next++]!;
-      const into = free.pop() ?? Buffer.allocUnsafeSlow(chunk);
+      const into = free.pop() ?? (allocated++, Buffer.allocUnsafeSlow(chunk));
       const p = source.read(o, l, into);
       p.catch(() => {}); // awaited in order below; a failure there rejects the whole run
       inFlight.push(p);
@@ -88,6 +88,13 @@ export async function readRemote(source: ByteSource, jobs: readonly RemoteJob[],
   issue();
   try {
     for (let r = 0; r < reads.length; r++) {
+      // Every buffer may be waiting for its copies: wait for one to come back.
+      while (inFlight.length === 0) {
+        if (copyFailed) throw copyFailed;
+        if (copying.size === 0) throw new TensorizeError('E_NATIVE', 'remote read stalled with nothing in flight');
+        await Promise.race(copying);
+        issue();
+      }
       const buf = await inFlight.shift()!;
       if (copyFailed) throw copyFailed;
       issue();
@@ -101,8 +108,8 @@ export async function readRemote(source: ByteSource, jobs: readonly RemoteJob[],
         const b = Math.min(o + l, s.j.offset + s.j.length);
         if (b <= a) continue;
         const part = buf.subarray(a - o, b - o);
-        s.sha?.update(part);
-        if (s.j.crc32) s.crc = crc32(part, s.crc);
+        const hashed = s.h?.update(part);
+        if (hashed) copies.push(hashed);
         const c = opts.onPart?.(s.id, s.done, part);
         if (c) copies.push(c);
         s.done += b - a;
@@ -116,7 +123,10 @@ export async function readRemote(source: ByteSource, jobs: readonly RemoteJob[],
         continue;
       }
       const done = Promise.all(copies).then(
-        () => free.push(whole),
+        () => {
+          free.push(whole);
+          issue();
+        },
         (e: unknown) => (copyFailed ??= e),
       );
       copying.add(done);
@@ -127,12 +137,56 @@ export async function readRemote(source: ByteSource, jobs: readonly RemoteJob[],
   } finally {
     await Promise.allSettled([...inFlight, ...copying]);
   }
-  return state.map((s) => {
-    const res: JobResult = { id: s.id, bytes: s.j.length };
-    if (s.j.crc32) res.crc32 = s.crc >>> 0;
-    if (s.sha) res.sha256 = new Uint8Array(s.sha.digest());
-    return res;
-  });
+  return Promise.all(
+    state.map(async (s) => {
+      const res: JobResult = { id: s.id, bytes: s.j.length };
+      if (!s.h) return res;
+      const d = await s.h.digest();
+      if (s.j.crc32) res.crc32 = d.crc32;
+      if (s.j.sha256) res.sha256 = d.sha256;
+      return res;
+    }),
+  );
+}
+
+/** CRC32 + SHA-256 of a job's prefix and data, fed in order. */
+interface StreamHasher {
+  /** A promise when the bytes are hashed asynchronously: they must stay untouched until it settles. */
+  update(b: Buffer): Promise<void> | undefined;
+  digest(): Promise<{ crc32: number; sha256: Uint8Array }>;
+}
+
+/** In this thread: Node's OpenSSL SHA-256 and zlib CRC32. */
+function jsHasher(prefix: Uint8Array[]): StreamHasher {
+  const sha = createHash('sha256');
+  let crc = 0;
+  const update = (b: Uint8Array) => {
+    sha.update(b);
+    crc = crc32(b, crc);
+  };
+  prefix.forEach(update);
+  return {
+    update: (b) => (update(b), undefined),
+    digest: async () => ({ crc32: crc >>> 0, sha256: new Uint8Array(sha.digest()) }),
+  };
+}
+
+/**
+ * On libuv threads with the addon's SHA-NI / PCLMUL code, so the main thread keeps
+ * receiving; updates of one job are chained, different jobs hash in parallel.
+ */
+function nativeHasher(prefix: Uint8Array[]): StreamHasher {
+  const bin = native();
+  const h = bin.hasher(Buffer.concat(prefix));
+  let chain: Promise<void> = Promise.resolve();
+  return {
+    update: (b) => (chain = chain.then(() => bin.hashUpdate(h, b))),
+    digest: async () => {
+      await chain;
+      const d = bin.hashDigest(h);
+      return { crc32: d.crc32, sha256: new Uint8Array(d.sha256) };
+    },
+  };
 }
 
 export const hashRemote = readRemote;

@@ -111,6 +111,11 @@ export interface NativeBinding {
   write(h: NativeHandle, offset: number, data: Uint8Array): void;
   /** The same on a libuv thread; `data` must stay untouched until the promise settles. */
   writeAsync(h: NativeHandle, offset: number, data: Uint8Array): Promise<void>;
+  /** A streaming CRC32 + SHA-256 that starts with `prefix`. */
+  hasher(prefix?: Uint8Array): NativeHandle;
+  /** Hash more bytes on a libuv thread; chain the calls for one hasher. */
+  hashUpdate(h: NativeHandle, data: Uint8Array): Promise<void>;
+  hashDigest(h: NativeHandle): { crc32: number; sha256: Buffer };
   free(h: NativeHandle): void;
   probeH2D(device: number, bytes: number, iterations: number): number;
 }
