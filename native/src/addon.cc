@@ -352,7 +352,10 @@ class WriteWorker : public Napi::AsyncWorker {
     keep_ = Napi::Persistent(b);
   }
   Napi::Promise promise() { return deferred_.Promise(); }
-  void Execute() override { err_ = h_->loaded->write(off_, data_, len_); }
+  void Execute() override {
+    if (h_->loaded) err_ = h_->loaded->write(off_, data_, len_);
+    else err_ = {"E_USAGE", "write after the destination was freed", -1};
+  }
   void OnOK() override {
     if (err_.ok()) deferred_.Resolve(Env().Undefined());
     else deferred_.Reject(makeError(Env(), err_.code, err_.message));
