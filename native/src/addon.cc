@@ -3,10 +3,12 @@
 #include <napi.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstring>
 #include <memory>
 
 #include "copy.h"
+#include "fetch.h"
 #include "hash.h"
 #include "loader.h"
 
@@ -75,6 +77,21 @@ uint64_t u64(const Napi::Object& o, const char* key, uint64_t dflt) {
   double d = v.As<Napi::Number>().DoubleValue();
   if (!(d >= 0) || d > 9007199254740991.0) throwError(o.Env(), "E_USAGE", std::string("native load: ") + key + " is out of range");
   return static_cast<uint64_t>(d);
+}
+
+// o.items: a Float64Array of (src, len, dst) triples.
+std::vector<tz::Item> parseItems(const Napi::Object& o) {
+  Napi::Env env = o.Env();
+  Napi::Float64Array items = o.Get("items").As<Napi::Float64Array>();
+  if (items.ElementLength() % 3) throwError(env, "E_USAGE", "items must hold (src, len, dst) triples");
+  std::vector<tz::Item> out;
+  out.reserve(items.ElementLength() / 3);
+  for (size_t i = 0; i < items.ElementLength(); i += 3) {
+    double a = items[i], b = items[i + 1], c = items[i + 2];
+    if (!(a >= 0 && b >= 0 && c >= 0) || a > 9007199254740991.0 || b > 9007199254740991.0 || c > 9007199254740991.0) throwError(env, "E_USAGE", "item out of range");
+    out.push_back({static_cast<uint64_t>(a), static_cast<uint64_t>(b), static_cast<uint64_t>(c)});
+  }
+  return out;
 }
 
 class LoadWorker : public Napi::AsyncWorker {
@@ -164,14 +181,7 @@ Napi::Value Start(const Napi::CallbackInfo& info) {
   s.verify = o.Get("verify").ToBoolean().Value();
   s.total = u64(o, "total", 0);
   s.expectSize = o.Get("fileSize").IsUndefined() ? -1 : static_cast<int64_t>(u64(o, "fileSize", 0));
-  // items: Float64Array [src, len, dst] * n
-  Napi::Float64Array items = o.Get("items").As<Napi::Float64Array>();
-  if (items.ElementLength() % 3) throwError(env, "E_USAGE", "items must hold (src, len, dst) triples");
-  for (size_t i = 0; i < items.ElementLength(); i += 3) {
-    double a = items[i], b = items[i + 1], c = items[i + 2];
-    if (!(a >= 0 && b >= 0 && c >= 0) || a > 9007199254740991.0 || b > 9007199254740991.0 || c > 9007199254740991.0) throwError(env, "E_USAGE", "item out of range");
-    s.items.push_back({static_cast<uint64_t>(a), static_cast<uint64_t>(b), static_cast<uint64_t>(c)});
-  }
+  s.items = parseItems(o);
   if (s.verify) {
     // expect: array of {crc32?: number, sha256?: Buffer(32), prefix: Buffer}
     Napi::Array ex = o.Get("expect").As<Napi::Array>();
@@ -286,6 +296,132 @@ Napi::Value Copy(const Napi::CallbackInfo& info) {
   s.progress = &t->progress;
   s.cancel = &t->cancel;
   auto* w = new CopyWorker(env, t);
+  Napi::Object result = ticketResult(env, t, w->promise());
+  w->Queue();
+  return result;
+}
+
+// fetch(spec) -> {handle, done}: tensor data pulled over HTTP(S) by the native fetcher
+// (fetch.h) into a new destination (device >= 0, or -1 for host memory), or only hashed
+// (device null). spec: {host, port, tls, ca?, head, name, size, etag?, items: Float64Array
+// (src, len, dst triples), hashes?: [{crc32: bool, sha256: bool, prefix: Buffer}],
+// chunkSize, maxGap, connections, retries, baseDelayMs, timeoutMs, total}. The handle works
+// with read() and free() like a load's.
+struct FetchTicket : Handle {
+  tz::FetchSpec fetch;
+  tz::FetchResult result;
+  bool hashOnly = false;
+  int device = -1;
+  uint64_t total = 0;
+};
+
+class FetchWorker : public Napi::AsyncWorker {
+ public:
+  FetchWorker(Napi::Env env, std::shared_ptr<FetchTicket> t)
+      : Napi::AsyncWorker(env), t_(std::move(t)), deferred_(Napi::Promise::Deferred::New(env)) {}
+  Napi::Promise promise() { return deferred_.Promise(); }
+  void Execute() override {
+    std::unique_ptr<tz::Loaded> dest;
+    if (!t_->hashOnly) {
+      auto t0 = std::chrono::steady_clock::now();
+      dest.reset(tz::allocate(t_->device, t_->total, err_));
+      if (!dest) return;
+      allocMs_ = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    }
+    if (!tz::fetch(t_->fetch, dest.get(), t_->result, err_)) return;
+    t_->loaded = std::move(dest);
+  }
+  void OnOK() override {
+    Napi::Env env = Env();
+    t_->running = false;
+    if (!err_.ok()) {
+      Napi::Object e = makeError(env, err_.code, err_.message).As<Napi::Object>();
+      if (err_.tensor >= 0) e.Set("tensorIndex", static_cast<double>(err_.tensor));
+      deferred_.Reject(e);
+      return;
+    }
+    const tz::FetchResult& r = t_->result;
+    Napi::Object o = Napi::Object::New(env);
+    Napi::Uint32Array crc = Napi::Uint32Array::New(env, r.crc32.size());
+    for (size_t i = 0; i < r.crc32.size(); i++) crc[i] = r.crc32[i];
+    o.Set("crc32", crc);
+    o.Set("sha256", Napi::Buffer<uint8_t>::Copy(env, r.sha256.data(), r.sha256.size()));
+    o.Set("allocMs", allocMs_);
+    o.Set("firstTensorMs", r.firstTensorMs);
+    o.Set("transferMs", r.transferMs);
+    o.Set("bytes", static_cast<double>(r.bytes));
+    o.Set("wireBytes", static_cast<double>(r.wireBytes));
+    o.Set("requests", static_cast<double>(r.requests));
+    o.Set("retries", static_cast<double>(r.retries));
+    o.Set("connections", static_cast<double>(r.connections));
+    o.Set("pinnedBytes", static_cast<double>(r.pinnedBytes));
+    o.Set("deviceBytes", static_cast<double>(t_->loaded ? t_->loaded->stats.deviceBytes : 0));
+    o.Set("hostBytes", static_cast<double>(t_->loaded ? t_->loaded->stats.hostBytes : 0));
+    Napi::Array log = Napi::Array::New(env, r.retryLog.size());
+    for (size_t i = 0; i < r.retryLog.size(); i++) log.Set(i, r.retryLog[i]);
+    o.Set("retryLog", log);
+    deferred_.Resolve(o);
+  }
+  void OnError(const Napi::Error& e) override {
+    t_->running = false;
+    deferred_.Reject(makeError(Env(), "E_NATIVE", e.Message()));
+  }
+
+ private:
+  std::shared_ptr<FetchTicket> t_;
+  Napi::Promise::Deferred deferred_;
+  tz::Error err_;
+  double allocMs_ = 0;
+};
+
+Napi::Value Fetch(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = info[0].As<Napi::Object>();
+  auto t = std::make_shared<FetchTicket>();
+  tz::FetchSpec& s = t->fetch;
+  s.endpoint.host = o.Get("host").As<Napi::String>().Utf8Value();
+  s.endpoint.port = static_cast<int>(u64(o, "port", 80));
+  if (s.endpoint.port < 1 || s.endpoint.port > 65535) throwError(env, "E_USAGE", "fetch: port out of range");
+  s.endpoint.tls = o.Get("tls").ToBoolean().Value();
+  if (o.Get("ca").IsString()) s.endpoint.caPem = o.Get("ca").As<Napi::String>().Utf8Value();
+  if (s.endpoint.tls) {
+    std::string why;
+    if (!tz::tlsAvailable(why)) throwError(env, "E_UNSUPPORTED", why);
+  }
+  s.head = o.Get("head").As<Napi::String>().Utf8Value();
+  s.name = o.Get("name").As<Napi::String>().Utf8Value();
+  s.objectSize = u64(o, "size", 0);
+  if (o.Get("etag").IsString()) s.etag = o.Get("etag").As<Napi::String>().Utf8Value();
+  s.chunk = u64(o, "chunkSize", 8 << 20);
+  if (s.chunk < 4096 || s.chunk > (1ull << 30)) throwError(env, "E_USAGE", "fetch: chunk size must be between 4 KiB and 1 GiB");
+  s.maxGap = u64(o, "maxGap", 1 << 20);
+  s.connections = static_cast<int>(u64(o, "connections", 8));
+  s.retries = static_cast<int>(u64(o, "retries", 5));
+  s.baseDelayMs = static_cast<double>(u64(o, "baseDelayMs", 200));
+  s.timeoutMs = static_cast<double>(u64(o, "timeoutMs", 30000));
+  s.items = parseItems(o);
+  if (o.Get("hashes").IsArray()) {
+    Napi::Array hs = o.Get("hashes").As<Napi::Array>();
+    if (hs.Length() != s.items.size()) throwError(env, "E_USAGE", "hashes must have one entry per item");
+    for (uint32_t i = 0; i < hs.Length(); i++) {
+      Napi::Object h = hs.Get(i).As<Napi::Object>();
+      tz::Expect x;
+      x.crc = h.Get("crc32").ToBoolean().Value();
+      x.sha = h.Get("sha256").ToBoolean().Value();
+      if (h.Get("prefix").IsBuffer()) {
+        Napi::Buffer<uint8_t> p = h.Get("prefix").As<Napi::Buffer<uint8_t>>();
+        x.prefix.assign(reinterpret_cast<const char*>(p.Data()), p.Length());
+      }
+      s.hashes.push_back(std::move(x));
+    }
+  }
+  t->hashOnly = o.Get("device").IsNull() || o.Get("device").IsUndefined();
+  if (!t->hashOnly) t->device = o.Get("device").As<Napi::Number>().Int32Value();
+  t->total = u64(o, "total", 0);
+  s.progress = &t->progress;
+  s.cancel = &t->cancel;
+  t->running = true;
+  auto* w = new FetchWorker(env, t);
   Napi::Object result = ticketResult(env, t, w->promise());
   w->Queue();
   return result;
@@ -473,6 +609,7 @@ Napi::Object Module(Napi::Env env, Napi::Object exports) {
   exports.Set("info", Napi::Function::New(env, Info));
   exports.Set("start", Napi::Function::New(env, Start));
   exports.Set("copy", Napi::Function::New(env, Copy));
+  exports.Set("fetch", Napi::Function::New(env, Fetch));
   exports.Set("alloc", Napi::Function::New(env, Alloc));
   exports.Set("write", Napi::Function::New(env, Write));
   exports.Set("writeAsync", Napi::Function::New(env, WriteAsync));

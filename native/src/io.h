@@ -2,12 +2,16 @@
 // first-error-wins slot for worker threads, and checked positional I/O.
 #pragma once
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <mutex>
 #include <string>
 
 namespace tz {
+
+using Clock = std::chrono::steady_clock;
+inline double msSince(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
 
 struct Error {
   std::string code;  // stable: E_IO, E_FILE_CHANGED, E_HASH_MISMATCH, E_DEVICE_OOM, E_CUDA, E_NO_DEVICE, E_INTERRUPTED, E_UNSUPPORTED

@@ -18,25 +18,15 @@
 #include "io.h"
 
 #ifdef TENSORIZE_HAVE_CUDA
-#include <cuda_runtime_api.h>
+#include "cuda_errors.h"
 #endif
 
 namespace tz {
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
-double msSince(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
 
 #ifdef TENSORIZE_HAVE_CUDA
-std::string cudaMsg(cudaError_t e, const char* what) {
-  return std::string(what) + ": " + cudaGetErrorName(e) + " (" + cudaGetErrorString(e) + ")";
-}
-const char* cudaCode(cudaError_t e) {
-  if (e == cudaErrorMemoryAllocation) return "E_DEVICE_OOM";
-  if (e == cudaErrorNoDevice || e == cudaErrorInsufficientDriver || e == cudaErrorInvalidDevice) return "E_NO_DEVICE";
-  return "E_CUDA";
-}
 #define CUDA_OK(call, what, errs)                        \
   do {                                                   \
     cudaError_t e_ = (call);                             \

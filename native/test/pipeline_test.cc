@@ -1,5 +1,5 @@
 // Native test program for the loader pipeline itself (and, in copy_test.cc, the hashes and
-// the copy engine), without Node: random plans over a
+// the copy engine; in fetch_test.cc, the HTTP fetcher), without Node: random plans over a
 // random file, loaded to host memory (and to GPU 0 when there is one) with and without
 // plaid, several reader counts and chunk sizes; every byte is checked. Also: truncated
 // files, a file that changed size, and plans that do not fit. Exit 0 when all pass.
@@ -109,6 +109,7 @@ int main() {
   }
   unlink(path);
   hashAndCopyTests();
+  fetchTests();
   std::printf("%d passed, %d failed\n", passed, failed);
   return failed ? 1 : 0;
 }

@@ -8,6 +8,8 @@ import { inTensor, TensorizeError } from '../errors.js';
 import { JobRunner } from '../engine/runner.js';
 import type { ByteSource } from '../sources/source.js';
 import { hashRemote } from '../engine/remote.js';
+import { fetchedHashes, fetchNative, networkTargetOf } from '../engine/fetch.js';
+import { native } from '../native/binding.js';
 import { HashType } from './constants.js';
 import { hashedHeaderParts, type TensorHeader } from './header.js';
 import { TensorizerFile, type TensorEntry } from './reader.js';
@@ -131,11 +133,20 @@ interface Check {
 async function recompute(source: ByteSource, checks: Check[], opts: VerifyOptions): Promise<{ crc32?: number; sha256?: Uint8Array }[]> {
   const path = source.localPath;
   if (path === undefined) {
-    return hashRemote(
-      source,
-      checks.map((c) => ({ offset: c.entry.dataOffset, length: c.header.dataLength, prefix: c.prefix, crc32: !!c.crc, sha256: !!c.sha })),
-      { concurrency: opts.concurrency, chunkSize: opts.chunkSize, onProgress: opts.onProgress },
-    );
+    const jobs = checks.map((c) => ({ offset: c.entry.dataOffset, length: c.header.dataLength, dst: 0, prefix: c.prefix, crc32: !!c.crc, sha256: !!c.sha }));
+    const net = await networkTargetOf(source);
+    if (net) {
+      let done = 0;
+      // The fetcher reports a running total; verify's callers count increments.
+      const onProgress = opts.onProgress && ((total: number) => {
+        opts.onProgress!(total - done);
+        done = total;
+      });
+      const { handle, stats } = await fetchNative(source, net, jobs, { device: null, total: 0, concurrency: opts.concurrency, chunkSize: opts.chunkSize, onProgress });
+      native().free(handle);
+      return jobs.map((_, k) => fetchedHashes(stats, k));
+    }
+    return hashRemote(source, jobs, { concurrency: opts.concurrency, chunkSize: opts.chunkSize, onProgress: opts.onProgress });
   }
   const pool = new JobRunner(opts.threads, opts.onProgress);
   try {

@@ -16,6 +16,7 @@ import { FileSource } from '../sources/file.js';
 import { openSource, sourceKind, type SourceOptions } from '../sources/open.js';
 import type { ByteSource } from '../sources/source.js';
 import { DEFAULT_CONCURRENCY, DEFAULT_REMOTE_CHUNK, readRemote, type RemoteJob } from '../engine/remote.js';
+import { fetchedHashes, fetchNative, networkTargetOf } from '../engine/fetch.js';
 import { native, type NativeExpect, type NativeHandle, type NativeInfo, type NativeStats } from '../native/binding.js';
 
 export const ALIGNMENT = 256;
@@ -74,6 +75,19 @@ export interface LoadStats {
   hostBytes: number;
   tensors: number;
   skipped: number;
+  /** HTTP(S) and S3 sources: how the bytes came. */
+  network?: NetworkStats;
+}
+
+export interface NetworkStats {
+  /** `native`: the addon's fetcher (one thread per connection, no bytes through JS); `js`: undici. */
+  engine: 'native' | 'js';
+  connections: number;
+  /** Range requests sent, retries included. */
+  requests: number;
+  retries: number;
+  /** Body bytes received: tensor data, the headers between tensors, and retried bytes. */
+  wireBytes: number;
 }
 
 export function parseDevice(d: string | undefined, info: () => NativeInfo): number {
@@ -141,13 +155,15 @@ export async function load(path: string, opts: LoadOptions = {}): Promise<Loaded
   const info = (): NativeInfo => (cachedInfo ??= bin.info());
   const device = parseDevice(opts.device, info);
   const readers = opts.readers ?? DEFAULT_READERS;
-  const chunkSize = opts.chunkSize ?? DEFAULT_CHUNK;
   const plaid = opts.plaid ?? true;
   const verify = opts.verify ?? false;
   const match = compileFilter(opts.filter);
 
-  const remote = sourceKind(path) !== 'file';
-  const src = remote ? await openSource(path, opts.source) : await FileSource.open(path);
+  const src = sourceKind(path) !== 'file' ? await openSource(path, opts.source) : await FileSource.open(path);
+  // A server without range support was downloaded to a temporary file: load that locally.
+  const localPath = src.localPath;
+  const remote = localPath === undefined;
+  const chunkSize = opts.chunkSize ?? (remote ? DEFAULT_REMOTE_CHUNK : DEFAULT_CHUNK);
   const tensors: LoadedTensor[] = [];
   const items: number[] = [];
   const expect: NativeExpect[] = [];
@@ -156,7 +172,7 @@ export async function load(path: string, opts: LoadOptions = {}): Promise<Loaded
   let fileSize: number;
   try {
     const tf = await TensorizerFile.open(src);
-    fileSize = remote ? src.size : (await stat(path)).size;
+    fileSize = remote ? src.size : (await stat(localPath)).size;
     let dst = 0;
     const devName = device < 0 ? 'cpu' : `cuda:${device}`;
     for (const e of tf.entries) {
@@ -202,7 +218,7 @@ export async function load(path: string, opts: LoadOptions = {}): Promise<Loaded
     opts.onStart?.(dataBytes);
     const stat0 = { device, devName, plaid, readers, chunkSize, verify, openMs, skipped, info };
     if (remote) return await loadRemote(src, path, tensors, items, expect, total, stat0, opts, t0);
-    const { handle, done } = bin.start({ path, device, plaid, readers, chunkSize, verify, total, fileSize, items: Float64Array.from(items), expect: verify ? expect : undefined });
+    const { handle, done } = bin.start({ path: localPath!, device, plaid, readers, chunkSize, verify, total, fileSize, items: Float64Array.from(items), expect: verify ? expect : undefined });
     let timer: NodeJS.Timeout | undefined;
     if (opts.onProgress) timer = setInterval(() => opts.onProgress!(bin.progress(handle)), 100);
     let st: NativeStats;
@@ -269,35 +285,51 @@ async function loadRemote(
 ): Promise<LoadedModel> {
   const bin = native();
   const tStart = performance.now();
-  const handle = bin.alloc({ device: p.device, total });
   const withData = tensors.filter((x) => !x.meta);
-  const dst: number[] = [];
-  const jobs: RemoteJob[] = [];
+  const jobs: (RemoteJob & { dst: number })[] = [];
   for (let k = 0; k < items.length; k += 3) {
     const e = p.verify ? expect[k / 3]! : undefined;
-    dst.push(items[k + 2]!);
-    jobs.push({ offset: items[k]!, length: items[k + 1]!, prefix: e ? [e.prefix] : [], crc32: e?.crc32 !== undefined, sha256: e?.sha256 !== undefined });
+    jobs.push({ offset: items[k]!, length: items[k + 1]!, dst: items[k + 2]!, prefix: e ? [e.prefix] : [], crc32: e?.crc32 !== undefined, sha256: e?.sha256 !== undefined });
   }
+  const concurrency = opts.concurrency ?? DEFAULT_CONCURRENCY;
+  let handle: NativeHandle | undefined;
   let firstMs = -1;
-  let done = 0;
+  let pinnedBytes = 0;
+  let network: NetworkStats;
+  let hashes: { crc32?: number; sha256?: Uint8Array }[] = [];
   try {
-    const got = await readRemote(src, jobs, {
-      concurrency: opts.concurrency,
-      onPart: (k, off, bytes) => bin.writeAsync(handle, dst[k]! + off, bytes),
-      onJobDone: () => {
-        if (firstMs < 0) firstMs = performance.now() - tStart;
-      },
-      onProgress: (n) => opts.onProgress?.((done += n)),
-    });
+    const net = await networkTargetOf(src);
+    if (net) {
+      const r = await fetchNative(src, net, jobs, { device: p.device, total, concurrency, chunkSize: p.chunkSize, onProgress: opts.onProgress });
+      handle = r.handle;
+      firstMs = r.stats.firstTensorMs < 0 ? -1 : r.stats.allocMs + r.stats.firstTensorMs;
+      pinnedBytes = r.stats.pinnedBytes;
+      if (p.verify) hashes = jobs.map((_, k) => fetchedHashes(r.stats, k));
+      network = { engine: 'native', connections: r.stats.connections, requests: r.stats.requests, retries: r.stats.retries, wireBytes: r.stats.wireBytes };
+    } else {
+      handle = bin.alloc({ device: p.device, total });
+      const h = handle;
+      let done = 0;
+      hashes = await readRemote(src, jobs, {
+        concurrency,
+        chunkSize: p.chunkSize,
+        onPart: (k, off, bytes) => bin.writeAsync(h, jobs[k]!.dst + off, bytes),
+        onJobDone: () => {
+          if (firstMs < 0) firstMs = performance.now() - tStart;
+        },
+        onProgress: (n) => opts.onProgress?.((done += n)),
+      });
+      network = { engine: 'js', connections: concurrency, requests: -1, retries: -1, wireBytes: -1 };
+    }
     if (p.verify) {
-      got.forEach((r, k) => {
+      hashes.forEach((r, k) => {
         const e = expect[k]!;
         const bad = e.crc32 !== undefined && r.crc32 !== e.crc32 ? 'CRC32' : e.sha256 !== undefined && !Buffer.from(r.sha256!).equals(e.sha256) ? 'SHA-256' : undefined;
         if (bad) throw new TensorizeError('E_HASH_MISMATCH', `${path}: ${bad} mismatch (tensor ${JSON.stringify(withData[k]!.name)})`, { hints: [`run: tensorize verify ${path}`] });
       });
     }
   } catch (e) {
-    bin.free(handle);
+    if (handle) bin.free(handle);
     throw e;
   }
   const transferMs = performance.now() - tStart;
@@ -306,8 +338,8 @@ async function loadRemote(
     device: p.devName,
     deviceName: p.device < 0 ? 'host memory' : (p.info().devices[p.device]?.name ?? p.devName),
     plaid: p.plaid,
-    readers: opts.concurrency ?? DEFAULT_CONCURRENCY,
-    chunkSize: DEFAULT_REMOTE_CHUNK,
+    readers: concurrency,
+    chunkSize: p.chunkSize,
     verified: p.verify,
     openMs: p.openMs,
     firstTensorMs: firstMs < 0 ? -1 : p.openMs + firstMs,
@@ -315,11 +347,12 @@ async function loadRemote(
     totalMs: performance.now() - t0,
     bytes,
     gbPerSecond: transferMs > 0 ? bytes / transferMs / 1e6 : 0,
-    pinnedBytes: 0,
+    pinnedBytes,
     deviceBytes: p.device >= 0 ? total : 0,
     hostBytes: p.device < 0 ? total : 0,
     tensors: tensors.length,
     skipped: p.skipped,
+    network,
   }, handle);
 }
 

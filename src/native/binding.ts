@@ -94,6 +94,59 @@ export interface NativeCopyResult {
   bytes: Float64Array;
 }
 
+/** Where the native fetcher sends its requests, and what it sends (see native/src/fetch.h). */
+export interface NativeFetchTarget {
+  host: string;
+  port: number;
+  tls: boolean;
+  /** Trusted certificate authorities (PEM), for TLS. */
+  ca?: string;
+  /** Request line and headers, each ending in CRLF, without Range and the closing blank line. */
+  head: string;
+  /** When set, every answer must carry this ETag. */
+  etag?: string;
+}
+
+export interface NativeFetchSpec extends NativeFetchTarget {
+  /** The URL, for messages. */
+  name: string;
+  /** The object's size: every Content-Range total must equal it. */
+  size: number;
+  /** A new destination on this device (-1: host memory), or null to only hash. */
+  device: number | null;
+  total: number;
+  /** (file offset, length, destination offset) triples. */
+  items: Float64Array;
+  /** One per item: which hashes to compute over prefix + data. */
+  hashes?: { crc32: boolean; sha256: boolean; prefix?: Buffer }[];
+  chunkSize: number;
+  maxGap: number;
+  connections: number;
+  retries: number;
+  baseDelayMs: number;
+  timeoutMs: number;
+}
+
+export interface NativeFetchStats {
+  /** Per item, when hashing: CRC32, and 32 bytes of SHA-256 per item. */
+  crc32: Uint32Array;
+  sha256: Buffer;
+  allocMs: number;
+  firstTensorMs: number;
+  transferMs: number;
+  bytes: number;
+  /** Body bytes received, the gaps between tensors and retried bytes included. */
+  wireBytes: number;
+  requests: number;
+  retries: number;
+  connections: number;
+  pinnedBytes: number;
+  deviceBytes: number;
+  hostBytes: number;
+  /** The first retries, as messages. */
+  retryLog: string[];
+}
+
 declare const handleBrand: unique symbol;
 export type NativeHandle = { readonly [handleBrand]: true };
 
@@ -102,6 +155,8 @@ export interface NativeBinding {
   start(spec: NativeSpec): { handle: NativeHandle; done: Promise<NativeStats> };
   /** Rejects with a TensorizeError that has `jobIndex` when a job failed. */
   copy(spec: NativeCopySpec): { handle: NativeHandle; done: Promise<NativeCopyResult> };
+  /** Pull tensor data over HTTP(S) on native threads; the handle then works with read() and free(). */
+  fetch(spec: NativeFetchSpec): { handle: NativeHandle; done: Promise<NativeFetchStats> };
   progress(h: NativeHandle): number;
   cancel(h: NativeHandle): void;
   read(h: NativeHandle, offset: number, length: number): Buffer;
@@ -166,6 +221,7 @@ function tracked(b: NativeBinding): NativeBinding {
   return Object.assign(Object.create(b) as NativeBinding, {
     start: (spec: NativeSpec) => track(b.start(spec)),
     copy: (spec: NativeCopySpec) => track(b.copy(spec)),
+    fetch: (spec: NativeFetchSpec) => track(b.fetch(spec)),
   });
 }
 

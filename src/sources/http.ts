@@ -11,7 +11,8 @@
  * - A server that ignores Range gets one sequential download into a temporary file (with
  *   a warning), which is then read like a local file and deleted on close().
  */
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, readFileSync } from 'node:fs';
+import { rootCertificates } from 'node:tls';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,7 +20,7 @@ import { pipeline } from 'node:stream/promises';
 import { Agent, request, type Dispatcher } from 'undici';
 import { TensorizeError } from '../errors.js';
 import { FileSource } from './file.js';
-import type { ByteSource } from './source.js';
+import type { ByteSource, NetworkTarget } from './source.js';
 import { rangedRead, receiveBody, Retryable, retrying, type RetryOptions } from './retry.js';
 
 export interface HttpOptions extends RetryOptions {
@@ -35,7 +36,7 @@ export interface HttpOptions extends RetryOptions {
   onWarning?: (message: string) => void;
 }
 
-interface Validators {
+export interface Validators {
   etag?: string;
   lastModified?: string;
 }
@@ -76,6 +77,7 @@ export class HttpSource implements ByteSource {
 
   /** Open a URL; a server without range support yields a FileSource over a downloaded copy. */
   static async open(url: string, opts: HttpOptions = {}): Promise<ByteSource> {
+    checkHeaders(opts.headers ?? {});
     const agent = new Agent({
       connections: opts.connections ?? 16,
       keepAliveTimeout: 30_000,
@@ -158,9 +160,70 @@ export class HttpSource implements ByteSource {
     });
   }
 
+  async networkTarget(): Promise<NetworkTarget> {
+    return {
+      target: httpTarget(this.name, this.opts.headers ?? {}, this.validators, this.opts.ca),
+      retry: { retries: this.opts.retries, baseDelayMs: this.opts.baseDelayMs, onRetry: this.opts.onRetry, timeoutMs: this.opts.timeoutMs },
+    };
+  }
+
   async close(): Promise<void> {
     await this.agent.close();
   }
+}
+
+/** Header names must be tokens and values must not break the request (CR, LF, NUL). */
+function checkHeaders(headers: Record<string, string>): void {
+  for (const [k, v] of Object.entries(headers)) {
+    if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(k) || /[\r\n\0]/.test(v)) throw new TensorizeError('E_USAGE', `header ${JSON.stringify(k)} is not a valid HTTP header`);
+  }
+}
+
+/** The certificate authorities Node trusts by default: its bundled roots plus NODE_EXTRA_CA_CERTS. */
+function defaultCAs(): string {
+  let extra = '';
+  const f = process.env.NODE_EXTRA_CA_CERTS;
+  if (f) {
+    try {
+      extra = readFileSync(f, 'utf8');
+    } catch {
+      // Node itself only warns about an unreadable file.
+    }
+  }
+  return [...rootCertificates, extra].join('\n');
+}
+
+/**
+ * The ranged GETs for `url` as the native fetcher sends them: request line, Host, the
+ * user's headers, and If-Match (or If-Unmodified-Since) so a replaced object is refused.
+ */
+export function httpTarget(url: string, headers: Record<string, string>, validators: Validators, ca?: string | Buffer): NetworkTarget['target'] {
+  const u = new URL(url);
+  const tls = u.protocol === 'https:';
+  const lines: [string, string][] = [
+    ['Host', u.host],
+    ['User-Agent', 'tensorize'],
+    ['Accept-Encoding', 'identity'],
+  ];
+  const strong = validators.etag && !validators.etag.startsWith('W/') ? validators.etag : undefined;
+  if (strong) lines.push(['If-Match', strong]);
+  else if (validators.lastModified) lines.push(['If-Unmodified-Since', validators.lastModified]);
+  checkHeaders(headers);
+  for (const [k, v] of Object.entries(headers)) {
+    const lk = k.toLowerCase();
+    if (lk === 'range' || lk === 'content-length' || lk === 'transfer-encoding' || lk === 'connection') continue;
+    const i = lines.findIndex(([n]) => n.toLowerCase() === lk);
+    if (i >= 0) lines.splice(i, 1);
+    lines.push([k, v]);
+  }
+  return {
+    host: u.hostname.replace(/^\[(.*)\]$/, '$1'),
+    port: u.port ? Number(u.port) : tls ? 443 : 80,
+    tls,
+    ca: tls ? (ca !== undefined ? String(ca) : defaultCAs()) : undefined,
+    head: `GET ${u.pathname}${u.search} HTTP/1.1\r\n${lines.map(([k, v]) => `${k}: ${v}\r\n`).join('')}`,
+    etag: strong,
+  };
 }
 
 async function send(agent: Agent, url: string, headers: Record<string, string>, opts: HttpOptions): Promise<Dispatcher.ResponseData> {

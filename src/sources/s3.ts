@@ -16,8 +16,10 @@ import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { GetObjectCommand, HeadObjectCommand, S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
+import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { TensorizeError } from '../errors.js';
-import type { ByteSource } from './source.js';
+import type { ByteSource, NetworkTarget } from './source.js';
+import { httpTarget } from './http.js';
 import { rangedRead, receiveBody, Retryable, retrying, type RetryOptions } from './retry.js';
 
 export interface S3Options extends RetryOptions {
@@ -159,11 +161,13 @@ export class S3Source implements ByteSource {
     private readonly etag: string | undefined,
     private readonly opts: S3Options,
     private readonly from: string,
+    private readonly anonymous: boolean,
   ) {}
 
   static async open(url: string, opts: S3Options = {}): Promise<S3Source> {
     const loc = parseS3Url(url);
     const { client, from } = makeS3Client(opts);
+    const anonymous = !!opts.anonymous;
     try {
       const head = await retrying(`${url}: HeadObject`, opts, async () => {
         try {
@@ -173,7 +177,7 @@ export class S3Source implements ByteSource {
         }
       });
       if (head.ContentLength === undefined) throw new TensorizeError('E_IO', `${url}: HeadObject gave no Content-Length`);
-      return new S3Source(url, head.ContentLength, client, loc, head.ETag, opts, from);
+      return new S3Source(url, head.ContentLength, client, loc, head.ETag, opts, from, anonymous);
     } catch (e) {
       client.destroy();
       throw e;
@@ -196,6 +200,28 @@ export class S3Source implements ByteSource {
       }
       await receiveBody(body, buf, at, this.name, () => body.destroy?.());
     });
+  }
+
+  /**
+   * For the native fetcher: a presigned GET URL (valid 12 hours, or until temporary
+   * credentials expire) that every ranged request reuses; unsigned for --anonymous.
+   */
+  async networkTarget(): Promise<NetworkTarget> {
+    let url: string;
+    try {
+      url = await getSignedUrl(this.client, new GetObjectCommand({ Bucket: this.loc.bucket, Key: this.loc.key }), { expiresIn: 12 * 3600 });
+    } catch (e) {
+      throw classifyS3Error(this.name, e, 'presigning GetObject', this.from);
+    }
+    if (this.anonymous) {
+      const u = new URL(url);
+      for (const k of [...u.searchParams.keys()]) if (/^x-amz-/i.test(k)) u.searchParams.delete(k);
+      url = u.toString();
+    }
+    return {
+      target: httpTarget(url, {}, { etag: this.etag }),
+      retry: { retries: this.opts.retries, baseDelayMs: this.opts.baseDelayMs, onRetry: this.opts.onRetry },
+    };
   }
 
   async close(): Promise<void> {

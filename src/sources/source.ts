@@ -3,6 +3,14 @@
  * safetensors input, later HTTP and S3) reads through this interface, by range.
  */
 import { TensorizeError } from '../errors.js';
+import type { NativeFetchTarget } from '../native/binding.js';
+import type { RetryOptions } from './retry.js';
+
+/** How the native fetcher can reach a network source (see engine/fetch.ts). */
+export interface NetworkTarget {
+  target: NativeFetchTarget;
+  retry: RetryOptions & { timeoutMs?: number };
+}
 
 export interface ByteSource {
   /** What to call the source in messages (a path or URL). */
@@ -13,6 +21,8 @@ export interface ByteSource {
   /** Read exactly `length` bytes at `offset` into `into` (or a new buffer); short reads throw E_IO. */
   read(offset: number, length: number, into?: Buffer): Promise<Buffer>;
   close(): Promise<void>;
+  /** HTTP(S) and S3 sources: the requests the native fetcher must send to read this object by range. */
+  networkTarget?(): Promise<NetworkTarget>;
 }
 
 export function checkRange(src: { name: string; size: number }, offset: number, length: number, what: string): void {

@@ -10,6 +10,7 @@
  */
 import { createHash } from 'node:crypto';
 import { createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { connect, createServer as createNetServer } from 'node:net';
@@ -27,6 +28,14 @@ export interface Faults {
   ignoreRange?: boolean;
   /** Report a different ETag (and size) from the next request on: the object "changed". */
   changed?: boolean;
+  /** Answer the next requests with these statuses, one each (e.g. [404] or [500, 500]). */
+  statuses?: number[];
+  /** Send this many body bytes of the next response, then nothing more until the server closes. */
+  stallAfterBytes?: number;
+  /** Close each connection after its response without saying so (a keep-alive server's idle timeout). */
+  closeIdle?: boolean;
+  /** Apply the one-shot faults above only to requests this accepts (e.g. by User-Agent). */
+  match?: (req: IncomingMessage) => boolean;
 }
 
 export interface HttpFixture {
@@ -36,21 +45,30 @@ export interface HttpFixture {
   close(): Promise<void>;
 }
 
-export async function startHttpServer(root: string, opts: { requireHeader?: [string, string] } = {}): Promise<HttpFixture> {
+export async function startHttpServer(root: string, opts: { requireHeader?: [string, string]; tls?: { key: Buffer; cert: Buffer } } = {}): Promise<HttpFixture> {
   const faults: Faults = {};
   const requests: HttpFixture['requests'] = [];
-  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+  const held: ServerResponse[] = [];
+  const handler = (req: IncomingMessage, res: ServerResponse) => {
+    // The object's state applies to every request; one-shot faults only to matching ones.
+    const f: Faults = !faults.match || faults.match(req) ? faults : { changed: faults.changed, ignoreRange: faults.ignoreRange };
     const done = (status: number) => requests.push({ range: req.headers.range, status });
     const rel = normalize(decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname)).replace(/^(\.\.[/\\])+/, '');
     if (opts.requireHeader && req.headers[opts.requireHeader[0]] !== opts.requireHeader[1]) {
       res.writeHead(401).end();
       return done(401);
     }
-    if (faults.unavailable && faults.unavailable > 0) {
-      faults.unavailable--;
+    if (f.unavailable && f.unavailable > 0) {
+      f.unavailable--;
       res.writeHead(503, { 'retry-after': '0' }).end('SlowDown');
       return done(503);
     }
+    const forced = f.statuses?.shift();
+    if (forced !== undefined) {
+      res.writeHead(forced, { 'content-type': 'application/xml' }).end(`<Error><Code>Injected${forced}</Code><Message>injected by the test</Message></Error>`);
+      return done(forced);
+    }
+    if (f.closeIdle) res.on('finish', () => res.socket?.end());
     let data: Buffer;
     try {
       const path = join(root, rel);
@@ -60,9 +78,9 @@ export async function startHttpServer(root: string, opts: { requireHeader?: [str
       res.writeHead(404).end();
       return done(404);
     }
-    const etag = `"${createHash('sha1').update(data).digest('hex')}${faults.changed ? '-v2' : ''}"`;
-    if (faults.changed) data = Buffer.concat([data, Buffer.from('appended')]);
-    const base = { etag, 'last-modified': new Date(0).toUTCString(), 'accept-ranges': faults.ignoreRange ? 'none' : 'bytes' };
+    const etag = `"${createHash('sha1').update(data).digest('hex')}${f.changed ? '-v2' : ''}"`;
+    if (f.changed) data = Buffer.concat([data, Buffer.from('appended')]);
+    const base = { etag, 'last-modified': new Date(0).toUTCString(), 'accept-ranges': f.ignoreRange ? 'none' : 'bytes' };
     if (req.headers['if-match'] && req.headers['if-match'] !== etag) {
       res.writeHead(412, base).end();
       return done(412);
@@ -71,7 +89,7 @@ export async function startHttpServer(root: string, opts: { requireHeader?: [str
     let status = 200;
     const headers: Record<string, string | number> = { ...base };
     const m = /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? '');
-    if (m && !faults.ignoreRange) {
+    if (m && !f.ignoreRange) {
       const a = Number(m[1]);
       const b = m[2] ? Math.min(Number(m[2]), data.length - 1) : data.length - 1;
       if (a >= data.length) {
@@ -85,22 +103,31 @@ export async function startHttpServer(root: string, opts: { requireHeader?: [str
     headers['content-length'] = body.length;
     res.writeHead(status, headers);
     done(status);
-    if (faults.resetAfterBytes !== undefined && body.length > faults.resetAfterBytes) {
-      const n = faults.resetAfterBytes;
-      faults.resetAfterBytes = undefined;
+    if (f.resetAfterBytes !== undefined && body.length > f.resetAfterBytes) {
+      const n = f.resetAfterBytes;
+      f.resetAfterBytes = undefined;
       res.write(body.subarray(0, n), () => res.socket?.destroy());
       return;
     }
+    if (f.stallAfterBytes !== undefined && body.length > f.stallAfterBytes) {
+      const n = f.stallAfterBytes;
+      f.stallAfterBytes = undefined;
+      res.write(body.subarray(0, n));
+      held.push(res);
+      return;
+    }
     res.end(req.method === 'HEAD' ? undefined : body);
-  });
+  };
+  const server = opts.tls ? createHttpsServer({ key: opts.tls.key, cert: opts.tls.cert }, handler) : createServer(handler);
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const { port } = server.address() as AddressInfo;
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: `${opts.tls ? 'https' : 'http'}://127.0.0.1:${port}`,
     faults,
     requests,
     close: () =>
       new Promise<void>((r) => {
+        for (const h of held) h.destroy();
         server.closeAllConnections();
         server.close(() => r());
       }),

@@ -1,10 +1,19 @@
 import { Command } from 'commander';
-import { load, type LoadOptions } from '../../loader/load.js';
+import { load, type LoadOptions, type LoadStats } from '../../loader/load.js';
 import { addSourceOptions, parsePositiveInt, parseSize, sourceOptions, type SourceCliOptions } from '../options.js';
 import { formatBytes, log, peakRssBytes, printJson, Progress, table, warn, type CommonOptions } from '../output.js';
 
 interface Opts extends CommonOptions, SourceCliOptions, Pick<LoadOptions, 'device' | 'plaid' | 'readers' | 'chunkSize' | 'filter' | 'verify'> {
   tensors?: boolean;
+}
+
+function modeOf(s: LoadStats): string {
+  const n = s.network;
+  if (n) {
+    const how = n.engine === 'native' ? 'native fetcher' : 'JavaScript client (TENSORIZE_NET=js)';
+    return `${how}, ${n.connections} connections, ${formatBytes(s.chunkSize)} ranges${n.requests >= 0 ? `, ${n.requests} requests, ${n.retries} retried` : ''}`;
+  }
+  return s.plaid ? `plaid, ${s.readers} readers, ${formatBytes(s.chunkSize)} chunks` : 'simple (read, then synchronous copy)';
 }
 
 export function loadCommand(): Command {
@@ -15,8 +24,8 @@ export function loadCommand(): Command {
   )
     .option('--device <device>', 'cuda, cuda:N or cpu (default: cuda:0 when a GPU is usable, else cpu)')
     .option('--plaid', 'the fast path: parallel readers into a pinned ring, copies overlapped on CUDA streams')
-    .option('--readers <n>', 'reader threads for --plaid (default 8)', parsePositiveInt('--readers', 256))
-    .option('--chunk-size <size>', 'bytes per read and per ring slot (default 16MiB)', parseSize)
+    .option('--readers <n>', 'local files: reader threads for --plaid (default 8)', parsePositiveInt('--readers', 256))
+    .option('--chunk-size <size>', 'bytes per read and per ring slot (default 16MiB; HTTP/S3: bytes per range request, default 8MiB)', parseSize)
     .option('--filter <pattern>', 'load only tensors whose names match a glob (layers.*.weight) or /regex/')
     .option('--verify', 'check every CRC32 and SHA-256 while streaming')
     .option('--tensors', 'also list every loaded tensor')
@@ -36,9 +45,14 @@ The report gives the time to open the file and read its index, the time until th
 tensor was complete on the device, the transfer time, the total, GB/s, peak RSS, pinned
 bytes and device bytes. The memory is freed when the command ends.
 
-From http(s):// and s3:// the file's data is fetched by --concurrency parallel range
-requests of 8 MiB, in order, and each piece is copied to its destination as it arrives
-(--readers and --chunk-size apply to local files); --verify hashes on the way.
+From http(s):// and s3:// the tensor data is fetched by the native fetcher: --concurrency
+connections (default 8), each on its own thread, send ranged GETs of --chunk-size bytes
+(default 8 MiB) in file order and receive the bodies straight into host memory, or into a
+pinned two-slot ring per connection that CUDA copies to the GPU; nothing passes through
+JavaScript. --verify hashes each tensor as its pieces arrive. Resets, timeouts, 5xx and 503
+SlowDown are retried (--retries) and resumed from the last byte received; an object that
+changes during the load is an error. S3 objects are read through a presigned URL.
+TENSORIZE_NET=js uses the JavaScript client (undici) instead.
 
 Examples:
   tensorize load model.tensors --plaid
@@ -78,7 +92,7 @@ Examples:
         else if (!opts.quiet) {
           const rows: [string, string][] = [
             ['device', `${s.device} (${s.deviceName})`],
-            ['mode', `${s.plaid ? `plaid, ${s.readers} readers, ${formatBytes(s.chunkSize)} chunks` : 'simple (read, then synchronous copy)'}${s.verified ? ', hashes verified' : ''}`],
+            ['mode', `${modeOf(s)}${s.verified ? ', hashes verified' : ''}`],
             ['tensors', `${s.tensors}${s.skipped ? ` (${s.skipped} filtered out)` : ''}`],
             ['bytes', formatBytes(s.bytes)],
             ['open + index', `${s.openMs.toFixed(1)} ms`],

@@ -1,0 +1,64 @@
+// The native fetcher: a .tensors file's tensor data pulled from an HTTP(S) server (or S3
+// through a presigned URL) by parallel ranged GETs, each connection on its own thread.
+//
+// The data region is cut into requests of at most `chunk` bytes, in file order; tensors
+// separated by small gaps (their headers) share requests. Each connection takes the next
+// request and receives its body:
+//   - into host memory: straight into the destination with recv (the gaps into scratch);
+//   - into a GPU: into one of the connection's two pinned slots, then cudaMemcpyAsync to
+//     the tensors' places while the other slot receives (host RAM: 2 x connections x chunk);
+//   - hash only (verify): into plain slots, nothing copied.
+// With hashing, each tensor's CRC32 and SHA-256 (over its header prefix, then its data in
+// order) advance as its pieces arrive, on whichever connection completes the next piece; a
+// slot is reused only once its pieces are hashed. A failed request (reset, timeout, short
+// body, 5xx, 429, 503 SlowDown) is retried with backoff and resumed from the last byte
+// received; an answer that does not fit the object (Content-Range total, ETag, 412, 416)
+// is E_FILE_CHANGED.
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "io.h"
+#include "loader.h"
+#include "net.h"
+
+namespace tz {
+
+struct FetchSpec {
+  Endpoint endpoint;
+  // The request line and headers, each ending in CRLF, without Range and the blank line;
+  // e.g. "GET /m.tensors HTTP/1.1\r\nHost: h\r\nIf-Match: \"e\"\r\n".
+  std::string head;
+  std::string name;     // the URL, for messages
+  uint64_t objectSize = 0;  // every Content-Range total must equal it
+  std::string etag;     // when set, every answer's ETag must equal it
+  std::vector<Item> items;
+  // One per item when hashing: which hashes to compute and the bytes hashed first.
+  std::vector<Expect> hashes;
+  uint64_t chunk = 8 << 20;
+  uint64_t maxGap = 1 << 20;  // gaps up to this many bytes are read rather than split
+  int connections = 8;
+  int retries = 5;
+  double baseDelayMs = 200;
+  double timeoutMs = 30000;  // no progress for this long: the attempt fails (and is retried)
+  std::atomic<uint64_t>* progress = nullptr;
+  std::atomic<bool>* cancel = nullptr;
+};
+
+struct FetchResult {
+  std::vector<uint32_t> crc32;   // per item, when hashing
+  std::vector<uint8_t> sha256;   // 32 bytes per item, when hashing
+  double firstTensorMs = -1, transferMs = 0;
+  uint64_t bytes = 0;      // tensor bytes delivered
+  uint64_t wireBytes = 0;  // body bytes received, gaps and retried bytes included
+  uint64_t requests = 0, retries = 0, connections = 0, pinnedBytes = 0;
+  std::vector<std::string> retryLog;  // the first few retries, for --verbose
+};
+
+// Fetch every item into `dest` (host or device memory; nullptr: hash only). On failure
+// returns false with err set; `dest` is left to the caller to free.
+bool fetch(const FetchSpec& spec, Loaded* dest, FetchResult& out, Error& err);
+
+}  // namespace tz

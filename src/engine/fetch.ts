@@ -1,0 +1,83 @@
+/**
+ * Network sources (HTTP(S), S3) read by the native fetcher (native/src/fetch.h): the tensor
+ * data is pulled by parallel ranged GETs, one native thread per connection, received
+ * straight into host memory, or through a pinned ring into a GPU, or only hashed (verify).
+ * No byte passes through JavaScript. The JavaScript path (engine/remote.ts, undici) stays
+ * for what the native side does not do (export's ordered writes, servers whose answers it
+ * cannot parse) and can be forced with TENSORIZE_NET=js.
+ */
+import { TensorizeError } from '../errors.js';
+import { native, nativeAvailable, type NativeFetchStats, type NativeHandle } from '../native/binding.js';
+import type { ByteSource, NetworkTarget } from '../sources/source.js';
+import { DEFAULT_CONCURRENCY, DEFAULT_REMOTE_CHUNK } from './remote.js';
+
+export interface FetchJob {
+  offset: number;
+  length: number;
+  /** Destination offset (ignored when only hashing). */
+  dst: number;
+  /** Hashed before the data (the tensor header with zeroed hash fields). */
+  prefix?: Uint8Array[];
+  crc32: boolean;
+  sha256: boolean;
+}
+
+export interface FetchOptions {
+  /** A new destination on this device (-1: host memory), or null to only hash. */
+  device: number | null;
+  /** Size of the destination. */
+  total: number;
+  concurrency?: number;
+  chunkSize?: number;
+  maxGap?: number;
+  onProgress?: (bytesDone: number) => void;
+}
+
+/** The native fetcher's target for `src`, or undefined when the JavaScript path must be used. */
+export async function networkTargetOf(src: ByteSource): Promise<NetworkTarget | undefined> {
+  if (!src.networkTarget || process.env.TENSORIZE_NET === 'js' || !nativeAvailable()) return undefined;
+  return src.networkTarget();
+}
+
+/** Run the native fetcher; the handle holds the destination (free it with native().free). */
+export async function fetchNative(src: Pick<ByteSource, 'name' | 'size'>, net: NetworkTarget, jobs: readonly FetchJob[], opts: FetchOptions): Promise<{ handle: NativeHandle; stats: NativeFetchStats }> {
+  const bin = native();
+  const hashing = jobs.some((j) => j.crc32 || j.sha256);
+  const items = new Float64Array(jobs.length * 3);
+  jobs.forEach((j, k) => items.set([j.offset, j.length, j.dst], 3 * k));
+  const { handle, done } = bin.fetch({
+    ...net.target,
+    name: src.name,
+    size: src.size,
+    device: opts.device,
+    total: opts.total,
+    items,
+    hashes: hashing ? jobs.map((j) => ({ crc32: j.crc32, sha256: j.sha256, prefix: j.prefix ? Buffer.concat(j.prefix) : undefined })) : undefined,
+    chunkSize: opts.chunkSize ?? DEFAULT_REMOTE_CHUNK,
+    maxGap: opts.maxGap ?? 1 << 20,
+    connections: Math.max(1, opts.concurrency ?? DEFAULT_CONCURRENCY),
+    retries: net.retry.retries ?? 5,
+    baseDelayMs: net.retry.baseDelayMs ?? 200,
+    timeoutMs: net.retry.timeoutMs ?? 30_000,
+  });
+  let timer: NodeJS.Timeout | undefined;
+  if (opts.onProgress) timer = setInterval(() => opts.onProgress!(bin.progress(handle)), 100);
+  try {
+    const stats = await done;
+    opts.onProgress?.(bin.progress(handle));
+    for (const m of stats.retryLog) net.retry.onRetry?.(m);
+    return { handle, stats };
+  } catch (e) {
+    if (e instanceof TensorizeError && /certificate|TLS/.test(e.message) && !e.hints.length) {
+      throw new TensorizeError(e.code, e.message, { hints: ["pass the server's CA with --ca-file"], cause: e });
+    }
+    throw e;
+  } finally {
+    if (timer) clearInterval(timer);
+  }
+}
+
+/** CRC32 and SHA-256 of each job (prefix, then data) from the native fetcher's result. */
+export function fetchedHashes(stats: NativeFetchStats, k: number): { crc32: number; sha256: Uint8Array } {
+  return { crc32: stats.crc32[k]!, sha256: new Uint8Array(stats.sha256.subarray(32 * k, 32 * k + 32)) };
+}
