@@ -6,6 +6,7 @@
 #include <cstring>
 #include <memory>
 
+#include "addon_cache.h"
 #include "copy.h"
 #include "hash.h"
 #include "loader.h"
@@ -484,6 +485,7 @@ Napi::Object Module(Napi::Env env, Napi::Object exports) {
   exports.Set("read", Napi::Function::New(env, Read));
   exports.Set("free", Napi::Function::New(env, Free));
   exports.Set("probeH2D", Napi::Function::New(env, ProbeH2D));
+  tz::registerCacheFunctions(env, exports, makeError);
   return exports;
 }
 

@@ -13,3 +13,4 @@ extern int passed, failed;
   } while (0)
 
 void hashAndCopyTests();
+void cacheTests();

@@ -109,6 +109,7 @@ int main() {
   }
   unlink(path);
   hashAndCopyTests();
+  cacheTests();
   std::printf("%d passed, %d failed\n", passed, failed);
   return failed ? 1 : 0;
 }

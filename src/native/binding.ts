@@ -118,6 +118,19 @@ export interface NativeBinding {
   hashDigest(h: NativeHandle): { crc32: number; sha256: Buffer };
   free(h: NativeHandle): void;
   probeH2D(device: number, bytes: number, iterations: number): number;
+  /** fdatasync, then posix_fadvise(DONTNEED) over the whole file: drop it from the page cache. */
+  evictFile(path: string): void;
+  /** How many of the file's pages are in the page cache (mmap + mincore; nothing is read). */
+  residency(path: string): NativeResidency;
+  /** Read the whole file with `threads` threads in `block`-byte preads, dropping the bytes. */
+  readProbe(path: string, threads: number, block: number): Promise<{ bytes: number; seconds: number }>;
+}
+
+export interface NativeResidency {
+  fileBytes: number;
+  pageSize: number;
+  pages: number;
+  resident: number;
 }
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
