@@ -110,7 +110,10 @@ export function renderSvg(r: BenchResult): string {
   const { max, step } = axis(highest * 1.08);
   const y = (v: number) => top + plotH - (v / max) * plotH;
   const out: string[] = [];
-  const text = (x: number, yy: number, s: string, attrs = '') => out.push(`<text x="${fix(x, 1)}" y="${fix(yy, 1)}"${attrs ? ` ${attrs}` : ''}>${escapeXml(s)}</text>`);
+  const textTo = (to: string[], x: number, yy: number, s: string, attrs = '') => to.push(`<text x="${fix(x, 1)}" y="${fix(yy, 1)}"${attrs ? ` ${attrs}` : ''}>${escapeXml(s)}</text>`);
+  const text = (x: number, yy: number, s: string, attrs = '') => textTo(out, x, yy, s, attrs);
+  // Drawn last, over the ceiling lines.
+  const labels: string[] = [];
 
   out.push(
     `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="system-ui, -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif" font-size="12" data-ymax="${max}" data-plot-top="${top}" data-plot-height="${plotH}">`,
@@ -120,7 +123,8 @@ export function renderSvg(r: BenchResult): string {
   const gpu = r.device.gpu ? `into ${r.device.name} (${r.device.target})` : 'into host memory (no GPU)';
   text(left, 28, `Loading ${formatBytes(r.source.tensorBytes)} of tensors ${gpu}, ${r.cache.mode} page cache${r.cache.applies ? '' : ' (remote: not applicable)'}`, 'font-size="17" font-weight="600" fill="#111827"');
   text(left, 48, headline(r), 'font-size="12" fill="#374151"');
-  text(left, 65, `${r.date.slice(0, 16).replace('T', ' ')} UTC; ${machineLine(r)}; ${r.runs} run${r.runs > 1 ? 's' : ''} each: bar = median, whiskers = min-max`, 'font-size="11" fill="#6b7280"');
+  const m = r.machine;
+  text(left, 65, `${r.date.slice(0, 16).replace('T', ' ')} UTC; ${m.cpus} x ${m.cpuModel}, ${formatBytes(m.memoryBytes)} RAM; ${r.runs} run${r.runs > 1 ? 's' : ''} each: bar = median, whiskers = min-max`, 'font-size="11" fill="#6b7280"');
 
   // Axis and grid.
   for (let v = 0; v <= max + step / 1000; v += step) {
@@ -148,8 +152,10 @@ export function renderSvg(r: BenchResult): string {
       );
     }
     const labelY = Math.min(y(g.median), y(g.max)) - 22;
-    text(cx, labelY, `${fix(g.median)} GB/s`, `class="value" data-id="${escapeXml(b.id)}" text-anchor="middle" font-weight="600" fill="#111827"`);
-    text(cx, labelY + 14, `${pct(b.fractionOfCeiling)} of ceiling`, 'text-anchor="middle" fill="#4b5563" font-size="11"');
+    // A white halo keeps the labels readable where a ceiling line crosses them.
+    const halo = 'paint-order="stroke" stroke="#ffffff" stroke-width="4" stroke-linejoin="round"';
+    textTo(labels, cx, labelY, `${fix(g.median)} GB/s`, `class="value" data-id="${escapeXml(b.id)}" text-anchor="middle" font-weight="600" fill="#111827" ${halo}`);
+    textTo(labels, cx, labelY + 14, `${pct(b.fractionOfCeiling)} of ceiling`, `text-anchor="middle" fill="#4b5563" font-size="11" ${halo}`);
     const lines = wrap(b.label, Math.max(12, Math.floor((slot - 16) / 7.5))).slice(0, 3);
     lines.forEach((line, k) => text(cx, top + plotH + 18 + k * 14, line, 'text-anchor="middle" fill="#111827"'));
     if (b.peakRssBytes) text(cx, top + plotH + 18 + lines.length * 14, `peak RSS ${formatBytes(b.peakRssBytes)}`, 'text-anchor="middle" fill="#6b7280" font-size="11"');
@@ -172,8 +178,10 @@ export function renderSvg(r: BenchResult): string {
     parts.slice(0, 2).forEach((p, k) => text(left + plotW + 10, ly + 13 * (k + 1), p, `font-size="11" fill="${binding ? '#dc2626' : '#4b5563'}"`));
     lastLabel = ly + 13 * Math.min(parts.length, 2);
   }
+  out.push(...labels);
   const foot = r.cache.applies && r.cache.mode === 'cold' && r.cache.evicted === false ? `Warning: ${r.cache.message}` : r.device.description;
-  text(left, H - 12, foot, `font-size="11" fill="${foot.startsWith('Warning') ? '#b91c1c' : '#6b7280'}"`);
+  const footLines = wrap(foot, 150).slice(0, 2);
+  footLines.forEach((l, k) => text(left, H - 12 - 13 * (footLines.length - 1 - k), l, `font-size="11" fill="${foot.startsWith('Warning') ? '#b91c1c' : '#6b7280'}"`));
   out.push('</svg>');
   return `${out.join('\n')}\n`;
 }

@@ -16,7 +16,7 @@
  *   DONTNEED) before every run, and residency checked to show whether that worked.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync, statfsSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statfsSync } from 'node:fs';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { formatBytes } from '../cli/output.js';
@@ -156,6 +156,22 @@ export function filesystemOf(path: string): string | undefined {
     return FS_TYPES[t] ?? `0x${t.toString(16)}`;
   } catch {
     return undefined;
+  }
+}
+
+/**
+ * Whether this is a VM that hands free memory back to its host (virtio-balloon free page
+ * reporting, feature bit 5): a process's fresh memory then often waits for the host to
+ * back it again, and 2 MiB huge pages most of all (free page reporting works on 2 MiB blocks).
+ */
+export function freePageReporting(): boolean {
+  const dir = '/sys/bus/virtio/drivers/virtio_balloon';
+  try {
+    return readdirSync(dir)
+      .filter((d) => d.startsWith('virtio'))
+      .some((d) => readFileSync(`${dir}/${d}/features`, 'utf8')[5] === '1');
+  } catch {
+    return false;
   }
 }
 
@@ -317,6 +333,10 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
       h2d.samples.push(await h2d.run());
     }
 
+    const vmNote = freePageReporting()
+      ? 'This VM hands free memory back to its host (virtio-balloon free page reporting): a fresh process often waits for the host to back its memory again, huge pages most of all, so loads into host memory vary with what ran just before (see docs/benchmarks.md).'
+      : undefined;
+    if (vmNote) log(`note: ${vmNote}`);
     const cache = remote ? undefined : { evictions: [] as number[], before: [] as number[] };
     if (!remote && !opts.cold) {
       log('warming the page cache: one untimed read of the file');
@@ -376,6 +396,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
       `Each method ran ${runs} time${runs > 1 ? 's' : ''}, interleaved with the others, each run in a fresh Node process: median, min and max. Peak RSS is that process's, ${formatBytes(base)} of it before the run started (Node, modules${device.gpu ? ', the CUDA context' : ''})${device.gpu ? '' : '; host loads include their destination'}.`,
       `Ceiling: ${ceiling.label}, ${ceiling.gbPerSecond.toFixed(2)} GB/s${link ? ': the slower of reading the file (the faster way measured) and the pinned host-to-device copy' : remote ? '' : ': the faster of the two raw reads'}; "of ceiling" is a method's median over it.`,
     ];
+    if (vmNote) notes.push(vmNote);
     return {
       ok: true,
       schema: 'tensorize-bench/1',
