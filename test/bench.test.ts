@@ -6,7 +6,7 @@ import { existsSync, readFileSync, statfsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { evictFromPageCache, pageCacheResidency } from '../src/bench/cache.js';
 import { serializeAndVerify } from '../src/bench/prepare.js';
-import { escapeXml, renderHtml, renderSvg, tableRows } from '../src/bench/report.js';
+import { escapeXml, formatRate, renderHtml, renderSvg, tableRows } from '../src/bench/report.js';
 import { summarize, type BenchEntry, type BenchResult } from '../src/bench/run.js';
 import { native, nativeAvailable } from '../src/native/binding.js';
 import { transformerSpec, writeSyntheticSafetensors } from '../src/synthetic.js';
@@ -72,7 +72,7 @@ function checkChart(t: Test, svg: string, doc: BenchResult): void {
     t.equal(b.median, m.gbPerSecond.median, `${b.id}: the bar is the median`);
     t.ok(Math.abs((b.h / c.height) * c.ymax - m.gbPerSecond.median) <= c.ymax * 0.002, `${b.id}: bar height matches ${m.gbPerSecond.median}`);
     t.ok(Math.abs(b.y + b.h - (c.top + c.height)) < 0.02, `${b.id}: bar stands on the axis`);
-    t.equal(c.values.find((v) => v.id === b.id)?.text, `${m.gbPerSecond.median.toFixed(2)} GB/s`, `${b.id}: value label`);
+    t.equal(c.values.find((v) => v.id === b.id)?.text, `${formatRate(m.gbPerSecond.median)} GB/s`, `${b.id}: value label`);
   }
   t.ok(c.ymax >= Math.max(...doc.methods.map((m) => m.gbPerSecond.max), doc.ceiling.gbPerSecond), 'the axis holds every whisker and the ceiling');
   const binding = c.lines.filter((l) => l.binding);
@@ -109,7 +109,7 @@ t.test('bench on a synthetic model: every method and ceiling, sane figures, HTML
   // stderr: progress, the table, the device and cache lines.
   t.match(r.stderr, /no source given: making a .* synthetic bf16 transformer in (\S+)/);
   t.match(r.stderr, /run 2\/2: read x8 [0-9.]+, read x1 [0-9.]+, plaid [0-9.]+, simple [0-9.]+, naive [0-9.]+ GB\/s/);
-  for (const e of [...doc.ceilings, ...doc.methods]) t.match(r.stderr, new RegExp(`${e.label.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\s+${e.gbPerSecond.median.toFixed(2)}\\s`), `table row: ${e.id}`);
+  for (const e of [...doc.ceilings, ...doc.methods]) t.match(r.stderr, new RegExp(`${e.label.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\s+${formatRate(e.gbPerSecond.median)}\\s`), `table row: ${e.id}`);
   t.match(r.stderr, doc.device.description);
   t.match(r.stderr, /Warm cache: the file was read once before the runs/);
   const tmp = /synthetic bf16 transformer in (\S+)/.exec(r.stderr)![1]!;
@@ -281,4 +281,5 @@ t.test('summaries: the median of an even count is the mean of the middle two', a
   t.same(summarize([3, 1, 2]), { median: 2, min: 1, max: 3 });
   t.same(summarize([4, 1, 3, 2]), { median: 2.5, min: 1, max: 4 });
   t.same(summarize([5]), { median: 5, min: 5, max: 5 });
+  t.same([13.478, 0.1, 0.0042, 0].map(formatRate), ['13.48', '0.10', '0.0042', '0.00'], 'GB/s: two decimals, two digits below 0.1');
 });

@@ -3,5 +3,5 @@ export { runBench, runTask, summarize, filesystemOf, METHOD_IDS, DEFAULT_RUNS, E
 export type { BenchOptions, BenchResult, BenchEntry, CacheReport, ExtraMethod, Summary, BenchSourceKind } from './run.js';
 export type { MethodId, Sample, Task, TaskId } from './measure.js';
 export { prepareBenchSource, makeSyntheticModel, DEFAULT_BENCH_SIZE, type PreparedSource } from './prepare.js';
-export { renderSvg, renderHtml, formatText, tableRows, escapeXml } from './report.js';
+export { renderSvg, renderHtml, formatText, formatRate, tableRows, escapeXml } from './report.js';
 export { evictFromPageCache, pageCacheResidency } from './cache.js';

@@ -12,6 +12,8 @@ export function escapeXml(s: string): string {
 }
 
 const fix = (x: number, d = 2) => x.toFixed(d);
+/** GB/s with two decimals, or two significant digits below 0.1 (tiny files). */
+export const formatRate = (x: number): string => (x >= 0.1 || x === 0 ? x.toFixed(2) : x.toPrecision(2));
 const pct = (f: number | undefined) => (f === undefined ? '-' : `${Math.round(f * 100)}%`);
 
 function machineLine(r: BenchResult): string {
@@ -37,8 +39,8 @@ export function tableRows(r: BenchResult): Rows {
   const row = (e: BenchEntry): string[] => [
     e.role === 'ceiling' ? (e.id === r.ceiling.id ? 'ceiling *' : 'ceiling') : e.role === 'peer' ? 'peer' : '',
     e.label,
-    fix(e.gbPerSecond.median),
-    `${fix(e.gbPerSecond.min)}-${fix(e.gbPerSecond.max)}`,
+    formatRate(e.gbPerSecond.median),
+    `${formatRate(e.gbPerSecond.min)}-${formatRate(e.gbPerSecond.max)}`,
     pct(e.fractionOfCeiling),
     e.firstTensorMs ? `${fix(e.firstTensorMs.median, 1)} ms` : '-',
     `${fix(e.seconds.median, 3)} s`,
@@ -64,7 +66,7 @@ export function formatText(r: BenchResult): string {
     '',
     table(t.headers, t.rows, t.numeric),
     '',
-    `* ceiling: ${r.ceiling.label}, ${fix(r.ceiling.gbPerSecond)} GB/s; "of ceiling" is each median over it`,
+    `* ceiling: ${r.ceiling.label}, ${formatRate(r.ceiling.gbPerSecond)} GB/s; "of ceiling" is each median over it`,
     ...r.skipped.map((s) => `skipped: ${s.label}: ${s.reason}`),
   ].join('\n');
 }
@@ -143,7 +145,7 @@ export function renderSvg(r: BenchResult): string {
     const g = b.gbPerSecond;
     const color = COLORS[b.id] ?? PEER_COLORS[peer++ % PEER_COLORS.length]!;
     out.push(
-      `<rect class="bar" data-id="${escapeXml(b.id)}" data-median="${g.median}" data-min="${g.min}" data-max="${g.max}" x="${fix(cx - bw / 2, 1)}" y="${fix(y(g.median), 2)}" width="${fix(bw, 1)}" height="${fix(y(0) - y(g.median), 2)}" fill="${color}"><title>${escapeXml(`${b.label}: median ${fix(g.median)} GB/s (min ${fix(g.min)}, max ${fix(g.max)}), ${pct(b.fractionOfCeiling)} of the ceiling`)}</title></rect>`,
+      `<rect class="bar" data-id="${escapeXml(b.id)}" data-median="${g.median}" data-min="${g.min}" data-max="${g.max}" x="${fix(cx - bw / 2, 1)}" y="${fix(y(g.median), 2)}" width="${fix(bw, 1)}" height="${fix(y(0) - y(g.median), 2)}" fill="${color}"><title>${escapeXml(`${b.label}: median ${formatRate(g.median)} GB/s (min ${formatRate(g.min)}, max ${formatRate(g.max)}), ${pct(b.fractionOfCeiling)} of the ceiling`)}</title></rect>`,
     );
     if (b.samples.length > 1) {
       const [y1, y2] = [y(g.min), y(g.max)];
@@ -154,7 +156,7 @@ export function renderSvg(r: BenchResult): string {
     const labelY = Math.min(y(g.median), y(g.max)) - 22;
     // A white halo keeps the labels readable where a ceiling line crosses them.
     const halo = 'paint-order="stroke" stroke="#ffffff" stroke-width="4" stroke-linejoin="round"';
-    textTo(labels, cx, labelY, `${fix(g.median)} GB/s`, `class="value" data-id="${escapeXml(b.id)}" text-anchor="middle" font-weight="600" fill="#111827" ${halo}`);
+    textTo(labels, cx, labelY, `${formatRate(g.median)} GB/s`, `class="value" data-id="${escapeXml(b.id)}" text-anchor="middle" font-weight="600" fill="#111827" ${halo}`);
     textTo(labels, cx, labelY + 14, `${pct(b.fractionOfCeiling)} of ceiling`, `text-anchor="middle" fill="#4b5563" font-size="11" ${halo}`);
     const lines = wrap(b.label, Math.max(12, Math.floor((slot - 16) / 7.5))).slice(0, 3);
     lines.forEach((line, k) => text(cx, top + plotH + 18 + k * 14, line, 'text-anchor="middle" fill="#111827"'));
@@ -169,11 +171,11 @@ export function renderSvg(r: BenchResult): string {
     const binding = c.id === r.ceiling.id;
     const yy = y(v);
     out.push(
-      `<line class="ceiling${binding ? ' binding' : ''}" data-id="${escapeXml(c.id)}" data-gbps="${v}" x1="${left}" x2="${left + plotW}" y1="${fix(yy, 2)}" y2="${fix(yy, 2)}" stroke="${binding ? '#dc2626' : '#6b7280'}" stroke-width="${binding ? 2 : 1.2}" stroke-dasharray="${binding ? '8 4' : '3 3'}"><title>${escapeXml(`${c.label}: ${fix(v)} GB/s`)}</title></line>`,
+      `<line class="ceiling${binding ? ' binding' : ''}" data-id="${escapeXml(c.id)}" data-gbps="${v}" x1="${left}" x2="${left + plotW}" y1="${fix(yy, 2)}" y2="${fix(yy, 2)}" stroke="${binding ? '#dc2626' : '#6b7280'}" stroke-width="${binding ? 2 : 1.2}" stroke-dasharray="${binding ? '8 4' : '3 3'}"><title>${escapeXml(`${c.label}: ${formatRate(v)} GB/s`)}</title></line>`,
     );
     const ly = Math.max(yy + 4, lastLabel + 30);
     const parts = wrap(`${binding ? 'ceiling: ' : ''}${c.label}`, 34);
-    const first = `${fix(v)} GB/s`;
+    const first = `${formatRate(v)} GB/s`;
     text(left + plotW + 10, ly, first, `font-weight="600" fill="${binding ? '#dc2626' : '#4b5563'}"`);
     parts.slice(0, 2).forEach((p, k) => text(left + plotW + 10, ly + 13 * (k + 1), p, `font-size="11" fill="${binding ? '#dc2626' : '#4b5563'}"`));
     lastLabel = ly + 13 * Math.min(parts.length, 2);

@@ -28,6 +28,7 @@ import { FileSource } from '../sources/file.js';
 import { openSource, sourceKind, type SourceKind, type SourceOptions } from '../sources/open.js';
 import { onInterrupt } from '../util/interrupt.js';
 import { pageCacheResidency } from './cache.js';
+import { formatRate } from './report.js';
 import { H2D_PROBE_BYTES, H2D_PROBE_ITERATIONS, REMOTE_RANGE, type MethodId, type Sample, type Task, type TaskId } from './measure.js';
 
 export const METHOD_IDS: readonly MethodId[] = ['plaid', 'simple', 'naive'];
@@ -360,7 +361,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
         if (before !== undefined) s.residentBefore = before;
         p.samples.push(s);
       }
-      log(`  run ${r + 1}/${runs}: ${planned.map((p) => `${p.short} ${p.samples[r]!.gbPerSecond.toFixed(2)}`).join(', ')} GB/s`);
+      log(`  run ${r + 1}/${runs}: ${planned.map((p) => `${p.short} ${formatRate(p.samples[r]!.gbPerSecond)}`).join(', ')} GB/s`);
     }
 
     const entry = (p: Planned): BenchEntry => {
@@ -394,7 +395,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
     const notes = [
       'GB/s: 10^9 bytes of tensor data per second of the whole load (open, index, allocation, transfer, until the last tensor is in place); ceilings: bytes of the file per second.',
       `Each method ran ${runs} time${runs > 1 ? 's' : ''}, interleaved with the others, each run in a fresh Node process: median, min and max. Peak RSS is that process's, ${formatBytes(base)} of it before the run started (Node, modules${device.gpu ? ', the CUDA context' : ''})${device.gpu ? '' : '; host loads include their destination'}.`,
-      `Ceiling: ${ceiling.label}, ${ceiling.gbPerSecond.toFixed(2)} GB/s${link ? ': the slower of reading the file (the faster way measured) and the pinned host-to-device copy' : remote ? '' : ': the faster of the two raw reads'}; "of ceiling" is a method's median over it.`,
+      `Ceiling: ${ceiling.label}, ${formatRate(ceiling.gbPerSecond)} GB/s${link ? ': the slower of reading the file (the faster way measured) and the pinned host-to-device copy' : remote ? '' : ': the faster of the two raw reads'}; "of ceiling" is a method's median over it.`,
     ];
     if (vmNote) notes.push(vmNote);
     return {

@@ -40,15 +40,15 @@ export function benchCommand(): Command {
       .description('benchmark loading a model side by side: tensorize --plaid, tensorize without it and a naive baseline, against the machine\'s ceilings')
       .argument('[source]', 'a .tensors file, a .safetensors / PyTorch input (converted first), or an http(s):// or s3:// .tensors URL (default: a synthetic model)')
       .option('--size <bytes>', `synthetic model size when no source is given (default ${DEFAULT_BENCH_SIZE / 2 ** 30}GiB)`, parseSize)
-    .option('--dir <dir>', 'write the synthetic model (or the converted source) here and keep it (default: a temporary directory, removed at the end)')
-    .option('--runs <n>', `timed runs of each method (default ${DEFAULT_RUNS})`, parsePositiveInt('--runs', 100), DEFAULT_RUNS)
-    .option('--cold', 'evict the file from the page cache before every run (posix_fadvise DONTNEED; local files)')
-    .option('--device <device>', 'cuda, cuda:N or cpu (default: cuda:0 when a GPU is usable, else cpu)')
-    .option('--readers <n>', 'reader threads of --plaid and of the parallel read ceiling (default 8)', parsePositiveInt('--readers', 256))
-    .option('--chunk-size <size>', 'bytes per read of --plaid and the read ceilings (default 16MiB)', parseSize)
-    .option('--methods <list>', `which methods to run, comma-separated (default ${METHOD_IDS.join(',')})`, parseMethods)
-    .option('--report <file>', 'also write the results as a chart: an .html page (chart, table, notes) or an .svg', parseReport)
-    .option('--json', 'print one JSON document with every run on stdout (progress and the table still go to stderr)')
+      .option('--dir <dir>', 'write the synthetic model (or the converted source) here and keep it (default: a temporary directory, removed at the end)')
+      .option('--runs <n>', 'timed runs of each method', parsePositiveInt('--runs', 100), DEFAULT_RUNS)
+      .option('--cold', 'evict the file from the page cache before every run (posix_fadvise DONTNEED; local files)')
+      .option('--device <device>', 'cuda, cuda:N or cpu (default: cuda:0 when a GPU is usable, else cpu)')
+      .option('--readers <n>', 'reader threads of --plaid and of the parallel read ceiling (default 8)', parsePositiveInt('--readers', 256))
+      .option('--chunk-size <size>', 'bytes per read of --plaid and the read ceilings (default 16MiB)', parseSize)
+      .option('--methods <list>', `which methods to run, comma-separated (default ${METHOD_IDS.join(',')})`, parseMethods)
+      .option('--report <file>', 'also write the results as a chart: an .html page (chart, table, notes) or an .svg', parseReport)
+      .option('--json', 'print one JSON document with every run on stdout (progress and the table still go to stderr)')
       .option('-q, --quiet', 'nothing on stderr but warnings'),
   )
     .addHelpText(
@@ -65,8 +65,8 @@ Methods, each --runs times, interleaved, each run in a fresh process:
            each tensor: what a script does; its peak RSS holds the whole file
 Ceilings, measured in the same run: the raw read of the file (--readers threads, and one
 thread) or, for http(s)/s3 sources, a plain parallel download; on a GPU also the pinned
-host-to-device copy. The ceiling a load is held against is the slower of reading and
-copying; every result is also shown as a fraction of it.
+host-to-device copy. The ceiling a load is held against is the faster raw read (on a
+GPU: or the copy, if that is slower); every result is also shown as a fraction of it.
 
 GB/s are 10^9 bytes of tensor data per second of the whole load (open, index, allocation,
 transfer). Warm cache: one untimed read first. --cold evicts the file before every run
@@ -99,10 +99,12 @@ Examples:
         interrupted = true;
       });
       const prepared = await prepareBenchSource(source, { size: opts.size, dir: opts.dir, log }).catch((e: unknown) => {
+        unhook();
         throw interrupted ? new TensorizeError('E_INTERRUPTED', 'interrupted') : e;
       });
+      const made = prepared.kind === 'synthetic' || prepared.kind === 'converted';
       try {
-        if (prepared.kind !== 'synthetic' && prepared.kind !== 'converted' && opts.dir) warn(opts, `--dir is not used: ${prepared.file} is benchmarked where it is`);
+        if (!made && opts.dir) warn(opts, `--dir is not used: ${prepared.file} is benchmarked where it is`);
         if (opts.cold && (prepared.kind === 'http' || prepared.kind === 's3')) {
           warn(opts, '--cold does not apply to http(s):// and s3:// sources (their bytes come over the network, not from this machine\'s page cache); every run downloads the object again');
         }
@@ -125,7 +127,7 @@ Examples:
           await writeFile(report, /\.svg$/i.test(report) ? renderSvg(result) : renderHtml(result));
           log(`wrote ${report}`);
         }
-        if (opts.json) printJson({ ...result, ...(report ? { report } : {}), ...(opts.dir && prepared.kind !== 'http' && prepared.kind !== 's3' ? { files: { tensors: prepared.file, ...(prepared.safetensors ? { safetensors: prepared.safetensors } : {}) } } : {}) });
+        if (opts.json) printJson({ ...result, ...(report ? { report } : {}), ...(opts.dir && made ? { files: { tensors: prepared.file, ...(prepared.safetensors ? { safetensors: prepared.safetensors } : {}) } } : {}) });
       } catch (e) {
         throw interrupted ? new TensorizeError('E_INTERRUPTED', 'interrupted') : e;
       } finally {
