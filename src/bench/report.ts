@@ -226,7 +226,7 @@ ${t.rows.map((row) => `<tr>${row.map((c, i) => cell(c, i, 'td')).join('')}</tr>`
 </table>
 <ul>
 ${[...r.notes, ...r.skipped.map((s) => `Skipped: ${s.label}: ${s.reason}`)].map((n) => `<li>${escapeXml(n)}</li>`).join('\n')}
-${r.methods.filter((m) => m.command).map((m) => `<li>${escapeXml(`${m.label}: ${m.command}`)}</li>`).join('\n')}
+${r.methods.filter((m) => m.command).map((m) => `<li>${escapeXml(`The same load by hand (${m.label}): ${m.command}`)}</li>`).join('\n')}
 </ul>
 <details><summary>The JSON document (tensorize bench --json)</summary>
 <pre>${escapeXml(JSON.stringify(r, null, 2))}</pre>
