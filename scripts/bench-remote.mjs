@@ -1,26 +1,29 @@
 #!/usr/bin/env node
 // Remote load benchmark (prints figures; not a timed test): `tensorize load http://...`
 // against plain parallel downloads of the same file from the same server, at the same
-// concurrency and range size, runs interleaved, each in a fresh process.
+// concurrency and range size, interleaved.
 //
 //   node scripts/bench-remote.mjs FILE.tensors [--runs 5] [--concurrency 8] [--device cpu|cuda]
 //                                 [--server nginx|node] [--limit-rate 50m] [--sweep 1,2,4,8,16]
 //                                 [--methods raw-js,raw-native,load,load-verify,load-js,verify]
+//                                 [--fresh-only]
 //
-// Methods (each a child process; GB/s = 10^9 bytes of the file or tensor data per second
-// of transfer, measured inside the process):
-//   raw-js       a plain parallel download of the whole file: undici, --concurrency ranged
-//                GETs of 8 MiB in flight, bytes dropped (the JavaScript client's ceiling);
+// Methods (GB/s = 10^9 bytes of the file, or of tensor data, per second of transfer):
+//   raw-js       a plain parallel download of the whole file to /dev/null: undici,
+//                --concurrency ranged GETs of 8 MiB in flight, bytes dropped;
 //   raw-native   the same download by the addon's native fetcher, bytes dropped (a C++
-//                client's ceiling: what a loader could reach if writing cost nothing);
-//   load         tensorize load URL --device D (native fetcher, into memory);
+//                client: what a loader could reach if putting the bytes anywhere cost nothing);
+//   load         tensorize load URL --device D (the native fetcher, into memory);
 //   load-verify  the same with --verify (CRC32 + SHA-256 of every tensor on the way);
 //   load-js      tensorize load with TENSORIZE_NET=js (undici, the fallback path);
 //   verify       tensorize verify URL (hash only).
-// The server is a separate process on loopback: nginx (sendfile, the default when
-// installed) or node:http. --limit-rate caps each connection (nginx limit_rate), as object
-// stores do (S3: 85-90 MB/s per connection); --sweep then shows how throughput scales with
-// the number of connections. Ratios are of medians, against the faster raw download.
+// Two modes, both reported: every run a fresh process (as a real start is: every page a
+// load writes is new to the process, and the kernel must zero it), and all runs in one
+// process after a warm-up round (the memory a load writes was used before). The server is
+// a separate process on loopback: nginx (sendfile; the default when installed) or
+// node:http. --limit-rate caps each connection (nginx limit_rate), as object stores do
+// (S3: 85-90 MB/s per connection); --sweep shows how throughput scales with connections.
+// Ratios are of medians, against the faster raw download of the same mode.
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -34,13 +37,11 @@ const opt = (name, def) => {
   return i >= 0 ? args[i + 1] : def;
 };
 
-// Child mode: one raw download, printing {gbps} as JSON.
-if (args[0] === '--child-raw') {
-  const [, kind, url, sizeS, concS] = args;
-  const size = Number(sizeS);
-  const concurrency = Number(concS);
-  const CHUNK = 8 << 20;
-  if (kind === 'js') {
+const CHUNK = 8 << 20;
+
+/** One method, in this process; resolves to {gbps, peakRssMB?, engine?}. */
+async function runHere(m, url, size, concurrency, device) {
+  if (m === 'raw-js') {
     const { Agent, request } = await import('undici');
     const agent = new Agent({ connections: concurrency });
     const t0 = performance.now();
@@ -58,8 +59,9 @@ if (args[0] === '--child-raw') {
     await Promise.all(Array.from({ length: concurrency }, worker));
     const s = (performance.now() - t0) / 1000;
     await agent.close();
-    console.log(JSON.stringify({ gbps: size / s / 1e9 }));
-  } else {
+    return { gbps: size / s / 1e9 };
+  }
+  if (m === 'raw-native') {
     const { native } = await import(join(root, 'dist/native/binding.js'));
     const { httpTarget } = await import(join(root, 'dist/sources/http.js'));
     const bin = native();
@@ -79,8 +81,42 @@ if (args[0] === '--child-raw') {
     });
     const st = await done;
     bin.free(handle);
-    console.log(JSON.stringify({ gbps: st.bytes / st.transferMs / 1e6 }));
+    return { gbps: st.bytes / st.transferMs / 1e6 };
   }
+  if (m === 'verify') {
+    const { HttpSource } = await import(join(root, 'dist/sources/http.js'));
+    const { verifyFile } = await import(join(root, 'dist/format/verify.js'));
+    const t0 = performance.now();
+    const src = await HttpSource.open(url);
+    const r = await verifyFile(src, { concurrency });
+    await src.close();
+    if (!r.ok) throw new Error('verify failed');
+    return { gbps: r.dataBytes / (performance.now() - t0) / 1e6 };
+  }
+  const { load } = await import(join(root, 'dist/loader/load.js'));
+  if (m === 'load-js') process.env.TENSORIZE_NET = 'js';
+  try {
+    const model = await load(url, { device, concurrency, verify: m === 'load-verify' });
+    model.close();
+    return { gbps: model.stats.gbPerSecond, engine: model.stats.network?.engine };
+  } finally {
+    delete process.env.TENSORIZE_NET;
+  }
+}
+
+// Child mode: run the methods in this one process, round-robin, `warmups` untimed rounds
+// then `runs` timed ones; print {method: [GB/s, ...]}.
+if (args[0] === '--child') {
+  const [, url, sizeS, concS, device, warmupsS, runsS, list] = args;
+  const ms = list.split(',');
+  const out = Object.fromEntries(ms.map((m) => [m, []]));
+  for (let i = 0; i < Number(warmupsS) + Number(runsS); i++) {
+    for (const m of ms) {
+      const r = await runHere(m, url, Number(sizeS), Number(concS), device);
+      if (i >= Number(warmupsS)) out[m].push(r.gbps);
+    }
+  }
+  console.log(JSON.stringify(out));
   process.exit(0);
 }
 
@@ -134,48 +170,40 @@ events {} http { access_log off; sendfile on; keepalive_requests 100000; ${limit
   return { url: `http://127.0.0.1:${port}/${basename(file)}`, stop: () => p.kill(), kind: 'node:http' };
 }
 
-function runMethod(m, url, concurrency) {
-  const tz = (extra, env = {}) => {
-    const r = spawnSync(process.execPath, [join(root, 'bin', 'tensorize.js'), ...extra, '--concurrency', String(concurrency), '--json'], { encoding: 'utf8', env: { ...process.env, ...env } });
-    if (r.status !== 0) throw new Error(`tensorize ${extra.join(' ')} failed: ${r.stderr}`);
-    return JSON.parse(r.stdout);
-  };
-  if (m === 'raw-js' || m === 'raw-native') {
-    const r = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--child-raw', m.slice(4), url, String(size), String(concurrency)], { encoding: 'utf8' });
-    if (r.status !== 0) throw new Error(`${m} failed: ${r.stderr}`);
-    return { gbps: JSON.parse(r.stdout).gbps };
-  }
-  if (m === 'verify') {
-    const j = tz(['verify', url]);
-    return { gbps: j.gbPerSecond ?? j.dataBytes / j.seconds / 1e9, peakRssMB: Math.round((j.peakRssBytes ?? 0) / 1e6) };
-  }
-  const j = tz(['load', url, '--device', device, ...(m === 'load-verify' ? ['--verify'] : [])], m === 'load-js' ? { TENSORIZE_NET: 'js' } : {});
-  return { gbps: j.gbPerSecond, peakRssMB: Math.round(j.peakRssBytes / 1e6), engine: j.network?.engine };
+/** Methods in a child process: {method: [GB/s, ...]}. */
+function child(url, concurrency, warmups, runs, ms) {
+  const r = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--child', url, String(size), String(concurrency), device, String(warmups), String(runs), ms.join(',')], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`${ms.join(',')} failed: ${r.stderr}`);
+  return JSON.parse(r.stdout.trim().split('\n').pop());
 }
 
 const server = await startServer();
 const report = { server: server.kind, bytes: size, device, runs, results: [] };
 try {
-  runMethod('raw-native', server.url, 8); // warm the page cache and the server
+  child(server.url, 8, 0, 1, ['raw-native']); // warm the page cache and the server
   for (const concurrency of sweep) {
-    const got = Object.fromEntries(methods.map((m) => [m, []]));
+    const res = {};
+    // Fresh processes, as a real start is: every method's memory is new to the process.
+    const fresh = Object.fromEntries(methods.map((m) => [m, []]));
     for (let i = 0; i < runs; i++) {
-      const line = [];
-      for (const m of methods) {
-        const r = runMethod(m, server.url, concurrency);
-        got[m].push(r);
-        line.push(`${m} ${r.gbps.toFixed(2)}`);
-      }
-      log(`concurrency ${concurrency}, run ${i + 1}: ${line.join(', ')}`);
+      for (const m of methods) fresh[m].push(child(server.url, concurrency, 0, 1, [m])[m][0]);
+      log(`concurrency ${concurrency}, fresh run ${i + 1}: ${methods.map((m) => `${m} ${fresh[m][i].toFixed(2)}`).join(', ')}`);
     }
-    const med = Object.fromEntries(methods.map((m) => [m, median(got[m].map((r) => r.gbps))]));
-    const raw = Math.max(med['raw-js'] ?? 0, med['raw-native'] ?? 0);
-    report.results.push({
-      concurrency,
-      methods: Object.fromEntries(methods.map((m) => [m, { gbps: got[m].map((r) => r.gbps), median: med[m], ofRaw: raw ? med[m] / raw : undefined, peakRssMB: Math.max(0, ...got[m].map((r) => r.peakRssMB ?? 0)) }])),
-    });
-    log(`\n${server.kind}, ${(size / 1e9).toFixed(2)} GB, concurrency ${concurrency}, 8 MiB ranges, device ${device}:`);
-    for (const m of methods) log(`  ${m.padEnd(12)} median ${med[m].toFixed(2)} GB/s${raw ? `  (${((med[m] / raw) * 100).toFixed(0)}% of the faster raw download)` : ''}`);
+    res.fresh = fresh;
+    // One process, after a warm-up round: the memory the loads write was used before.
+    if (!args.includes('--fresh-only')) {
+      res.warm = child(server.url, concurrency, 1, runs, methods);
+      log(`concurrency ${concurrency}, in one process: ${methods.map((m) => `${m} ${res.warm[m].map((x) => x.toFixed(2)).join(' ')}`).join(', ')}`);
+    }
+    const entry = { concurrency };
+    for (const mode of Object.keys(res)) {
+      const med = Object.fromEntries(methods.map((m) => [m, median(res[mode][m])]));
+      const raw = Math.max(med['raw-js'] ?? 0, med['raw-native'] ?? 0);
+      entry[mode] = Object.fromEntries(methods.map((m) => [m, { gbps: res[mode][m], median: med[m], ofRaw: raw ? med[m] / raw : undefined }]));
+      log(`\n${server.kind}, ${(size / 1e9).toFixed(2)} GB, concurrency ${concurrency}, 8 MiB ranges, device ${device}, ${mode === 'fresh' ? 'each run a fresh process' : 'runs in one process after a warm-up'}:`);
+      for (const m of methods) log(`  ${m.padEnd(12)} median ${med[m].toFixed(2)} GB/s${raw ? `  (${((med[m] / raw) * 100).toFixed(0)}% of the faster raw download)` : ''}`);
+    }
+    report.results.push(entry);
   }
   console.log(JSON.stringify(report, null, 2));
 } finally {

@@ -17,3 +17,18 @@ export type { ByteSource } from './sources/source.js';
 export { writeSyntheticSafetensors, transformerSpec } from './synthetic.js';
 export { openPytorchFile, type CheckpointOptions } from './inputs/pytorch/checkpoint.js';
 export { unpickle, isAllowedGlobal } from './inputs/pytorch/pickle.js';
+export {
+  runBench,
+  prepareBenchSource,
+  renderHtml,
+  renderSvg,
+  formatText as formatBenchText,
+  evictFromPageCache,
+  pageCacheResidency,
+  type BenchOptions,
+  type BenchResult,
+  type BenchEntry,
+  type ExtraMethod,
+  type PreparedSource,
+  type Sample as BenchSample,
+} from './bench/index.js';

@@ -20,22 +20,11 @@ import { makeS3Client, readS3cfg, S3Source } from '../src/sources/s3.js';
 import { planReads } from '../src/engine/remote.js';
 import { load } from '../src/loader/load.js';
 import { nativeAvailable } from '../src/native/binding.js';
-import { BIN, ROOT, sha256, VECTORS } from './helpers/util.js';
+import { BIN, ROOT, runCli as cli, sha256, VECTORS } from './helpers/util.js';
 import { NGINX, startHttpServer, startNginx, startProxy, startS3, S3_ENV } from './helpers/servers.js';
 
 const FILES = readdirSync(VECTORS).filter((f) => f.endsWith('.tensors') && !f.startsWith('encrypted'));
 const FAST = { retries: 5, baseDelayMs: 1 };
-
-// Asynchronous: the servers run in this process, so a synchronous spawn would deadlock.
-async function cli(args: string[], env: Record<string, string | undefined> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, ...env } });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d) => (stdout += d));
-  child.stderr.on('data', (d) => (stderr += d));
-  const code = await new Promise<number | null>((r) => child.on('close', (c) => r(c)));
-  return { code, stdout, stderr };
-}
 
 async function localVerdict(f: string) {
   const src = await FileSource.open(join(VECTORS, f));

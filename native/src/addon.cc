@@ -7,6 +7,7 @@
 #include <cstring>
 #include <memory>
 
+#include "addon_cache.h"
 #include "copy.h"
 #include "fetch.h"
 #include "hash.h"
@@ -180,6 +181,7 @@ Napi::Value Start(const Napi::CallbackInfo& info) {
   if (s.chunk < 4096 || s.chunk > (1ull << 31)) throwError(env, "E_USAGE", "chunk size must be between 4 KiB and 2 GiB");
   s.verify = o.Get("verify").ToBoolean().Value();
   s.total = u64(o, "total", 0);
+  s.hugePages = !o.Get("hugePages").IsBoolean() || o.Get("hugePages").As<Napi::Boolean>().Value();
   s.expectSize = o.Get("fileSize").IsUndefined() ? -1 : static_cast<int64_t>(u64(o, "fileSize", 0));
   s.items = parseItems(o);
   if (s.verify) {
@@ -311,6 +313,7 @@ struct FetchTicket : Handle {
   tz::FetchSpec fetch;
   tz::FetchResult result;
   bool hashOnly = false;
+  bool hugePages = true;
   int device = -1;
   uint64_t total = 0;
 };
@@ -324,7 +327,7 @@ class FetchWorker : public Napi::AsyncWorker {
     std::unique_ptr<tz::Loaded> dest;
     if (!t_->hashOnly) {
       auto t0 = std::chrono::steady_clock::now();
-      dest.reset(tz::allocate(t_->device, t_->total, err_));
+      dest.reset(tz::allocate(t_->device, t_->total, err_, t_->hugePages));
       if (!dest) return;
       allocMs_ = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     }
@@ -418,6 +421,7 @@ Napi::Value Fetch(const Napi::CallbackInfo& info) {
   t->hashOnly = o.Get("device").IsNull() || o.Get("device").IsUndefined();
   if (!t->hashOnly) t->device = o.Get("device").As<Napi::Number>().Int32Value();
   t->total = u64(o, "total", 0);
+  t->hugePages = !o.Get("hugePages").IsBoolean() || o.Get("hugePages").As<Napi::Boolean>().Value();
   s.progress = &t->progress;
   s.cancel = &t->cancel;
   t->running = true;
@@ -457,7 +461,8 @@ Napi::Value Alloc(const Napi::CallbackInfo& info) {
   Napi::Object o = info[0].As<Napi::Object>();
   auto h = std::make_shared<Handle>();
   tz::Error err;
-  tz::Loaded* l = tz::allocate(o.Get("device").As<Napi::Number>().Int32Value(), u64(o, "total", 0), err);
+  const bool huge = !o.Get("hugePages").IsBoolean() || o.Get("hugePages").As<Napi::Boolean>().Value();
+  tz::Loaded* l = tz::allocate(o.Get("device").As<Napi::Number>().Int32Value(), u64(o, "total", 0), err, huge);
   if (!l) throwError(env, err.code, err.message);
   h->loaded.reset(l);
   auto* holder = new TicketRef(h);
@@ -621,6 +626,7 @@ Napi::Object Module(Napi::Env env, Napi::Object exports) {
   exports.Set("read", Napi::Function::New(env, Read));
   exports.Set("free", Napi::Function::New(env, Free));
   exports.Set("probeH2D", Napi::Function::New(env, ProbeH2D));
+  tz::registerCacheFunctions(env, exports, makeError);
   return exports;
 }
 

@@ -364,7 +364,7 @@ void Loaded::free() {
   base = nullptr;
 }
 
-Loaded* allocate(int device, uint64_t total, Error& err) {
+Loaded* allocate(int device, uint64_t total, Error& err, bool hugePages) {
   auto out = std::make_unique<Loaded>();
   out->device = device;
   out->size = total;
@@ -392,7 +392,7 @@ Loaded* allocate(int device, uint64_t total, Error& err) {
       return nullptr;
     }
     // Huge pages: a fresh destination costs one fault per 2 MiB instead of per 4 KiB.
-    madvise(p, total, MADV_HUGEPAGE);
+    if (hugePages) madvise(p, total, MADV_HUGEPAGE);
     out->base = p;
     out->stats.hostBytes = total;
   }
@@ -456,7 +456,7 @@ Loaded* load(const Spec& s, Error& err) {
     return fail("E_FILE_CHANGED", s.path + ": the file is " + std::to_string(st0.st_size) + " bytes now, " + std::to_string(s.expectSize) + " when its index was read; it changed during the load");
   }
   auto t0 = Clock::now();
-  std::unique_ptr<Loaded> out(allocate(s.device, s.total, err));
+  std::unique_ptr<Loaded> out(allocate(s.device, s.total, err, s.hugePages));
   if (!out) {
     ::close(fd);
     return nullptr;

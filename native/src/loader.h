@@ -38,6 +38,7 @@ struct Spec {
   uint64_t chunk = 16 << 20;
   bool verify = false;
   uint64_t total = 0;  // size of the destination allocation
+  bool hugePages = true;  // host destinations: madvise(MADV_HUGEPAGE)
   std::vector<Item> items;
   std::vector<Expect> expect;  // one per item when verify
   int64_t expectSize = -1;     // file size seen when the index was read
@@ -69,8 +70,10 @@ struct Loaded {
   Error transfer(uint64_t offset, uint64_t len, void* host, bool in) const;
 };
 
-// Just the destination allocation (device memory, or huge-page host memory for device -1).
-Loaded* allocate(int device, uint64_t total, Error& err);
+// Just the destination allocation (device memory, or host memory for device -1, advised
+// to use huge pages unless hugePages is false: on VMs that hand free memory back to their
+// host, fresh huge pages wait for the host and load 4x slower than 4 KiB pages).
+Loaded* allocate(int device, uint64_t total, Error& err, bool hugePages = true);
 
 // Runs the whole load; on failure everything allocated is freed and `err` says why.
 Loaded* load(const Spec& spec, Error& err);

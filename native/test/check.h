@@ -14,3 +14,4 @@ extern int passed, failed;
 
 void hashAndCopyTests();
 void fetchTests();
+void cacheTests();

@@ -110,6 +110,7 @@ int main() {
   unlink(path);
   hashAndCopyTests();
   fetchTests();
+  cacheTests();
   std::printf("%d passed, %d failed\n", passed, failed);
   return failed ? 1 : 0;
 }

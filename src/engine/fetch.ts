@@ -27,6 +27,8 @@ export interface FetchOptions {
   device: number | null;
   /** Size of the destination. */
   total: number;
+  /** Host destinations: ask for transparent huge pages. */
+  hugePages?: boolean;
   concurrency?: number;
   chunkSize?: number;
   maxGap?: number;
@@ -51,6 +53,7 @@ export async function fetchNative(src: Pick<ByteSource, 'name' | 'size'>, net: N
     size: src.size,
     device: opts.device,
     total: opts.total,
+    hugePages: opts.hugePages,
     items,
     hashes: hashing ? jobs.map((j) => ({ crc32: j.crc32, sha256: j.sha256, prefix: j.prefix ? Buffer.concat(j.prefix) : undefined })) : undefined,
     chunkSize: opts.chunkSize ?? DEFAULT_REMOTE_CHUNK,

@@ -17,6 +17,7 @@ import { openSource, sourceKind, type SourceOptions } from '../sources/open.js';
 import type { ByteSource } from '../sources/source.js';
 import { DEFAULT_CONCURRENCY, DEFAULT_REMOTE_CHUNK, readRemote, type RemoteJob } from '../engine/remote.js';
 import { fetchedHashes, fetchNative, networkTargetOf } from '../engine/fetch.js';
+import { hugePagesByDefault } from '../util/memory.js';
 import { native, type NativeExpect, type NativeHandle, type NativeInfo, type NativeStats } from '../native/binding.js';
 
 export const ALIGNMENT = 256;
@@ -32,6 +33,12 @@ export interface LoadOptions {
   /** Glob (`*`, `?`) or `/regex/flags`: load only the tensors whose names match. */
   filter?: string;
   verify?: boolean;
+  /**
+   * Host-memory destinations: ask for transparent huge pages. Default: yes, except on VMs
+   * that report free memory back to their host, where fresh huge pages load 4x slower
+   * (see util/memory.ts); TENSORIZE_HUGEPAGES=1|0 overrides the default.
+   */
+  hugePages?: boolean;
   /** http(s):// and s3:// sources: how to reach them (headers, endpoint, retries, ...). */
   source?: SourceOptions;
   /** Remote sources: range requests in flight (default 8). */
@@ -73,6 +80,8 @@ export interface LoadStats {
   pinnedBytes: number;
   deviceBytes: number;
   hostBytes: number;
+  /** The host destination was advised to use huge pages. */
+  hugePages: boolean;
   tensors: number;
   skipped: number;
   /** HTTP(S) and S3 sources: how the bytes came. */
@@ -157,6 +166,7 @@ export async function load(path: string, opts: LoadOptions = {}): Promise<Loaded
   const readers = opts.readers ?? DEFAULT_READERS;
   const plaid = opts.plaid ?? true;
   const verify = opts.verify ?? false;
+  const hugePages = device < 0 && (opts.hugePages ?? hugePagesByDefault());
   const match = compileFilter(opts.filter);
 
   const src = sourceKind(path) !== 'file' ? await openSource(path, opts.source) : await FileSource.open(path);
@@ -216,9 +226,9 @@ export async function load(path: string, opts: LoadOptions = {}): Promise<Loaded
     const total = dst;
     const openMs = performance.now() - t0;
     opts.onStart?.(dataBytes);
-    const stat0 = { device, devName, plaid, readers, chunkSize, verify, openMs, skipped, info };
+    const stat0 = { device, devName, plaid, readers, chunkSize, verify, hugePages, openMs, skipped, info };
     if (remote) return await loadRemote(src, path, tensors, items, expect, total, stat0, opts, t0);
-    const { handle, done } = bin.start({ path: localPath!, device, plaid, readers, chunkSize, verify, total, fileSize, items: Float64Array.from(items), expect: verify ? expect : undefined });
+    const { handle, done } = bin.start({ path: localPath!, device, plaid, readers, chunkSize, verify, hugePages, total, fileSize, items: Float64Array.from(items), expect: verify ? expect : undefined });
     let timer: NodeJS.Timeout | undefined;
     if (opts.onProgress) timer = setInterval(() => opts.onProgress!(bin.progress(handle)), 100);
     let st: NativeStats;
@@ -247,6 +257,7 @@ export async function load(path: string, opts: LoadOptions = {}): Promise<Loaded
       pinnedBytes: st.pinnedBytes,
       deviceBytes: st.deviceBytes,
       hostBytes: st.hostBytes,
+      hugePages,
       tensors: tensors.length,
       skipped,
     }, handle);
@@ -262,6 +273,7 @@ interface Planned {
   readers: number;
   chunkSize: number;
   verify: boolean;
+  hugePages: boolean;
   openMs: number;
   skipped: number;
   info: () => NativeInfo;
@@ -300,14 +312,14 @@ async function loadRemote(
   try {
     const net = await networkTargetOf(src);
     if (net) {
-      const r = await fetchNative(src, net, jobs, { device: p.device, total, concurrency, chunkSize: p.chunkSize, onProgress: opts.onProgress });
+      const r = await fetchNative(src, net, jobs, { device: p.device, total, hugePages: p.hugePages, concurrency, chunkSize: p.chunkSize, onProgress: opts.onProgress });
       handle = r.handle;
       firstMs = r.stats.firstTensorMs < 0 ? -1 : r.stats.allocMs + r.stats.firstTensorMs;
       pinnedBytes = r.stats.pinnedBytes;
       if (p.verify) hashes = jobs.map((_, k) => fetchedHashes(r.stats, k));
       network = { engine: 'native', connections: r.stats.connections, requests: r.stats.requests, retries: r.stats.retries, wireBytes: r.stats.wireBytes };
     } else {
-      handle = bin.alloc({ device: p.device, total });
+      handle = bin.alloc({ device: p.device, total, hugePages: p.hugePages });
       const h = handle;
       let done = 0;
       hashes = await readRemote(src, jobs, {
@@ -350,6 +362,7 @@ async function loadRemote(
     pinnedBytes,
     deviceBytes: p.device >= 0 ? total : 0,
     hostBytes: p.device < 0 ? total : 0,
+    hugePages: p.hugePages,
     tensors: tensors.length,
     skipped: p.skipped,
     network,

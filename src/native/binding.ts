@@ -45,6 +45,8 @@ export interface NativeSpec {
   verify: boolean;
   /** Size of the destination allocation. */
   total: number;
+  /** Host destinations: ask for transparent huge pages (default true). */
+  hugePages?: boolean;
   /** The size the file had when its index was read. */
   fileSize?: number;
   /** (file offset, length, destination offset) triples. */
@@ -115,6 +117,8 @@ export interface NativeFetchSpec extends NativeFetchTarget {
   /** A new destination on this device (-1: host memory), or null to only hash. */
   device: number | null;
   total: number;
+  /** Host destinations: ask for transparent huge pages (default true). */
+  hugePages?: boolean;
   /** (file offset, length, destination offset) triples. */
   items: Float64Array;
   /** One per item: which hashes to compute over prefix + data. */
@@ -161,7 +165,7 @@ export interface NativeBinding {
   cancel(h: NativeHandle): void;
   read(h: NativeHandle, offset: number, length: number): Buffer;
   /** A destination of `total` bytes on `device` (-1: host) that JS fills with write(). */
-  alloc(spec: { device: number; total: number }): NativeHandle;
+  alloc(spec: { device: number; total: number; hugePages?: boolean }): NativeHandle;
   /** Copy bytes into an alloc() destination. */
   write(h: NativeHandle, offset: number, data: Uint8Array): void;
   /** The same on a libuv thread; `data` must stay untouched until the promise settles. */
@@ -173,6 +177,19 @@ export interface NativeBinding {
   hashDigest(h: NativeHandle): { crc32: number; sha256: Buffer };
   free(h: NativeHandle): void;
   probeH2D(device: number, bytes: number, iterations: number): number;
+  /** fdatasync, then posix_fadvise(DONTNEED) over the whole file: drop it from the page cache. */
+  evictFile(path: string): void;
+  /** How many of the file's pages are in the page cache (mmap + mincore; nothing is read). */
+  residency(path: string): NativeResidency;
+  /** Read the whole file with `threads` threads in `block`-byte preads, dropping the bytes. */
+  readProbe(path: string, threads: number, block: number): Promise<{ bytes: number; seconds: number }>;
+}
+
+export interface NativeResidency {
+  fileBytes: number;
+  pageSize: number;
+  pages: number;
+  resident: number;
 }
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));

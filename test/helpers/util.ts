@@ -1,5 +1,5 @@
 /** Helpers shared by tests: vector locations, a tiny safetensors writer, hashing. */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, writeFileSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
@@ -59,4 +59,18 @@ export function bytes(n: number, seed: number): Buffer {
     b[i] = s >>> 24;
   }
   return b;
+}
+
+/**
+ * Run the CLI asynchronously (tests that serve files from this process would deadlock a
+ * synchronous spawn): exit code, stdout and stderr.
+ */
+export async function runCli(args: string[], env: Record<string, string | undefined> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, ...env } });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d) => (stdout += d));
+  child.stderr.on('data', (d) => (stderr += d));
+  const code = await new Promise<number | null>((r) => child.on('close', (c) => r(c)));
+  return { code, stdout, stderr };
 }

@@ -1,0 +1,153 @@
+/**
+ * The file `tensorize bench` measures: a synthetic model made on the spot (no source), a
+ * local input converted to .tensors first (safetensors, PyTorch, a directory), a local
+ * .tensors file as is, or an http(s):// / s3:// URL as is. Making and converting use the
+ * same code as `tensorize serialize` (the native copy engine), and the result is verified.
+ */
+import { mkdir, mkdtemp, open, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { TensorizeError } from '../errors.js';
+import { MAGIC, TensorType } from '../format/constants.js';
+import { verifyFile } from '../format/verify.js';
+import { writeTensorizer, type WriteSummary } from '../format/writer.js';
+import { openInput } from '../inputs/index.js';
+import { FileSource, fsError } from '../sources/file.js';
+import { sourceKind } from '../sources/open.js';
+import { writeSyntheticSafetensors } from '../synthetic.js';
+import { onInterrupt } from '../util/interrupt.js';
+import { formatBytes, gbps } from '../cli/output.js';
+import type { BenchSourceKind } from './run.js';
+
+export const DEFAULT_BENCH_SIZE = 2 ** 30;
+
+export interface Step {
+  what: 'make' | 'serialize' | 'verify';
+  seconds: number;
+  bytes: number;
+}
+
+export interface MadeModel {
+  safetensors: string;
+  tensors: string;
+  tensorCount: number;
+  dataBytes: number;
+  version: number;
+  hashesChecked: number;
+  steps: Step[];
+}
+
+const since = (t: number) => (performance.now() - t) / 1000;
+const rate = (bytes: number, s: number) => `${gbps(bytes, s).toFixed(2)} GB/s`;
+
+/** Serialize `input` (anything `tensorize serialize` reads) to `out` and verify every hash. */
+export async function serializeAndVerify(input: string, out: string, log: (line: string) => void, steps: Step[] = []): Promise<{ summary: WriteSummary; hashesChecked: number; steps: Step[] }> {
+  let t = performance.now();
+  const model = await openInput(input);
+  const summary = await writeTensorizer(
+    out,
+    model.tensors.map((x) => ({ path: x.path, type: TensorType.STATE_DICT, dtype: x.dtype, shape: x.shape, data: x.data })),
+  );
+  const serS = since(t);
+  steps.push({ what: 'serialize', seconds: serS, bytes: summary.dataBytes });
+  log(`serialized to ${out}: ${formatBytes(summary.dataBytes)} in ${serS.toFixed(2)} s (${rate(summary.dataBytes, serS)}), data version ${summary.version}`);
+  t = performance.now();
+  const src = await FileSource.open(out);
+  const v = await verifyFile(src).finally(() => src.close());
+  const verS = since(t);
+  steps.push({ what: 'verify', seconds: verS, bytes: v.dataBytes });
+  if (!v.ok) throw new TensorizeError('E_HASH_MISMATCH', `${out}: verification failed`);
+  log(`verified ${v.hashesChecked} hashes in ${verS.toFixed(2)} s (${rate(v.dataBytes, verS)})`);
+  return { summary, hashesChecked: v.hashesChecked, steps };
+}
+
+/** Write a synthetic bf16 transformer of about `size` bytes into `dir`, serialize it and verify it. */
+export async function makeSyntheticModel(dir: string, size: number, log: (line: string) => void): Promise<MadeModel> {
+  const safetensors = join(dir, 'model.safetensors');
+  const tensors = join(dir, 'model.tensors');
+  const t = performance.now();
+  const specs = await writeSyntheticSafetensors(safetensors, size);
+  const makeS = since(t);
+  const steps: Step[] = [{ what: 'make', seconds: makeS, bytes: size }];
+  log(`made ${safetensors}: ${specs.length} bf16 tensors in ${makeS.toFixed(2)} s`);
+  const { summary, hashesChecked } = await serializeAndVerify(safetensors, tensors, log, steps);
+  return { safetensors, tensors, tensorCount: summary.tensors, dataBytes: summary.dataBytes, version: summary.version, hashesChecked, steps };
+}
+
+/** A directory for the files: `dir` (created, kept) or a new temporary one (removed by cleanup, and on Ctrl-C). */
+export async function workDir(dir: string | undefined, prefix: string): Promise<{ dir: string; cleanup: () => Promise<void> }> {
+  if (dir) {
+    await mkdir(dir, { recursive: true });
+    return { dir: resolve(dir), cleanup: async () => {} };
+  }
+  const tmp = await mkdtemp(join(tmpdir(), prefix));
+  const remove = () => rm(tmp, { recursive: true, force: true });
+  const unhook = onInterrupt(remove);
+  return {
+    dir: tmp,
+    cleanup: async () => {
+      unhook();
+      await remove();
+    },
+  };
+}
+
+export interface PreparedSource {
+  kind: BenchSourceKind;
+  /** What the user gave (a path or URL), or `synthetic <size>`. */
+  input: string;
+  /** The .tensors file (or URL) to benchmark. */
+  file: string;
+  /** Also kept: the synthetic model's safetensors file. */
+  safetensors?: string;
+  steps: Step[];
+  /** Remove what was made in a temporary directory. */
+  cleanup: () => Promise<void>;
+}
+
+async function isTensorizerFile(path: string): Promise<boolean> {
+  const fh = await open(path, 'r');
+  try {
+    const head = Buffer.alloc(MAGIC.length);
+    const { bytesRead } = await fh.read(head, 0, head.length, 0);
+    return bytesRead === head.length && head.equals(MAGIC);
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Turn the bench's source argument (or none) into a .tensors file or URL to measure. */
+export async function prepareBenchSource(source: string | undefined, opts: { size?: number; dir?: string; log?: (line: string) => void }): Promise<PreparedSource> {
+  const log = opts.log ?? (() => {});
+  if (source === undefined) {
+    const size = opts.size ?? DEFAULT_BENCH_SIZE;
+    const w = await workDir(opts.dir, 'tensorize-bench-');
+    try {
+      log(`no source given: making a ${formatBytes(size)} synthetic bf16 transformer in ${w.dir}`);
+      const m = await makeSyntheticModel(w.dir, size, log);
+      return { kind: 'synthetic', input: 'synthetic bf16 transformer', file: m.tensors, safetensors: m.safetensors, steps: m.steps, cleanup: w.cleanup };
+    } catch (e) {
+      await w.cleanup();
+      throw e;
+    }
+  }
+  const kind = sourceKind(source);
+  if (kind !== 'file') return { kind, input: source, file: source, steps: [], cleanup: async () => {} };
+  let st;
+  try {
+    st = await stat(source);
+  } catch (e) {
+    throw fsError(e, source);
+  }
+  if (st.isFile() && (await isTensorizerFile(source))) return { kind: 'tensors', input: source, file: source, steps: [], cleanup: async () => {} };
+  const w = await workDir(opts.dir, 'tensorize-bench-');
+  try {
+    const out = join(w.dir, 'model.tensors');
+    log(`${source} is not a .tensors file: converting it first (tensorize loads .tensors files; the naive baseline reads the same file)`);
+    const { steps } = await serializeAndVerify(source, out, log);
+    return { kind: 'converted', input: source, file: out, steps, cleanup: w.cleanup };
+  } catch (e) {
+    await w.cleanup();
+    throw e;
+  }
+}

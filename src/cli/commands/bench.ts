@@ -1,0 +1,138 @@
+import { Command, InvalidArgumentError } from 'commander';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
+import { DEFAULT_BENCH_SIZE, prepareBenchSource } from '../../bench/prepare.js';
+import { formatText, renderHtml, renderSvg } from '../../bench/report.js';
+import { DEFAULT_RUNS, METHOD_IDS, runBench } from '../../bench/run.js';
+import type { MethodId } from '../../bench/measure.js';
+import { TensorizeError, usageError } from '../../errors.js';
+import { onInterrupt } from '../../util/interrupt.js';
+import { addSourceOptions, parsePositiveInt, parseSize, sourceOptions, type SourceCliOptions } from '../options.js';
+import { printJson, warn, type CommonOptions } from '../output.js';
+
+interface Opts extends CommonOptions, SourceCliOptions {
+  size?: number;
+  dir?: string;
+  runs: number;
+  cold?: boolean;
+  device?: string;
+  readers?: number;
+  chunkSize?: number;
+  methods?: MethodId[];
+  report?: string;
+}
+
+function parseReport(v: string): string {
+  if (!/\.(html?|svg)$/i.test(v)) throw new InvalidArgumentError(`--report must name a .html or .svg file, not "${v}"`);
+  return v;
+}
+
+function parseMethods(v: string): MethodId[] {
+  const list = v.split(',').map((s) => s.trim()).filter(Boolean);
+  const bad = list.filter((m) => !(METHOD_IDS as readonly string[]).includes(m));
+  if (list.length === 0 || bad.length) throw new InvalidArgumentError(`--methods takes a comma-separated list of ${METHOD_IDS.join(', ')}${bad.length ? ` (not ${bad.join(', ')})` : ''}`);
+  return list as MethodId[];
+}
+
+export function benchCommand(): Command {
+  return addSourceOptions(
+    new Command('bench')
+      .description('benchmark loading a model side by side: tensorize --plaid, tensorize without it and a naive baseline, against the machine\'s ceilings')
+      .argument('[source]', 'a .tensors file, a .safetensors / PyTorch input (converted first), or an http(s):// or s3:// .tensors URL (default: a synthetic model)')
+      .option('--size <bytes>', `synthetic model size when no source is given (default ${DEFAULT_BENCH_SIZE / 2 ** 30}GiB)`, parseSize)
+      .option('--dir <dir>', 'write the synthetic model (or the converted source) here and keep it (default: a temporary directory, removed at the end)')
+      .option('--runs <n>', 'timed runs of each method', parsePositiveInt('--runs', 100), DEFAULT_RUNS)
+      .option('--cold', 'evict the file from the page cache before every run (posix_fadvise DONTNEED; local files)')
+      .option('--device <device>', 'cuda, cuda:N or cpu (default: cuda:0 when a GPU is usable, else cpu)')
+      .option('--readers <n>', 'reader threads of --plaid and of the parallel read ceiling (default 8)', parsePositiveInt('--readers', 256))
+      .option('--chunk-size <size>', 'bytes per read of --plaid and the read ceilings (default 16MiB)', parseSize)
+      .option('--methods <list>', `which methods to run, comma-separated (default ${METHOD_IDS.join(',')})`, parseMethods)
+      .option('--report <file>', 'also write the results as a chart: an .html page (chart, table, notes) or an .svg', parseReport)
+      .option('--json', 'print one JSON document with every run on stdout (progress and the table still go to stderr)')
+      .option('-q, --quiet', 'nothing on stderr but warnings'),
+  )
+    .addHelpText(
+      'after',
+      `
+Without a source, bench makes a synthetic bf16 transformer (realistic names and shapes),
+serializes it with the same engine as \`tensorize serialize\`, verifies every hash, and
+benchmarks loading it; a .safetensors or PyTorch source is converted the same way first.
+
+Methods, each --runs times, interleaved, each run in a fresh process:
+  plaid    tensorize load --plaid: parallel readers, pinned ring, overlapped copies
+  simple   tensorize load without --plaid: each tensor read, then copied
+  naive    read the whole file into memory (download the whole object), then copy
+           each tensor: what a script does; its peak RSS holds the whole file
+Ceilings, measured in the same run: the raw read of the file (--readers threads, and one
+thread) or, for http(s)/s3 sources, a plain parallel download; on a GPU also the pinned
+host-to-device copy. The ceiling a load is held against is the faster raw read (on a
+GPU: or the copy, if that is slower); every result is also shown as a fraction of it.
+
+GB/s are 10^9 bytes of tensor data per second of the whole load (open, index, allocation,
+transfer). Warm cache: one untimed read first. --cold evicts the file before every run
+and checks with mincore that it worked (it cannot on tmpfs: bench says so). --cold does
+not apply to http(s)/s3 sources. Loads go to the GPU when there is one, else to host
+memory; the output says which.
+
+Examples:
+  tensorize bench                                   # 1 GiB synthetic model, warm cache
+  tensorize bench --size 4GiB --cold --dir /data/tzb --report bench.html
+  tensorize bench model.safetensors --runs 3 --json > bench.json
+  tensorize bench https://example.com/llama.tensors --methods plaid,naive`,
+    )
+    .action(async (source: string | undefined, opts: Opts, cmd: Command) => {
+      if (source !== undefined && opts.size !== undefined) throw usageError('--size applies to the synthetic model only; it cannot be given with a source');
+      const log = (line: string) => {
+        if (!opts.quiet) process.stderr.write(`${line}\n`);
+      };
+      let report: string | undefined;
+      if (opts.report) {
+        report = resolve(opts.report);
+        await mkdir(dirname(report), { recursive: true }).catch((e: Error) => {
+          throw new TensorizeError('E_IO', `--report ${opts.report}: cannot create its directory: ${e.message}`);
+        });
+      }
+      const src = sourceOptions({ ...opts, verbose: cmd.optsWithGlobals().verbose }, (l) => warn(opts, l));
+      // After Ctrl-C, whatever fails next (a killed child, a removed file) is the interrupt.
+      let interrupted = false;
+      const unhook = onInterrupt(async () => {
+        interrupted = true;
+      });
+      const prepared = await prepareBenchSource(source, { size: opts.size, dir: opts.dir, log }).catch((e: unknown) => {
+        unhook();
+        throw interrupted ? new TensorizeError('E_INTERRUPTED', 'interrupted') : e;
+      });
+      const made = prepared.kind === 'synthetic' || prepared.kind === 'converted';
+      try {
+        if (!made && opts.dir) warn(opts, `--dir is not used: ${prepared.file} is benchmarked where it is`);
+        if (opts.cold && (prepared.kind === 'http' || prepared.kind === 's3')) {
+          warn(opts, '--cold does not apply to http(s):// and s3:// sources (their bytes come over the network, not from this machine\'s page cache); every run downloads the object again');
+        }
+        const result = await runBench({
+          file: prepared.file,
+          device: opts.device,
+          runs: opts.runs,
+          cold: !!opts.cold,
+          readers: opts.readers,
+          chunkSize: opts.chunkSize,
+          concurrency: opts.concurrency,
+          source: src,
+          methods: opts.methods,
+          origin: { kind: prepared.kind, input: prepared.input },
+          log,
+        });
+        if (opts.cold && result.cache.applies && result.cache.evicted === false) warn(opts, result.cache.message);
+        log(`\n${formatText(result)}`);
+        if (report) {
+          await writeFile(report, /\.svg$/i.test(report) ? renderSvg(result) : renderHtml(result));
+          log(`wrote ${report}`);
+        }
+        if (opts.json) printJson({ ...result, ...(report ? { report } : {}), ...(opts.dir && made ? { files: { tensors: prepared.file, ...(prepared.safetensors ? { safetensors: prepared.safetensors } : {}) } } : {}) });
+      } catch (e) {
+        throw interrupted ? new TensorizeError('E_INTERRUPTED', 'interrupted') : e;
+      } finally {
+        unhook();
+        await prepared.cleanup();
+      }
+    });
+}

@@ -1,0 +1,285 @@
+// tensorize bench: real runs on real bytes through the CLI (a small synthetic model, a
+// safetensors source with --cold, an HTTP source), the reports' bars checked against the
+// JSON, page-cache eviction of a real file on disk, and the usage and input errors.
+import t, { type Test } from 'tap';
+import { existsSync, readFileSync, statfsSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { evictFromPageCache, pageCacheResidency } from '../src/bench/cache.js';
+import { serializeAndVerify } from '../src/bench/prepare.js';
+import { escapeXml, formatRate, renderHtml, renderSvg, tableRows } from '../src/bench/report.js';
+import { summarize, type BenchEntry, type BenchResult } from '../src/bench/run.js';
+import { native, nativeAvailable } from '../src/native/binding.js';
+import { transformerSpec, writeSyntheticSafetensors } from '../src/synthetic.js';
+import { ROOT, runCli, VECTORS } from './helpers/util.js';
+import { startHttpServer } from './helpers/servers.js';
+
+const why = nativeAvailable() ? false : 'the native addon is not built (npm run build:native)';
+const info = nativeAvailable() ? native().info() : undefined;
+const gpu = !!info && info.deviceCount > 0;
+
+const cli = (...args: string[]) => runCli(args);
+
+const TMPFS = 0x01021994;
+const onTmpfs = (p: string) => Number(statfsSync(p).type) === TMPFS || Number(statfsSync(p).type) === 0x858458f6;
+const close = (a: number, b: number, rel = 1e-6) => Math.abs(a - b) <= rel * Math.max(Math.abs(a), Math.abs(b), 1e-12);
+
+/** Every entry's figures are what its samples say, and fractions are of the ceiling. */
+function checkEntries(t: Test, doc: BenchResult, runs: number): void {
+  for (const e of [...doc.ceilings, ...doc.methods]) {
+    t.equal(e.samples.length, e.id === 'h2d' ? 1 : runs, `${e.id}: one sample per run`);
+    for (const s of e.samples) {
+      t.ok(s.seconds > 0 && s.gbPerSecond > 0, `${e.id}: positive time and rate`);
+      t.ok(close(s.gbPerSecond, s.bytes / s.seconds / 1e9), `${e.id}: GB/s = bytes / seconds / 1e9`);
+      if (e.id !== 'h2d') t.ok(s.peakRssBytes! > (s.baseRssBytes ?? 0) && s.baseRssBytes! > 0, `${e.id}: peak RSS of its own process`);
+    }
+    const g = summarize(e.samples.map((s) => s.gbPerSecond));
+    t.same(e.gbPerSecond, g, `${e.id}: median, min, max of the runs`);
+    t.ok(e.gbPerSecond.min <= e.gbPerSecond.median && e.gbPerSecond.median <= e.gbPerSecond.max);
+    t.ok(close(e.fractionOfCeiling!, e.gbPerSecond.median / doc.ceiling.gbPerSecond), `${e.id}: fraction of the ceiling`);
+  }
+  const reads = doc.ceilings.filter((c) => c.id !== 'h2d');
+  const best = Math.max(...reads.map((c) => c.gbPerSecond.median));
+  const link = doc.ceilings.find((c) => c.id === 'h2d');
+  t.equal(doc.ceiling.gbPerSecond, link ? Math.min(best, link.gbPerSecond.median) : best, 'the ceiling is the best read (or the link, if slower)');
+}
+
+/** The bars and ceiling lines of an SVG, with the numbers they were drawn from. */
+function parseChart(svg: string) {
+  const root = /<svg [^>]*data-ymax="([0-9.]+)" data-plot-top="([0-9.]+)" data-plot-height="([0-9.]+)"/.exec(svg);
+  const [ymax, top, height] = [Number(root![1]), Number(root![2]), Number(root![3])];
+  const attr = (tag: string, name: string) => new RegExp(` ${name}="([^"]*)"`).exec(tag)?.[1];
+  const bars = [...svg.matchAll(/<rect class="bar"[^>]*>/g)].map((m) => ({
+    id: attr(m[0], 'data-id')!,
+    median: Number(attr(m[0], 'data-median')),
+    y: Number(attr(m[0], 'y')),
+    h: Number(attr(m[0], 'height')),
+  }));
+  const lines = [...svg.matchAll(/<line class="ceiling[^"]*"[^>]*>/g)].map((m) => ({
+    id: attr(m[0], 'data-id')!,
+    binding: m[0].includes('binding'),
+    gbps: Number(attr(m[0], 'data-gbps')),
+    y: Number(attr(m[0], 'y1')),
+  }));
+  const values = [...svg.matchAll(/<text [^>]*class="value" data-id="([^"]+)"[^>]*>([^<]*)</g)].map((m) => ({ id: m[1]!, text: m[2]! }));
+  return { ymax, top, height, bars, lines, values };
+}
+
+function checkChart(t: Test, svg: string, doc: BenchResult): void {
+  const c = parseChart(svg);
+  t.same(c.bars.map((b) => b.id), doc.methods.map((m) => m.id), 'one bar per method, in order');
+  for (const b of c.bars) {
+    const m = doc.methods.find((x) => x.id === b.id)!;
+    t.equal(b.median, m.gbPerSecond.median, `${b.id}: the bar is the median`);
+    t.ok(Math.abs((b.h / c.height) * c.ymax - m.gbPerSecond.median) <= c.ymax * 0.002, `${b.id}: bar height matches ${m.gbPerSecond.median}`);
+    t.ok(Math.abs(b.y + b.h - (c.top + c.height)) < 0.02, `${b.id}: bar stands on the axis`);
+    t.equal(c.values.find((v) => v.id === b.id)?.text, `${formatRate(m.gbPerSecond.median)} GB/s`, `${b.id}: value label`);
+  }
+  t.ok(c.ymax >= Math.max(...doc.methods.map((m) => m.gbPerSecond.max), doc.ceiling.gbPerSecond), 'the axis holds every whisker and the ceiling');
+  const binding = c.lines.filter((l) => l.binding);
+  t.equal(binding.length, 1, 'one ceiling is marked');
+  t.equal(binding[0]!.id, doc.ceiling.id);
+  t.equal(binding[0]!.gbps, doc.ceiling.gbPerSecond);
+  t.ok(Math.abs(binding[0]!.y - (c.top + c.height - (doc.ceiling.gbPerSecond / c.ymax) * c.height)) < 0.02, 'the ceiling line is at its value');
+  t.equal(c.lines.length, doc.ceilings.length, 'a line per ceiling');
+}
+
+t.test('bench on a synthetic model: every method and ceiling, sane figures, HTML report matching the JSON', { skip: why }, async (t) => {
+  const dir = t.testdir();
+  const report = join(dir, 'out', 'report.html');
+  const size = 16 * 2 ** 20;
+  const r = await cli('bench', '--size', '16MiB', '--runs', '2', '--json', '--report', report);
+  t.equal(r.code, 0, r.stderr);
+  const doc = JSON.parse(r.stdout) as BenchResult;
+  t.match(doc, { ok: true, schema: 'tensorize-bench/1', runs: 2, source: { kind: 'synthetic' }, cache: { mode: 'warm', applies: true } });
+  const want = transformerSpec(size).tensors.reduce((n, x) => n + 2 * x.shape.reduce((a, d) => a * d, 1), 0);
+  t.equal(doc.source.tensorBytes, want, 'tensor bytes are the synthetic model\'s');
+  t.equal(doc.source.tensors, transformerSpec(size).tensors.length);
+  t.same(doc.methods.map((m) => m.id), ['plaid', 'simple', 'naive'], 'every method, in order');
+  t.same(doc.ceilings.map((c) => c.id), gpu ? ['read-parallel', 'read-sequential', 'h2d'] : ['read-parallel', 'read-sequential']);
+  for (const m of doc.methods) for (const s of m.samples) t.equal(s.bytes, want, `${m.id}: loaded every tensor byte`);
+  for (const c of doc.ceilings.filter((x) => x.id !== 'h2d')) for (const s of c.samples) t.equal(s.bytes, doc.source.fileBytes, `${c.id}: read the whole file`);
+  checkEntries(t, doc, 2);
+  t.ok(doc.methods.every((m) => m.firstTensorMs && m.firstTensorMs.median > 0 && m.firstTensorMs.median <= m.seconds.max * 1000), 'time to first tensor within the load');
+  const naive = doc.methods.find((m) => m.id === 'naive')!;
+  if (!gpu) t.ok(naive.peakRssBytes! >= naive.samples[0]!.baseRssBytes! + doc.source.fileBytes + want * 0.9, 'naive holds the whole file and the destination');
+  t.ok(doc.cache.minResidentBeforeRun! >= 0.99, 'warm: the file was cached before every run');
+  if (gpu) t.match(doc.device, { gpu: true, target: 'cuda:0', description: /^GPU: cuda:0 \(/ });
+  else t.match(doc.device, { gpu: false, target: 'cpu', description: /^CPU: no GPU found \(.+\): benchmarking loads into host memory$/ });
+
+  // stderr: progress, the table, the device and cache lines.
+  t.match(r.stderr, /no source given: making a .* synthetic bf16 transformer in (\S+)/);
+  t.match(r.stderr, /run 2\/2: read x8 [0-9.]+, read x1 [0-9.]+, plaid [0-9.]+, simple [0-9.]+, naive [0-9.]+ GB\/s/);
+  for (const e of [...doc.ceilings, ...doc.methods]) t.match(r.stderr, new RegExp(`${e.label.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\s+${formatRate(e.gbPerSecond.median)}\\s`), `table row: ${e.id}`);
+  t.match(r.stderr, doc.device.description);
+  t.match(r.stderr, /Warm cache: the file was read once before the runs/);
+  const tmp = /synthetic bf16 transformer in (\S+)/.exec(r.stderr)![1]!;
+  t.notOk(existsSync(tmp), 'the temporary model is removed');
+
+  const html = readFileSync(report, 'utf8');
+  t.equal((doc as BenchResult & { report: string }).report, report);
+  checkChart(t, html, doc);
+  t.notMatch(html, /<script|<link|@import|src=/i, 'self-contained: no scripts, styles or images from elsewhere');
+  for (const row of tableRows(doc).rows) t.match(html, `<td>${escapeXml(row[1]!)}</td><td class="num">${row[2]}</td>`, `HTML table row: ${row[1]}`);
+});
+
+t.test('bench --cold on a safetensors source: converted, evicted before every run (or says why not), SVG report', { skip: why }, async (t) => {
+  const dir = t.testdir();
+  const st = join(dir, 'model.safetensors');
+  await writeSyntheticSafetensors(st, 16 * 2 ** 20);
+  const svg = join(dir, 'chart.svg');
+  const r = await cli('bench', st, '--cold', '--runs', '1', '--dir', join(dir, 'work'), '--methods', 'plaid,naive', '--device', 'cpu', '--json', '--report', svg);
+  t.equal(r.code, 0, r.stderr);
+  const doc = JSON.parse(r.stdout) as BenchResult & { files: { tensors: string } };
+  t.match(doc, { source: { kind: 'converted', input: st, file: join(dir, 'work', 'model.tensors') }, cache: { mode: 'cold', applies: true }, device: { target: 'cpu', description: /--device cpu/ } });
+  t.ok(existsSync(doc.files.tensors), '--dir keeps the converted file');
+  t.match(r.stderr, /is not a \.tensors file: converting it first/);
+  t.same(doc.methods.map((m) => m.id), ['plaid', 'naive']);
+  checkEntries(t, doc, 1);
+  const residents = [...doc.ceilings, ...doc.methods].flatMap((e) => e.samples.map((s) => s.residentBefore!));
+  t.equal(doc.cache.maxResidentAfterEviction, Math.max(...residents), 'the worst residency after an eviction is reported');
+  if (onTmpfs(dir)) {
+    t.equal(doc.cache.evicted, false, 'tmpfs pages cannot be evicted');
+    t.match(doc.cache.message, /^eviction did not work: 100% still cached \(the file is on tmpfs/);
+    t.match(r.stderr, /warning: eviction did not work/);
+  } else {
+    t.equal(doc.cache.evicted, true, 'evicted on a disk file system');
+    t.ok(residents.every((x) => x <= 0.02), 'at most 2% of the pages cached before each run');
+    t.match(doc.cache.message, /^Cold cache: the file was evicted from the page cache before every run/);
+    t.match(r.stderr, /Cold cache: the file was evicted/);
+  }
+  checkChart(t, readFileSync(svg, 'utf8'), doc);
+});
+
+t.test('bench over HTTP: a raw parallel download is the ceiling, --cold is refused with a reason', { skip: why }, async (t) => {
+  const dir = t.testdir();
+  const st = join(dir, 'm.safetensors');
+  await writeSyntheticSafetensors(st, 8 * 2 ** 20);
+  await serializeAndVerify(st, join(dir, 'm.tensors'), () => {});
+  const server = await startHttpServer(dir);
+  t.teardown(() => server.close());
+  const r = await cli('bench', `${server.url}/m.tensors`, '--cold', '--runs', '1', '--device', 'cpu', '--concurrency', '4', '--methods', 'plaid,naive', '--json');
+  t.equal(r.code, 0, r.stderr);
+  const doc = JSON.parse(r.stdout) as BenchResult;
+  t.match(doc, { source: { kind: 'http', file: `${server.url}/m.tensors` }, cache: { mode: 'cold', applies: false, message: /^--cold does not apply to http/ }, settings: { concurrency: 4 } });
+  t.match(r.stderr, /warning: --cold does not apply to http\(s\):\/\/ and s3:\/\/ sources/);
+  t.same(doc.ceilings.map((c) => c.id), ['download']);
+  t.equal(doc.ceiling.id, 'download');
+  t.same(doc.methods.map((m) => m.id), ['plaid', 'naive']);
+  checkEntries(t, doc, 1);
+  t.equal(doc.methods[0]!.samples[0]!.bytes, doc.source.tensorBytes);
+  t.equal(doc.ceilings[0]!.samples[0]!.bytes, doc.source.fileBytes, 'the download moved the whole object');
+  t.ok(server.requests.some((q) => q.range === `bytes=0-${doc.source.fileBytes - 1}`), 'the naive baseline downloaded the whole object in one request');
+});
+
+const tmpfsRepo = onTmpfs(ROOT) ? 'the test directory is on tmpfs, whose pages cannot be evicted' : false;
+
+t.test('page-cache eviction of a real file on disk, checked with mincore', { skip: why || tmpfsRepo }, async (t) => {
+  const dir = t.testdir();
+  const f = join(dir, 'data.bin');
+  writeFileSync(f, Buffer.alloc(8 << 20, 7));
+  readFileSync(f);
+  t.ok(pageCacheResidency(f) > 0.99, 'a file just written and read is cached');
+  const left = evictFromPageCache(f);
+  t.ok(left <= 0.02, `evicted (${(left * 100).toFixed(1)}% left; dirty pages are synced first)`);
+  t.ok(pageCacheResidency(f) <= 0.02, 'checking residency reads nothing in');
+  readFileSync(f);
+  t.ok(pageCacheResidency(f) > 0.99, 'cached again after a read');
+  t.equal(pageCacheResidency(join(VECTORS, 'INDEX.json')) >= 0, true);
+  t.throws(() => evictFromPageCache(join(dir, 'missing')), { code: 'E_NOT_FOUND' });
+  t.throws(() => pageCacheResidency(dir), { code: 'E_INPUT' });
+});
+
+t.test('usage errors exit 2 before any work; bad sources exit 1 with a clear message', async (t) => {
+  const dir = t.testdir({ 'notes.txt': 'not a model\n', 'short.tensors': '|TZR|' });
+  const usage: [string[], RegExp][] = [
+    [['--size', '12XB'], /"12XB" is not a size/],
+    [['--runs', '0'], /--runs must be between 1 and 100/],
+    [['--report', join(dir, 'r.pdf')], /--report must name a \.html or \.svg file/],
+    [['--methods', 'plaid,fast'], /--methods takes a comma-separated list of plaid, simple, naive \(not fast\)/],
+    [[join(dir, 'notes.txt'), '--size', '1GiB'], /--size applies to the synthetic model only/],
+  ];
+  const runs = await Promise.all(usage.map(([a]) => cli('bench', ...a, '--json')));
+  usage.forEach(([a, msg], i) => {
+    t.equal(runs[i]!.code, 2, `${a.join(' ')}: exit 2`);
+    t.match(runs[i]!.stderr + JSON.parse(runs[i]!.stdout).error.message, msg);
+    t.match(JSON.parse(runs[i]!.stdout), { ok: false, error: { code: 'E_USAGE' } });
+  });
+  t.same(existsSync(join(dir, 'r.pdf')), false);
+  const bad: [string, RegExp][] = [
+    [join(dir, 'missing.tensors'), /missing\.tensors: no such file or directory/],
+    [join(dir, 'notes.txt'), /notes\.txt: unrecognised input format/],
+    [join(dir, 'short.tensors'), /short\.tensors: 5 bytes is too small to be a tensorizer file/],
+  ];
+  const got = await Promise.all(bad.map(([s]) => cli('bench', s, '--runs', '1')));
+  bad.forEach(([s, msg], i) => {
+    t.equal(got[i]!.code, 1, `${s}: exit 1`);
+    t.match(got[i]!.stderr, /^tensorize: error: /m);
+    t.match(got[i]!.stderr, msg);
+    t.notMatch(got[i]!.stderr, /\n\s+at /, 'no stack trace');
+    t.equal(got[i]!.stdout, '');
+  });
+  const help = await cli('bench', '--help');
+  t.equal(help.code, 0);
+  t.match(help.stdout, /Usage: tensorize bench \[options\] \[source\]/);
+  t.match(help.stdout, /Examples:\n  tensorize bench /);
+});
+
+/** A result with hostile labels, for the renderers alone. */
+function fakeResult(): BenchResult {
+  const entry = (id: string, role: BenchEntry['role'], label: string, runs: number[]): BenchEntry => ({
+    id,
+    role,
+    label,
+    samples: runs.map((g) => ({ seconds: 1 / g, bytes: 1e9, gbPerSecond: g, peakRssBytes: 2e8 })),
+    gbPerSecond: summarize(runs),
+    seconds: summarize(runs.map((g) => 1 / g)),
+    peakRssBytes: 2e8,
+    fractionOfCeiling: summarize(runs).median / 12,
+  });
+  return {
+    ok: true,
+    schema: 'tensorize-bench/1',
+    tool: 'tensorize test',
+    date: '2026-01-01T00:00:00.000Z',
+    machine: { cpus: 2, cpuModel: 'CPU <b>&"x"', memoryBytes: 8e9, os: 'Linux', arch: 'x64', node: 'v20' },
+    source: { kind: 'tensors', input: '/m/<script>alert(1)</script>.tensors', file: '/m/<script>alert(1)</script>.tensors', fileBytes: 1e9, tensorBytes: 1e9, tensors: 3 },
+    device: { target: 'cpu', gpu: false, name: 'host memory', description: 'CPU: no GPU found (x): benchmarking loads into host memory' },
+    cache: { mode: 'warm', applies: true, minResidentBeforeRun: 1, message: 'Warm cache.' },
+    runs: 3,
+    settings: { readers: 8, chunkSize: 16 << 20 },
+    ceilings: [entry('read-parallel', 'ceiling', 'raw read', [12, 11, 13]), entry('read-sequential', 'ceiling', 'raw read, 1 thread', [8, 8, 8])],
+    ceiling: { id: 'read-parallel', label: 'raw read', gbPerSecond: 12 },
+    methods: [entry('plaid', 'method', 'tensorize --plaid', [10, 9, 11]), entry('evil', 'peer', '<img src=x onerror=alert(1)> & "peer"', [1])],
+    skipped: [{ id: 'naive', label: 'naive <x>', reason: 'needs & more' }],
+    notes: ['note <1>'],
+  };
+}
+
+t.test('reports: escaped text, bars and whiskers as the numbers say, one marked ceiling', async (t) => {
+  const r = fakeResult();
+  const svg = renderSvg(r);
+  const html = renderHtml(r);
+  for (const doc of [svg, html]) {
+    t.notMatch(doc, /<script>|<img|<b>/, 'no markup from the data');
+    t.match(doc, /&lt;script&gt;alert\(1\)&lt;\/script&gt;/);
+  }
+  t.match(html, /&lt;img src=x onerror=alert\(1\)&gt; &amp; &quot;peer&quot;/);
+  t.match(html, /Skipped: naive &lt;x&gt;: needs &amp; more/);
+  const c = parseChart(svg);
+  t.equal(c.ymax, 15, 'a round axis above the highest whisker and line');
+  t.same(c.bars.map((b) => [b.id, b.median]), [['plaid', 10], ['evil', 1]]);
+  t.ok(close(c.bars[0]!.h, (10 / 15) * c.height, 1e-3));
+  t.equal((svg.match(/class="whisker"/g) ?? []).length, 1, 'whiskers only where there is more than one run');
+  t.match(svg, /<line x1="[0-9.]+" x2="[0-9.]+" y1="([0-9.]+)" y2="[0-9.]+"\/><line x1="[0-9.]+" x2="[0-9.]+" y1="\1"/, 'whisker caps');
+  t.same(c.lines.map((l) => [l.id, l.binding]), [['read-parallel', true], ['read-sequential', false]]);
+  t.match(svg, /83% of ceiling/);
+  t.match(svg, /peak RSS 200 MB/);
+  t.match(html, /<tr><td>ceiling \*<\/td><td>raw read<\/td><td class="num">12\.00<\/td><td class="num">11\.00-13\.00<\/td><td class="num">100%<\/td>/);
+});
+
+t.test('summaries: the median of an even count is the mean of the middle two', async (t) => {
+  t.same(summarize([3, 1, 2]), { median: 2, min: 1, max: 3 });
+  t.same(summarize([4, 1, 3, 2]), { median: 2.5, min: 1, max: 4 });
+  t.same(summarize([5]), { median: 5, min: 5, max: 5 });
+  t.same([13.478, 0.1, 0.0042, 0].map(formatRate), ['13.48', '0.10', '0.0042', '0.00'], 'GB/s: two decimals, two digits below 0.1');
+});
