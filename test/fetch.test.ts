@@ -19,6 +19,10 @@ import { HttpSource, httpTarget, type HttpOptions } from '../src/sources/http.js
 import { fetchNative } from '../src/engine/fetch.js';
 import { TensorizerFile } from '../src/format/reader.js';
 import { ROOT, sha256, VECTORS } from './helpers/util.js';
+import { writeSyntheticSafetensors } from '../src/synthetic.js';
+import { openInput } from '../src/inputs/index.js';
+import { writeTensorizer } from '../src/format/writer.js';
+import { TensorType } from '../src/format/constants.js';
 import { startHttpServer } from './helpers/servers.js';
 
 const skip = nativeAvailable() ? false : 'the native addon is not built (npm run build:native)';
@@ -265,4 +269,38 @@ t.test('a cancel stops a native fetch within moments', { skip }, async (t) => {
   await cancelAllNative();
   await t.rejects(p, { code: 'E_INTERRUPTED' });
   t.ok(performance.now() - t0 < 2000, 'stopped in under 2 s');
+});
+
+t.test('an HTTP/1.0 server without range support that closes after each answer (python -m http.server)', { skip }, async (t) => {
+  // undici 7 crashed the whole process here (an uncatchable assertion) when the body of the
+  // probe was not read at once and the server closed the connection.
+  const dir = t.testdir();
+  await writeSyntheticSafetensors(join(dir, 'm.safetensors'), 64 * 2 ** 20);
+  const model = await openInput(join(dir, 'm.safetensors'));
+  await writeTensorizer(join(dir, 'm.tensors'), model.tensors.map((x) => ({ ...x, type: TensorType.STATE_DICT })));
+  const file = readFileSync(join(dir, 'm.tensors'));
+  const socks = new Set<Socket>();
+  const server = createServer((sock) => {
+    socks.add(sock);
+    sock.on('error', () => {});
+    sock.once('data', () => {
+      sock.write(`HTTP/1.0 200 OK\r\nContent-Length: ${file.length}\r\nContent-Type: application/octet-stream\r\n\r\n`);
+      sock.end(file);
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => {
+    for (const s of socks) s.destroy();
+    server.close();
+  });
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/m.tensors`;
+  const warnings: string[] = [];
+  for (let i = 0; i < 3; i++) {
+    const src = await HttpSource.open(url, { ...FAST, onWarning: (m) => warnings.push(m) });
+    await new Promise((r) => setTimeout(r, 50)); // what the CLI may do before it reads
+    const v = await verifyFile(src);
+    await src.close();
+    t.match(v, { ok: true, tensors: model.tensors.length }, `run ${i + 1}: downloaded once, verified locally`);
+  }
+  t.match(warnings[0], /does not support range requests/);
 });

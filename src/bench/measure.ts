@@ -11,6 +11,7 @@ import { hugePagesByDefault } from '../util/memory.js';
 import { FileSource } from '../sources/file.js';
 import { openSource, sourceKind, type SourceOptions } from '../sources/open.js';
 import { checkRange, type ByteSource } from '../sources/source.js';
+import { fetchNative, networkTargetOf } from '../engine/fetch.js';
 
 export type MethodId = 'plaid' | 'simple' | 'naive';
 export type ProbeId = 'read-parallel' | 'read-sequential' | 'download' | 'h2d';
@@ -167,10 +168,24 @@ async function naive(task: Task): Promise<Sample> {
   return sample(bytes, (performance.now() - t0) / 1000, { firstTensorMs: first });
 }
 
-/** The remote ceiling: the whole object as parallel 8 MiB range reads, bytes dropped. */
+/**
+ * The remote ceiling: the whole object as parallel 8 MiB range reads, bytes dropped, by the
+ * native fetcher (the client loads use; TENSORIZE_NET=js: undici).
+ */
 async function download(task: Task): Promise<Sample> {
   const src = await openSource(task.file, task.source);
   try {
+    const net = await networkTargetOf(src);
+    if (net) {
+      const { handle, stats } = await fetchNative(src, net, [{ offset: 0, length: src.size, dst: 0, crc32: false, sha256: false }], {
+        device: null,
+        total: 0,
+        concurrency: task.concurrency,
+        chunkSize: REMOTE_RANGE,
+      });
+      native().free(handle);
+      return sample(stats.bytes, stats.transferMs / 1000);
+    }
     const t0 = performance.now();
     let next = 0;
     const worker = async () => {

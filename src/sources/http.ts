@@ -12,6 +12,8 @@
  *   a warning), which is then read like a local file and deleted on close().
  */
 import { createWriteStream, readFileSync } from 'node:fs';
+import { request as httpGet, type IncomingMessage } from 'node:http';
+import { request as httpsGet } from 'node:https';
 import { rootCertificates } from 'node:tls';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -99,7 +101,13 @@ export class HttpSource implements ByteSource {
           if (cr && Number(cr[1]) === 0) return { ranged: true as const, size: 0, res };
           throw new TensorizeError('E_IO', `${url}: HTTP 416 for bytes=0-0`);
         }
-        if (res.statusCode === 200) return { ranged: false as const, size: -1, res };
+        if (res.statusCode === 200) {
+          // No range support. Drop this body at once: undici 7 crashes when a server closes
+          // the connection while an unread body holds its parser paused (nodejs/undici#5360,
+          // fixed only in undici 8, which needs Node 22); node:http downloads it instead.
+          res.body.destroy();
+          return { ranged: false as const, size: -1, res };
+        }
         await res.body.dump();
         if (RETRY_STATUS.has(res.statusCode)) throw new Retryable(`HTTP ${res.statusCode}`);
         throw statusError(url, res.statusCode, 'for the first range');
@@ -113,10 +121,10 @@ export class HttpSource implements ByteSource {
       const dir = await mkdtemp(join(tmpdir(), 'tensorize-http-'));
       const path = join(dir, 'object');
       try {
-        await pipeline(probe.res.body, createWriteStream(path));
+        await retrying(`${url}: downloading`, opts, () => downloadWhole(url, path, opts));
       } catch (e) {
         await rm(dir, { recursive: true, force: true });
-        throw new TensorizeError('E_IO', `${url}: the download failed: ${(e as Error).message}`, { cause: e });
+        throw e;
       }
       await agent.close();
       const file = await FileSource.open(path);
@@ -170,6 +178,35 @@ export class HttpSource implements ByteSource {
   async close(): Promise<void> {
     await this.agent.close();
   }
+}
+
+/** The whole object into `path`, with Node's own client (see the probe in HttpSource.open). */
+async function downloadWhole(url: string, path: string, opts: HttpOptions): Promise<void> {
+  const timeout = opts.timeoutMs ?? 30_000;
+  const res = await new Promise<IncomingMessage>((resolve, reject) => {
+    const get = url.startsWith('https:') ? httpsGet : httpGet;
+    const req = get(url, { headers: { ...opts.headers, 'accept-encoding': 'identity' }, ca: opts.ca, timeout }, resolve);
+    req.on('timeout', () => req.destroy(new Error(`no answer within ${timeout / 1000} s`)));
+    req.on('error', reject);
+    req.end();
+  }).catch((e: unknown) => {
+    throw new Retryable((e as Error).message);
+  });
+  if (res.statusCode !== 200) {
+    res.resume();
+    if (RETRY_STATUS.has(res.statusCode ?? 0)) throw new Retryable(`HTTP ${res.statusCode}`);
+    throw statusError(url, res.statusCode ?? 0, 'for the whole object');
+  }
+  const expected = Number(res.headers['content-length'] ?? -1);
+  let got = 0;
+  res.on('data', (d: Buffer) => (got += d.length));
+  res.setTimeout(timeout, () => res.destroy(new Error(`no data for ${timeout / 1000} s`)));
+  try {
+    await pipeline(res, createWriteStream(path));
+  } catch (e) {
+    throw new Retryable(`the download failed after ${got} bytes: ${(e as Error).message}`);
+  }
+  if (expected >= 0 && got !== expected) throw new Retryable(`short body: ${got} of ${expected} bytes`);
 }
 
 /** Header names must be tokens and values must not break the request (CR, LF, NUL). */
