@@ -291,6 +291,7 @@ class Copy {
   bool readStep(Lane& l, uint64_t step) {
     if (s_.memory) {
       l.buf = s_.memory + l.outPos;  // read in place
+      prefault(l.buf, step);
     } else if (!l.buf && !(l.buf = writer_->acquire(s_.cancel))) {
       return false;
     }

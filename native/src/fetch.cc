@@ -88,8 +88,7 @@ bool makePlan(const FetchSpec& s, Plan& p, Error& err) {
 }
 
 struct Slot {
-  uint8_t* buf = nullptr;
-  bool pinned = false;
+  uint8_t* buf = nullptr;  // a part of the ring
   std::atomic<int> pendingHash{0};
   std::mutex m;
   std::condition_variable cv;
@@ -170,6 +169,7 @@ class FetchRun {
     }
     const int n = plan_.reqs.empty() ? 0 : std::max(1, std::min<int>(s_.connections, static_cast<int>(plan_.reqs.size())));
     std::vector<std::unique_ptr<Worker>> ws;
+    allocateRing(2 * static_cast<size_t>(n), plan_.maxRequest);
     for (int i = 0; i < n && !errs_.failed(); i++) {
       ws.emplace_back(new Worker);
       ws.back()->id = i;
@@ -185,6 +185,7 @@ class FetchRun {
       for (auto& t : ts) t.join();
     }
     for (auto& w : ws) teardownWorker(*w);
+    freeRing();
     out_.transferMs = msSince(t0_);
     out_.requests = requests_.load();
     out_.retries = retries_.load();
@@ -214,32 +215,53 @@ class FetchRun {
  private:
   bool cancelled() const { return errs_.failed() || (s_.cancel && s_.cancel->load(std::memory_order_relaxed)); }
 
+  // The receive slots of all connections: one allocation, pinned for a GPU (one
+  // cudaHostAlloc instead of two per connection: each call costs milliseconds).
+  bool allocateRing(size_t slots, uint64_t size) {
+    if (!slots_ || slots == 0) return true;
+    ringBytes_ = slots * size;
+#ifdef TENSORIZE_HAVE_CUDA
+    if (device_ >= 0) {
+      cudaError_t e = cudaSetDevice(device_);
+      if (e == cudaSuccess) e = cudaHostAlloc(reinterpret_cast<void**>(&ring_), ringBytes_, cudaHostAllocDefault);
+      if (e != cudaSuccess) {
+        ring_ = nullptr;
+        errs_.set(e == cudaErrorMemoryAllocation ? "E_HOST_OOM" : cudaCode(e), cudaMsg(e, ("allocating the pinned ring (" + std::to_string(ringBytes_) + " bytes)").c_str()));
+        return false;
+      }
+      ringPinned_ = true;
+      out_.pinnedBytes = ringBytes_;
+      return true;
+    }
+#endif
+    ring_ = static_cast<uint8_t*>(std::malloc(ringBytes_));
+    if (!ring_) errs_.set("E_HOST_OOM", "out of host memory for the receive buffers (" + std::to_string(ringBytes_) + " bytes)");
+    return ring_ != nullptr;
+  }
+
+  void freeRing() {
+#ifdef TENSORIZE_HAVE_CUDA
+    if (ringPinned_) cudaFreeHost(ring_);
+    else std::free(ring_);
+#else
+    std::free(ring_);
+#endif
+    ring_ = nullptr;
+  }
+
   void setupWorker(Worker& w) {
     w.scratch.resize(64 << 10);
     if (!slots_) return;
-    const uint64_t size = plan_.maxRequest;
+    for (int k = 0; k < 2; k++) w.slots[k].buf = ring_ + (2 * static_cast<size_t>(w.id) + k) * plan_.maxRequest;
 #ifdef TENSORIZE_HAVE_CUDA
     if (device_ >= 0) {
       cudaError_t e = cudaSetDevice(device_);
       if (e == cudaSuccess) e = cudaStreamCreateWithFlags(&w.stream, cudaStreamNonBlocking);
-      for (Slot& sl : w.slots) {
-        if (e == cudaSuccess) e = cudaHostAlloc(reinterpret_cast<void**>(&sl.buf), size, cudaHostAllocDefault);
-        if (e == cudaSuccess) {
-          sl.pinned = true;
-          out_.pinnedBytes += size;
-          e = cudaEventCreateWithFlags(&sl.copied, cudaEventDisableTiming);
-        } else {
-          sl.buf = nullptr;
-        }
-      }
-      if (e != cudaSuccess) errs_.set(e == cudaErrorMemoryAllocation ? "E_HOST_OOM" : cudaCode(e), cudaMsg(e, "setting up the pinned ring"));
-      return;
+      for (Slot& sl : w.slots)
+        if (e == cudaSuccess) e = cudaEventCreateWithFlags(&sl.copied, cudaEventDisableTiming);
+      if (e != cudaSuccess) errs_.set(cudaCode(e), cudaMsg(e, "setting up a CUDA stream"));
     }
 #endif
-    for (Slot& sl : w.slots) {
-      sl.buf = static_cast<uint8_t*>(std::malloc(size ? size : 1));
-      if (!sl.buf) errs_.set("E_HOST_OOM", "out of host memory for the receive buffers");
-    }
   }
 
   void teardownWorker(Worker& w) {
@@ -250,17 +272,8 @@ class FetchRun {
       if (e != cudaSuccess) errs_.set(cudaCode(e), cudaMsg(e, "cudaStreamSynchronize"));
       cudaStreamDestroy(w.stream);
     }
-    for (Slot& sl : w.slots) {
+    for (Slot& sl : w.slots)
       if (sl.copied) cudaEventDestroy(sl.copied);
-      if (sl.pinned) cudaFreeHost(sl.buf);
-      else std::free(sl.buf);
-      sl.buf = nullptr;
-    }
-#else
-    for (Slot& sl : w.slots) {
-      std::free(sl.buf);
-      sl.buf = nullptr;
-    }
 #endif
   }
 
@@ -598,6 +611,8 @@ class FetchRun {
       const uint32_t ri = next_.fetch_add(1);
       if (ri >= plan_.reqs.size() || cancelled()) return;
       const Request& r = plan_.reqs[ri];
+      if (!slot)
+        for (uint32_t k = r.p0; k < r.p1; k++) prefault(static_cast<uint8_t*>(dest_->base) + s_.items[plan_.pieces[k].item].dst + plan_.pieces[k].itemOff, plan_.pieces[k].len);
       if (!fetchRequest(w, ri, slot ? slot->buf : nullptr)) return;
 #ifdef TENSORIZE_HAVE_CUDA
       if (device_ >= 0) {
@@ -637,6 +652,9 @@ class FetchRun {
   bool hashing_ = false, slots_ = false;
   int device_ = -1;
   std::unique_ptr<ItemState[]> items_;
+  uint8_t* ring_ = nullptr;
+  uint64_t ringBytes_ = 0;
+  bool ringPinned_ = false;
   mutable std::once_flag indexOnce_;
   mutable std::vector<std::vector<uint32_t>> byItem_;
   const Endpoint* endpoint_ = nullptr;

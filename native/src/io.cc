@@ -1,5 +1,6 @@
 #include "io.h"
 
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -40,6 +41,17 @@ bool pwriteFully(int fd, const void* buf, uint64_t len, uint64_t off, const std:
     done += static_cast<uint64_t>(n);
   }
   return true;
+}
+
+void prefault(void* p, uint64_t len) {
+#ifndef MADV_POPULATE_WRITE
+  constexpr int MADV_POPULATE_WRITE = 23;
+#endif
+  if (!len) return;
+  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const uintptr_t a = reinterpret_cast<uintptr_t>(p) & ~(page - 1);
+  const uintptr_t b = (reinterpret_cast<uintptr_t>(p) + len + page - 1) & ~(page - 1);
+  madvise(reinterpret_cast<void*>(a), b - a, MADV_POPULATE_WRITE);  // failure: the read faults the pages in
 }
 
 std::string hex(const uint8_t* b, size_t n) {

@@ -138,6 +138,7 @@ class Run {
         const Piece& pc = plan_.pieces[k];
         if (cancelled()) return;
         uint8_t* dst = static_cast<uint8_t*>(out_.base) + it.dst + pc.off;
+        prefault(dst, pc.len);
         if (!preadFully(fd_, dst, pc.len, it.src + pc.off, s_.path, errs, pc.item)) return;
         if (h) h->update(dst, pc.len);
         progress(pc.len);

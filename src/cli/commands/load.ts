@@ -54,6 +54,10 @@ SlowDown are retried (--retries) and resumed from the last byte received; an obj
 changes during the load is an error. S3 objects are read through a presigned URL.
 TENSORIZE_NET=js uses the JavaScript client (undici) instead.
 
+Host memory (--device cpu) is asked for transparent huge pages, except on VMs whose balloon
+reports free memory back to the host (there fresh huge pages load 4x slower);
+TENSORIZE_HUGEPAGES=1 or 0 decides instead. The JSON report says which (hugePages).
+
 Examples:
   tensorize load model.tensors --plaid
   tensorize load model.tensors --plaid --device cpu --verify --json
