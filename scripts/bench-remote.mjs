@@ -5,12 +5,15 @@
 //
 //   node scripts/bench-remote.mjs FILE.tensors [--runs 5] [--concurrency 8] [--device cpu|cuda]
 //                                 [--server nginx|node] [--limit-rate 50m] [--sweep 1,2,4,8,16]
-//                                 [--methods raw-js,raw-native,load,load-verify,load-js,verify]
+//                                 [--methods raw-js,raw-curl,raw-native,load,load-verify,load-js,verify]
 //                                 [--fresh-only]
 //
 // Methods (GB/s = 10^9 bytes of the file, or of tensor data, per second of transfer):
 //   raw-js       a plain parallel download of the whole file to /dev/null: undici,
 //                --concurrency ranged GETs of 8 MiB in flight, bytes dropped;
+//   raw-curl     the same download by curl (-Z --parallel-max N, one transfer per range,
+//                -o /dev/null): the plain parallel download of a common C client (wall time
+//                of the curl process, its start-up of a few ms included);
 //   raw-native   the same download by the addon's native fetcher, bytes dropped (a C++
 //                client: what a loader could reach if putting the bytes anywhere cost nothing);
 //   load         tensorize load URL --device D (the native fetcher, into memory);
@@ -23,7 +26,7 @@
 // a separate process on loopback: nginx (sendfile; the default when installed) or
 // node:http. --limit-rate caps each connection (nginx limit_rate), as object stores do
 // (S3: 85-90 MB/s per connection); --sweep shows how throughput scales with connections.
-// Ratios are of medians, against the faster raw download of the same mode.
+// Ratios are of medians, against each raw download of the same mode.
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -59,6 +62,20 @@ async function runHere(m, url, size, concurrency, device) {
     await Promise.all(Array.from({ length: concurrency }, worker));
     const s = (performance.now() - t0) / 1000;
     await agent.close();
+    return { gbps: size / s / 1e9 };
+  }
+  if (m === 'raw-curl') {
+    const cfg = join(tmpdir(), `tz-curl-${process.pid}.cfg`);
+    const parts = [];
+    for (let a = 0; a < size; a += CHUNK) {
+      parts.push(`url = "${url}"\nrange = "${a}-${Math.min(size, a + CHUNK) - 1}"\noutput = "/dev/null"\nwrite-out = "%{http_code}\\n"\n`);
+    }
+    writeFileSync(cfg, parts.join('next\n'));
+    const t0 = performance.now();
+    const r = spawnSync('curl', ['-s', '-Z', '--parallel-max', String(concurrency), '-K', cfg], { encoding: 'utf8' });
+    const s = (performance.now() - t0) / 1000;
+    rmSync(cfg, { force: true });
+    if (r.status !== 0 || r.stdout.split('\n').filter((x) => x === '206').length !== parts.length) throw new Error(`curl failed: ${r.stderr}`);
     return { gbps: size / s / 1e9 };
   }
   if (m === 'raw-native') {
@@ -131,7 +148,7 @@ const nginxBin = ['/usr/sbin/nginx', '/usr/bin/nginx'].find((p) => existsSync(p)
 const serverKind = opt('server', nginxBin ? 'nginx' : 'node');
 const limitRate = opt('limit-rate', undefined);
 const sweep = (opt('sweep', undefined) ?? opt('concurrency', '8')).split(',').map(Number);
-const methods = opt('methods', 'raw-js,raw-native,load,load-verify,load-js,verify').split(',');
+const methods = opt('methods', 'raw-js,raw-curl,raw-native,load,load-verify,load-js,verify').split(',');
 const size = statSync(file).size;
 const log = (s) => process.stderr.write(`${s}\n`);
 const median = (xs) => {
@@ -198,10 +215,14 @@ try {
     const entry = { concurrency };
     for (const mode of Object.keys(res)) {
       const med = Object.fromEntries(methods.map((m) => [m, median(res[mode][m])]));
-      const raw = Math.max(med['raw-js'] ?? 0, med['raw-native'] ?? 0);
-      entry[mode] = Object.fromEntries(methods.map((m) => [m, { gbps: res[mode][m], median: med[m], ofRaw: raw ? med[m] / raw : undefined }]));
+      const raws = methods.filter((m) => m.startsWith('raw-'));
+      const of = (m) => Object.fromEntries(raws.map((r) => [r, med[m] / med[r]]));
+      entry[mode] = Object.fromEntries(methods.map((m) => [m, { gbps: res[mode][m], median: med[m], of: of(m) }]));
       log(`\n${server.kind}, ${(size / 1e9).toFixed(2)} GB, concurrency ${concurrency}, 8 MiB ranges, device ${device}, ${mode === 'fresh' ? 'each run a fresh process' : 'runs in one process after a warm-up'}:`);
-      for (const m of methods) log(`  ${m.padEnd(12)} median ${med[m].toFixed(2)} GB/s${raw ? `  (${((med[m] / raw) * 100).toFixed(0)}% of the faster raw download)` : ''}`);
+      for (const m of methods) {
+        const ratios = m.startsWith('raw-') ? '' : `  (${raws.map((r) => `${((med[m] / med[r]) * 100).toFixed(0)}% of ${r}`).join(', ')})`;
+        log(`  ${m.padEnd(12)} median ${med[m].toFixed(2)} GB/s${ratios}`);
+      }
     }
     report.results.push(entry);
   }
