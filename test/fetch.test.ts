@@ -7,7 +7,10 @@
  * clear error; and a cancel stops it at once.
  */
 import t from 'tap';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { createServer, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -23,7 +26,8 @@ import { writeSyntheticSafetensors } from '../src/synthetic.js';
 import { openInput } from '../src/inputs/index.js';
 import { writeTensorizer } from '../src/format/writer.js';
 import { TensorType } from '../src/format/constants.js';
-import { startHttpServer } from './helpers/servers.js';
+import { startHttpServer, startS3, S3_ENV } from './helpers/servers.js';
+import { makeS3Client } from '../src/sources/s3.js';
 
 const skip = nativeAvailable() ? false : 'the native addon is not built (npm run build:native)';
 const FILES = readdirSync(VECTORS).filter((f) => f.endsWith('.tensors') && !f.startsWith('encrypted')).sort();
@@ -303,4 +307,43 @@ t.test('an HTTP/1.0 server without range support that closes after each answer (
     t.match(v, { ok: true, tensors: model.tensors.length }, `run ${i + 1}: downloaded once, verified locally`);
   }
   t.match(warnings[0], /does not support range requests/);
+});
+
+t.test('S3 over https:// with a private CA (--ca-file, AWS_CA_BUNDLE): the SDK and the native fetcher both trust it', { skip }, async (t) => {
+  const dir = t.testdir();
+  const s3 = await startS3(join(dir, 'data'));
+  t.teardown(() => s3.close());
+  const f = 'module_bf16_v2.tensors';
+  Object.assign(process.env, S3_ENV);
+  t.teardown(() => {
+    for (const k of Object.keys(S3_ENV)) delete process.env[k];
+    delete process.env.AWS_CA_BUNDLE;
+  });
+  const { client } = makeS3Client({ endpoint: s3.endpoint });
+  await client.send(new PutObjectCommand({ Bucket: 'b', Key: f, Body: readFileSync(join(VECTORS, f)) }));
+  client.destroy();
+  // TLS in front of s3rver, with the test CA's certificate (the Host header, which SigV4 signs, passes through).
+  const target = new URL(s3.endpoint);
+  const tls = createHttpsServer(TLS, (req, res) => {
+    const up = httpRequest({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers }, (r) => {
+      res.writeHead(r.statusCode ?? 502, r.headers);
+      r.pipe(res);
+    });
+    up.on('error', () => res.destroy());
+    req.pipe(up);
+  });
+  await new Promise<void>((r) => tls.listen(0, '127.0.0.1', r));
+  t.teardown(() => {
+    tls.closeAllConnections();
+    tls.close();
+  });
+  const endpoint = `https://127.0.0.1:${(tls.address() as AddressInfo).port}`;
+  const r = await loadAndCheck(`s3://b/${f}`, f, { verify: true, source: { s3: { endpoint, ca: CA, ...FAST } } });
+  t.equal(r.engine, 'native', 'the native fetcher read the presigned https URL');
+  t.equal(r.same, r.total, 'S3 over https with --ca-file: every tensor');
+  await t.rejects(load(`s3://b/${f}`, { device: 'cpu', source: { s3: { endpoint, retries: 0 } } }), { message: /certificate|self.signed|TLS/i }, 'without the CA: refused');
+  writeFileSync(join(dir, 'ca.pem'), CA);
+  process.env.AWS_CA_BUNDLE = join(dir, 'ca.pem');
+  const viaEnv = await loadAndCheck(`s3://b/${f}`, f, { source: { s3: { endpoint, ...FAST } } });
+  t.equal(viaEnv.same, viaEnv.total, 'AWS_CA_BUNDLE is honoured');
 });

@@ -46,7 +46,7 @@ export function addSourceOptions(c: Command): Command {
   return addS3Options(
     c
       .option('--header <"Name: value">', 'HTTP(S): an extra request header, e.g. Authorization (repeatable)', collectHeader, {})
-      .option('--ca-file <pem>', 'HTTP(S): trust the certificate authorities in this PEM file'),
+      .option('--ca-file <pem>', 'HTTPS and https:// S3 endpoints: trust the certificate authorities in this PEM file (S3 default: $AWS_CA_BUNDLE)'),
   )
     .option('--concurrency <n>', 'HTTP/S3: range requests in flight (default 8)', parsePositiveInt('--concurrency', 256))
     .option('--retries <n>', 'HTTP/S3: retries of a failed or interrupted request, resumed where it stopped (default 5)', parseCount('--retries', 100));
@@ -80,7 +80,7 @@ export function sourceOptions(o: SourceCliOptions, warn: (line: string) => void)
       onRetry,
       onWarning: warn,
     },
-    s3: { endpoint: o.endpoint, region: o.region, pathStyle: o.pathStyle, anonymous: o.anonymous, connections: o.concurrency, retries: o.retries, onRetry },
+    s3: { endpoint: o.endpoint, region: o.region, pathStyle: o.pathStyle, anonymous: o.anonymous, connections: o.concurrency, retries: o.retries, onRetry, ca: o.caFile ? readCa(o.caFile) : undefined },
   };
 }
 

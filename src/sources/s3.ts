@@ -31,6 +31,8 @@ export interface S3Options extends RetryOptions {
   anonymous?: boolean;
   /** Connections kept open (default 16). */
   connections?: number;
+  /** PEM certificate authorities to trust for an https:// endpoint (--ca-file; default: $AWS_CA_BUNDLE, else the system's). */
+  ca?: string | Buffer;
 }
 
 export function parseS3Url(url: string): { bucket: string; key: string } {
@@ -105,10 +107,11 @@ export function makeS3Client(opts: S3Options = {}): { client: S3Client; endpoint
   const cfg = useS3cfg ? readS3cfg() : undefined;
   const endpoint = opts.endpoint ?? env.AWS_ENDPOINT_URL_S3 ?? env.AWS_ENDPOINT_URL ?? cfg?.endpoint;
   const region = opts.region ?? env.AWS_REGION ?? env.AWS_DEFAULT_REGION ?? cfg?.region ?? profileRegion() ?? 'us-east-1';
+  const ca = s3CA(opts);
   const config: S3ClientConfig = {
     region,
     maxAttempts: 1, // retries are ours: they resume mid-body
-    requestHandler: { httpsAgent: { maxSockets: opts.connections ?? 16, keepAlive: true }, httpAgent: { maxSockets: opts.connections ?? 16, keepAlive: true } },
+    requestHandler: { httpsAgent: { maxSockets: opts.connections ?? 16, keepAlive: true, ...(ca ? { ca } : {}) }, httpAgent: { maxSockets: opts.connections ?? 16, keepAlive: true } },
   };
   if (endpoint) {
     config.endpoint = endpoint;
@@ -128,6 +131,18 @@ export function makeS3Client(opts: S3Options = {}): { client: S3Client; endpoint
     from = cfg.path;
   }
   return { client: new S3Client(config), endpoint, from };
+}
+
+/** The CA bundle for https endpoints: --ca-file, else $AWS_CA_BUNDLE (as the AWS CLI reads it). */
+export function s3CA(opts: S3Options): string | Buffer | undefined {
+  if (opts.ca !== undefined) return opts.ca;
+  const f = process.env.AWS_CA_BUNDLE;
+  if (!f) return undefined;
+  try {
+    return readFileSync(f);
+  } catch (e) {
+    throw new TensorizeError('E_USAGE', `AWS_CA_BUNDLE=${f}: ${(e as Error).message}`);
+  }
 }
 
 const RETRY_NAMES = new Set(['SlowDown', 'RequestTimeout', 'InternalError', 'ServiceUnavailable', 'Throttling', 'ThrottlingException', 'TimeoutError']);
@@ -219,7 +234,7 @@ export class S3Source implements ByteSource {
       url = u.toString();
     }
     return {
-      target: httpTarget(url, {}, { etag: this.etag }),
+      target: httpTarget(url, {}, { etag: this.etag }, s3CA(this.opts)),
       retry: { retries: this.opts.retries, baseDelayMs: this.opts.baseDelayMs, onRetry: this.opts.onRetry },
     };
   }
