@@ -347,3 +347,24 @@ t.test('S3 over https:// with a private CA (--ca-file, AWS_CA_BUNDLE): the SDK a
   const viaEnv = await loadAndCheck(`s3://b/${f}`, f, { source: { s3: { endpoint, ...FAST } } });
   t.equal(viaEnv.same, viaEnv.total, 'AWS_CA_BUNDLE is honoured');
 });
+
+t.test('redirects are followed once, at open; credentials do not follow them to another origin', { skip }, async (t) => {
+  const cdn = await startHttpServer(VECTORS);
+  const front = await startHttpServer(VECTORS);
+  t.teardown(() => Promise.all([cdn.close(), front.close()]));
+  const f = 'module_bf16_v2.tensors';
+  front.faults.redirectTo = cdn.url;
+  const source = { http: { ...FAST, headers: { authorization: 'Bearer secret', 'x-trace': 'abc' } } };
+  const r = await loadAndCheck(`${front.url}/${f}`, f, { verify: true, source });
+  t.equal(r.engine, 'native');
+  t.equal(r.same, r.total, 'a 302 to another server: every tensor');
+  t.equal(front.requests.length, 1, 'the first server is asked once');
+  t.equal(front.requests[0]!.authorization, 'Bearer secret');
+  t.ok(cdn.requests.length > 2, 'everything else goes to where the redirect points');
+  t.ok(cdn.requests.every((q) => q.authorization === undefined), 'the token is not sent to the other origin');
+  // A loop, and a redirect to another scheme, end with clear errors.
+  cdn.faults.redirectTo = front.url;
+  await t.rejects(load(`${front.url}/${f}`, { device: 'cpu', source: { http: FAST } }), { code: 'E_IO', message: /more than 5 redirects/ });
+  front.faults.redirectTo = 'file:///etc';
+  await t.rejects(load(`${front.url}/${f}`, { device: 'cpu', source: { http: FAST } }), { code: 'E_IO', message: /redirect to file: is not followed/ });
+});

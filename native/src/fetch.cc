@@ -220,6 +220,11 @@ class FetchRun {
   bool allocateRing(size_t slots, uint64_t size) {
     if (!slots_ || slots == 0) return true;
     ringBytes_ = slots * size;
+    Error tooBig;
+    if (!stagingFits(ringBytes_, "the receive ring (2 x connections x range size)", tooBig)) {
+      errs_.set(tooBig.code, tooBig.message);
+      return false;
+    }
 #ifdef TENSORIZE_HAVE_CUDA
     if (device_ >= 0) {
       cudaError_t e = cudaSetDevice(device_);

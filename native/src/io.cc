@@ -54,6 +54,17 @@ void prefault(void* p, uint64_t len) {
   madvise(reinterpret_cast<void*>(a), b - a, MADV_POPULATE_WRITE);  // failure: the read faults the pages in
 }
 
+bool stagingFits(uint64_t bytes, const char* what, Error& err) {
+  const long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);
+  if (pages <= 0 || size <= 0) return true;
+  const uint64_t limit = static_cast<uint64_t>(pages) * static_cast<uint64_t>(size) / 4;
+  if (bytes <= limit) return true;
+  err.code = "E_HOST_OOM";
+  err.message = std::string(what) + " would take " + std::to_string(bytes >> 20) + " MiB, more than a quarter of this machine's memory (" +
+                std::to_string(limit >> 20) + " MiB); lower --chunk-size, or --readers / --concurrency";
+  return false;
+}
+
 std::string hex(const uint8_t* b, size_t n) {
   static const char* d = "0123456789abcdef";
   std::string s;

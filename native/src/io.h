@@ -61,4 +61,8 @@ std::string hex(const uint8_t* b, size_t n);
 // parallel.
 void prefault(void* p, uint64_t len);
 
+// Staging buffers (pinned rings, receive slots) may take at most a quarter of the
+// machine's memory: false with err set (E_HOST_OOM, naming the options to lower) otherwise.
+bool stagingFits(uint64_t bytes, const char* what, Error& err);
+
 }  // namespace tz

@@ -250,6 +250,8 @@ class Run {
   }
 
   void runCuda(int readers) {
+    Error tooBig;
+    if (!stagingFits(2ull * static_cast<uint64_t>(readers) * s_.chunk, "the pinned ring (2 x readers x chunk size)", tooBig)) return errs.set(tooBig.code, tooBig.message);
     std::vector<Reader> rs(readers);
     std::vector<Callback> cbs(plan_.pieces.size());
     bool setupOk = true;

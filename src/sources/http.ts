@@ -68,6 +68,48 @@ function statusError(url: string, status: number, what: string): TensorizeError 
   return new TensorizeError('E_IO', `${url}: HTTP ${status} ${what}`);
 }
 
+const REDIRECTS = new Set([301, 302, 303, 307, 308]);
+
+/**
+ * One `bytes=0-0` request: the object's size and validators when ranges work, whether they
+ * do not (200), or where a redirect points.
+ */
+async function probeOnce(agent: Agent, url: string, location: string, headers: Record<string, string>, opts: HttpOptions) {
+  const res = await send(agent, location, { ...headers, range: 'bytes=0-0' }, opts);
+  if (REDIRECTS.has(res.statusCode)) {
+    await res.body.dump();
+    const to = header(res.headers, 'location');
+    if (!to) throw new TensorizeError('E_IO', `${url}: HTTP ${res.statusCode} without a Location`);
+    return { redirect: to };
+  }
+  if (res.statusCode === 206) {
+    const cr = parseContentRange(header(res.headers, 'content-range'));
+    await res.body.dump();
+    if (!cr || cr[2] < 0) throw new TensorizeError('E_IO', `${url}: the server answered a range request without a usable Content-Range`);
+    return { ranged: true as const, size: cr[2], res };
+  }
+  if (res.statusCode === 416) {
+    // An empty object cannot satisfy bytes=0-0.
+    const cr = /\/(\d+)$/.exec(header(res.headers, 'content-range') ?? '');
+    await res.body.dump();
+    if (cr && Number(cr[1]) === 0) return { ranged: true as const, size: 0, res };
+    throw new TensorizeError('E_IO', `${url}: HTTP 416 for bytes=0-0`);
+  }
+  if (res.statusCode === 200) {
+    // No range support. Drop this body at once: undici 7 crashes when a server closes the
+    // connection while an unread body holds its parser paused (nodejs/undici#5360, fixed
+    // only in undici 8, which needs Node 22); node:http downloads the object instead.
+    res.body.destroy();
+    return { ranged: false as const, size: -1, res };
+  }
+  await res.body.dump();
+  if (RETRY_STATUS.has(res.statusCode)) throw new Retryable(`HTTP ${res.statusCode}`);
+  throw statusError(url, res.statusCode, 'for the first range');
+}
+const MAX_REDIRECTS = 5;
+/** Headers that must not follow a redirect to another origin (as curl and fetch() do). */
+const CREDENTIALS = new Set(['authorization', 'cookie', 'proxy-authorization']);
+
 export class HttpSource implements ByteSource {
   private constructor(
     readonly name: string,
@@ -75,6 +117,10 @@ export class HttpSource implements ByteSource {
     private readonly agent: Agent,
     private readonly opts: HttpOptions,
     private readonly validators: Validators,
+    /** Where the bytes are: the URL after redirects (a CDN, a signed URL). */
+    readonly location: string,
+    /** The user's headers, less credentials when a redirect left the first origin. */
+    private readonly headers: Record<string, string>,
   ) {}
 
   /** Open a URL; a server without range support yields a FileSource over a downloaded copy. */
@@ -86,42 +132,34 @@ export class HttpSource implements ByteSource {
       connect: opts.ca ? { ca: opts.ca } : undefined,
     });
     try {
-      const probe = await retrying(`${url}: probing`, opts, async () => {
-        const res = await send(agent, url, { ...opts.headers, range: 'bytes=0-0' }, opts);
-        if (res.statusCode === 206) {
-          const cr = parseContentRange(header(res.headers, 'content-range'));
-          await res.body.dump();
-          if (!cr || cr[2] < 0) throw new TensorizeError('E_IO', `${url}: the server answered a range request without a usable Content-Range`);
-          return { ranged: true as const, size: cr[2], res };
+      // Redirects are followed here, once: the ranged reads then go straight to the final URL.
+      let location = url;
+      let headers = { ...opts.headers };
+      let probe = await retrying(`${url}: probing`, opts, () => probeOnce(agent, url, location, headers, opts));
+      for (let hops = 0; probe.redirect !== undefined; hops++) {
+        const to = probe.redirect;
+        if (hops >= MAX_REDIRECTS) throw new TensorizeError('E_IO', `${url}: more than ${MAX_REDIRECTS} redirects`);
+        let next: URL;
+        try {
+          next = new URL(to, location);
+        } catch {
+          throw new TensorizeError('E_IO', `${url}: a redirect to an invalid URL (${JSON.stringify(to)})`);
         }
-        if (res.statusCode === 416) {
-          // An empty object cannot satisfy bytes=0-0.
-          const cr = /\/(\d+)$/.exec(header(res.headers, 'content-range') ?? '');
-          await res.body.dump();
-          if (cr && Number(cr[1]) === 0) return { ranged: true as const, size: 0, res };
-          throw new TensorizeError('E_IO', `${url}: HTTP 416 for bytes=0-0`);
-        }
-        if (res.statusCode === 200) {
-          // No range support. Drop this body at once: undici 7 crashes when a server closes
-          // the connection while an unread body holds its parser paused (nodejs/undici#5360,
-          // fixed only in undici 8, which needs Node 22); node:http downloads it instead.
-          res.body.destroy();
-          return { ranged: false as const, size: -1, res };
-        }
-        await res.body.dump();
-        if (RETRY_STATUS.has(res.statusCode)) throw new Retryable(`HTTP ${res.statusCode}`);
-        throw statusError(url, res.statusCode, 'for the first range');
-      });
+        if (next.protocol !== 'http:' && next.protocol !== 'https:') throw new TensorizeError('E_IO', `${url}: a redirect to ${next.protocol} is not followed`);
+        if (next.origin !== new URL(location).origin) headers = Object.fromEntries(Object.entries(headers).filter(([k]) => !CREDENTIALS.has(k.toLowerCase())));
+        location = next.toString();
+        probe = await retrying(`${url}: probing`, opts, () => probeOnce(agent, url, location, headers, opts));
+      }
       const validators: Validators = {
         etag: header(probe.res.headers, 'etag'),
         lastModified: header(probe.res.headers, 'last-modified'),
       };
-      if (probe.ranged) return new HttpSource(url, probe.size, agent, opts, validators);
+      if (probe.ranged) return new HttpSource(url, probe.size, agent, opts, validators, location, headers);
       opts.onWarning?.(`${url}: the server does not support range requests; downloading the whole object to a temporary file first`);
       const dir = await mkdtemp(join(tmpdir(), 'tensorize-http-'));
       const path = join(dir, 'object');
       try {
-        await retrying(`${url}: downloading`, opts, () => downloadWhole(url, path, opts));
+        await retrying(`${url}: downloading`, opts, () => downloadWhole(location, path, { ...opts, headers }));
       } catch (e) {
         await rm(dir, { recursive: true, force: true });
         throw e;
@@ -146,10 +184,10 @@ export class HttpSource implements ByteSource {
 
   read(offset: number, length: number, into?: Buffer): Promise<Buffer> {
     return rangedRead(this, offset, length, into, this.opts, async (from, to, buf, at) => {
-      const h: Record<string, string> = { ...this.opts.headers, range: `bytes=${from}-${to}` };
+      const h: Record<string, string> = { ...this.headers, range: `bytes=${from}-${to}` };
       if (this.validators.etag && !this.validators.etag.startsWith('W/')) h['if-match'] = this.validators.etag;
       else if (this.validators.lastModified) h['if-unmodified-since'] = this.validators.lastModified;
-      const res = await send(this.agent, this.name, h, this.opts);
+      const res = await send(this.agent, this.location, h, this.opts);
       if (res.statusCode !== 206) {
         await res.body.dump().catch(() => {});
         if (RETRY_STATUS.has(res.statusCode)) throw new Retryable(`HTTP ${res.statusCode}`);
@@ -170,7 +208,7 @@ export class HttpSource implements ByteSource {
 
   async networkTarget(): Promise<NetworkTarget> {
     return {
-      target: httpTarget(this.name, this.opts.headers ?? {}, this.validators, this.opts.ca),
+      target: httpTarget(this.location, this.headers, this.validators, this.opts.ca),
       retry: { retries: this.opts.retries, baseDelayMs: this.opts.baseDelayMs, onRetry: this.opts.onRetry, timeoutMs: this.opts.timeoutMs },
     };
   }

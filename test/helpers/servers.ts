@@ -36,12 +36,14 @@ export interface Faults {
   closeIdle?: boolean;
   /** Apply the one-shot faults above only to requests this accepts (e.g. by User-Agent). */
   match?: (req: IncomingMessage) => boolean;
+  /** Answer every request with a redirect (302) to this base URL + the same path. */
+  redirectTo?: string;
 }
 
 export interface HttpFixture {
   url: string;
   faults: Faults;
-  requests: { range?: string; status: number }[];
+  requests: { range?: string; status: number; authorization?: string }[];
   close(): Promise<void>;
 }
 
@@ -52,7 +54,11 @@ export async function startHttpServer(root: string, opts: { requireHeader?: [str
   const handler = (req: IncomingMessage, res: ServerResponse) => {
     // The object's state applies to every request; one-shot faults only to matching ones.
     const f: Faults = !faults.match || faults.match(req) ? faults : { changed: faults.changed, ignoreRange: faults.ignoreRange };
-    const done = (status: number) => requests.push({ range: req.headers.range, status });
+    const done = (status: number) => requests.push({ range: req.headers.range, status, authorization: req.headers.authorization });
+    if (faults.redirectTo) {
+      res.writeHead(302, { location: `${faults.redirectTo}${req.url ?? '/'}` }).end();
+      return done(302);
+    }
     const rel = normalize(decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname)).replace(/^(\.\.[/\\])+/, '');
     if (opts.requireHeader && req.headers[opts.requireHeader[0]] !== opts.requireHeader[1]) {
       res.writeHead(401).end();
