@@ -9,7 +9,8 @@
 //     the tensors' places while the other slot receives (host RAM: 2 x connections x chunk);
 //   - hash only (verify): into plain slots, nothing copied.
 // With hashing, each tensor's CRC32 and SHA-256 (over its header prefix, then its data in
-// order) advance as its pieces arrive, on whichever connection completes the next piece; a
+// order) advance as its pieces arrive: hasher threads (half the cores) take the tensors
+// whose next piece is in place, two at a time, with the interleaved two-stream SHA-256; a
 // slot is reused only once its pieces are hashed. A failed request (reset, timeout, short
 // body, 5xx, 429, 503 SlowDown) is retried with backoff and resumed from the last byte
 // received; an answer that does not fit the object (Content-Range total, ETag, 412, 416)
