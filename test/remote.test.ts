@@ -344,10 +344,18 @@ t.test('export from http:// gives the same safetensors file as a local export, a
     const local = await FileSource.open(join(VECTORS, f));
     await exportSafetensors(local, join(dir, 'local.safetensors'));
     await local.close();
-    const src = await HttpSource.open(`${http.url}/${f}`, FAST);
-    await exportSafetensors(src, join(dir, 'remote.safetensors'), { concurrency: 3 });
-    await src.close();
-    t.ok(readFileSync(join(dir, 'remote.safetensors')).equals(readFileSync(join(dir, 'local.safetensors'))), `${f}: identical export`);
+    // The native fetcher (writing in place), then the JavaScript path.
+    for (const net of [undefined, 'js']) {
+      if (net) process.env.TENSORIZE_NET = net;
+      try {
+        const src = await HttpSource.open(`${http.url}/${f}`, FAST);
+        await exportSafetensors(src, join(dir, 'remote.safetensors'), { concurrency: 3 });
+        await src.close();
+      } finally {
+        delete process.env.TENSORIZE_NET;
+      }
+      t.ok(readFileSync(join(dir, 'remote.safetensors')).equals(readFileSync(join(dir, 'local.safetensors'))), `${f}: identical export (${net ?? 'native'})`);
+    }
   }
   const bad = readFileSync(join(VECTORS, 'module_bf16_v2.tensors'));
   const tf = await TensorizerFile.open(await FileSource.open(join(VECTORS, 'module_bf16_v2.tensors')));

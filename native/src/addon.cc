@@ -304,8 +304,9 @@ Napi::Value Copy(const Napi::CallbackInfo& info) {
 }
 
 // fetch(spec) -> {handle, done}: tensor data pulled over HTTP(S) by the native fetcher
-// (fetch.h) into a new destination (device >= 0, or -1 for host memory), or only hashed
-// (device null). spec: {host, port, tls, ca?, head, name, size, etag?, items: Float64Array
+// (fetch.h) into a new destination (device >= 0, or -1 for host memory), or with device null
+// into `output` (an existing file, at the items' dst offsets) or only hashed.
+// spec: {host, port, tls, ca?, head, name, size, etag?, output?, items: Float64Array
 // (src, len, dst triples), hashes?: [{crc32: bool, sha256: bool, prefix: Buffer}],
 // chunkSize, maxGap, connections, retries, baseDelayMs, timeoutMs, total}. The handle works
 // with read() and free() like a load's.
@@ -395,6 +396,7 @@ Napi::Value Fetch(const Napi::CallbackInfo& info) {
   s.name = o.Get("name").As<Napi::String>().Utf8Value();
   s.objectSize = u64(o, "size", 0);
   if (o.Get("etag").IsString()) s.etag = o.Get("etag").As<Napi::String>().Utf8Value();
+  if (o.Get("output").IsString()) s.output = o.Get("output").As<Napi::String>().Utf8Value();
   s.chunk = u64(o, "chunkSize", 8 << 20);
   if (s.chunk < 4096 || s.chunk > (1ull << 30)) throwError(env, "E_USAGE", "fetch: chunk size must be between 4 KiB and 1 GiB");
   s.maxGap = u64(o, "maxGap", 1 << 20);

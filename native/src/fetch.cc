@@ -4,6 +4,10 @@
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <deque>
@@ -163,6 +167,20 @@ class FetchRun {
       }
     }
     std::string why;
+    if (!s_.output.empty() && !dest_) {
+      outFd_ = ::open(s_.output.c_str(), O_WRONLY | O_CLOEXEC);
+      if (outFd_ < 0) {
+        err = {"E_IO", s_.output + ": " + std::strerror(errno), -1};
+        return false;
+      }
+    }
+    struct CloseOut {
+      int& fd;
+      ~CloseOut() {
+        if (fd >= 0) ::close(fd);
+        fd = -1;
+      }
+    } closeOut{outFd_};
     Endpoint ep = s_.endpoint;
     if (!plan_.reqs.empty() && !ep.resolve(why)) {
       err = {"E_IO", s_.name + ": " + why, -1};
@@ -749,6 +767,11 @@ class FetchRun {
 #endif
       if (dest_ && device_ < 0)
         for (uint32_t k = r.p0; k < r.p1; k++) pieceDone(plan_.pieces[k].item);
+      if (outFd_ >= 0)
+        for (uint32_t k = r.p0; k < r.p1; k++) {
+          const Piece& pc = plan_.pieces[k];
+          if (!pwriteFully(outFd_, slot->buf + pc.reqOff, pc.len, s_.items[pc.item].dst + pc.itemOff, s_.output, errs_, pc.item)) return;
+        }
       if (hashing_) {
         int n = 0;
         for (uint32_t k = r.p0; k < r.p1; k++) n += s_.hashes[plan_.pieces[k].item].crc || s_.hashes[plan_.pieces[k].item].sha ? 1 : 0;
@@ -771,6 +794,7 @@ class FetchRun {
   bool hashing_ = false, slots_ = false;
   int device_ = -1;
   std::unique_ptr<ItemState[]> items_;
+  int outFd_ = -1;
   uint8_t* ring_ = nullptr;
   uint64_t ringBytes_ = 0;
   bool ringPinned_ = false;

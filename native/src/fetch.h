@@ -7,6 +7,7 @@
 //   - into host memory: straight into the destination with recv (the gaps into scratch);
 //   - into a GPU: into one of the connection's two pinned slots, then cudaMemcpyAsync to
 //     the tensors' places while the other slot receives (host RAM: 2 x connections x chunk);
+//   - into a file (export): into plain slots, then pwrite at the items' dst offsets;
 //   - hash only (verify): into plain slots, nothing copied.
 // With hashing, each tensor's CRC32 and SHA-256 (over its header prefix, then its data in
 // order) advance as its pieces arrive: hasher threads (half the cores) take the tensors
@@ -38,6 +39,8 @@ struct FetchSpec {
   std::vector<Item> items;
   // One per item when hashing: which hashes to compute and the bytes hashed first.
   std::vector<Expect> hashes;
+  // Without a destination: write each item's bytes into this (existing) file at its dst.
+  std::string output;
   uint64_t chunk = 8 << 20;
   uint64_t maxGap = 1 << 20;  // gaps up to this many bytes are read rather than split
   int connections = 8;
@@ -58,8 +61,9 @@ struct FetchResult {
   std::vector<std::string> retryLog;  // the first few retries, for --verbose
 };
 
-// Fetch every item into `dest` (host or device memory; nullptr: hash only). On failure
-// returns false with err set; `dest` is left to the caller to free.
+// Fetch every item into `dest` (host or device memory), or with dest == nullptr into
+// spec.output, or only hash. On failure returns false with err set; `dest` is left to the
+// caller to free.
 bool fetch(const FetchSpec& spec, Loaded* dest, FetchResult& out, Error& err);
 
 }  // namespace tz

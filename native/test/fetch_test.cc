@@ -1,8 +1,10 @@
 // Native tests of the fetcher (fetch.cc, net.cc) without Node: the response-head parser on
 // good and bad input, and random plans fetched from a small HTTP/1.1 server on loopback
 // (a thread per connection, ranges served from memory, faults injected) into host memory,
-// into GPU 0 when there is one, and hash only; every byte and every hash is checked.
+// into a file, into GPU 0 when there is one, and hash only; every byte and every hash is
+// checked.
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -147,7 +149,7 @@ void fetchTests() {
   for (auto& b : file) b = static_cast<uint8_t>(rng());
   Server srv(file);
   tz::RuntimeInfo info = tz::runtimeInfo();
-  std::vector<int> devices = {-1, -2};  // host memory, hash only
+  std::vector<int> devices = {-1, -2, -3};  // host memory, hash only, a file
   if (info.deviceCount > 0) devices.push_back(0);
 
   for (int round = 0; round < 30; round++) {
@@ -190,9 +192,17 @@ void fetchTests() {
       tz::Error err;
       tz::FetchResult out;
       std::unique_ptr<tz::Loaded> dest;
-      if (device != -2) dest.reset(tz::allocate(device, dst, err));
+      if (device >= -1) dest.reset(tz::allocate(device, dst, err));
+      char outPath[] = "/tmp/tensorize-fetch-test-XXXXXX";
+      s.output.clear();
+      if (device == -3) {
+        int fd = mkstemp(outPath);
+        if (fd < 0 || ftruncate(fd, static_cast<off_t>(dst)) != 0) std::abort();
+        close(fd);
+        s.output = outPath;
+      }
       std::string what = "fetch round " + std::to_string(round) + " device " + std::to_string(device);
-      bool ok = (device == -2 || dest) && tz::fetch(s, dest.get(), out, err);
+      bool ok = (device < -1 || dest) && tz::fetch(s, dest.get(), out, err);
       CHECK(ok, (what + ": " + err.code + " " + err.message).c_str());
       if (!ok) continue;
       bool same = true, hashes = true;
@@ -200,9 +210,13 @@ void fetchTests() {
       for (size_t i = 0; i < s.items.size(); i++) {
         const tz::Item& it = s.items[i];
         total += it.len;
+        std::vector<uint8_t> back(it.len);
         if (dest) {
-          std::vector<uint8_t> back(it.len);
           same = same && dest->read(it.dst, it.len, back.data()).ok() && std::memcmp(back.data(), file.data() + it.src, it.len) == 0;
+        } else if (device == -3) {
+          int fd = open(outPath, O_RDONLY);
+          same = same && pread(fd, back.data(), it.len, static_cast<off_t>(it.dst)) == static_cast<ssize_t>(it.len) && std::memcmp(back.data(), file.data() + it.src, it.len) == 0;
+          close(fd);
         }
         const tz::Expect& e = s.hashes[i];
         uint32_t crc = tz::crc32(tz::crc32(0, e.prefix.data(), e.prefix.size()), file.data() + it.src, it.len);
@@ -218,6 +232,7 @@ void fetchTests() {
       CHECK(hashes, (what + ": hashes").c_str());
       CHECK(progress.load() == total && out.bytes == total, (what + ": progress and bytes").c_str());
       if (round % 5 == 2) CHECK(out.retries == 2, (what + ": two 503s retried").c_str());
+      if (device == -3) unlink(outPath);
     }
   }
   srv.closeEach = false;

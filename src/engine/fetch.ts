@@ -1,10 +1,10 @@
 /**
  * Network sources (HTTP(S), S3) read by the native fetcher (native/src/fetch.h): the tensor
  * data is pulled by parallel ranged GETs, one native thread per connection, received
- * straight into host memory, or through a pinned ring into a GPU, or only hashed (verify).
- * No byte passes through JavaScript. The JavaScript path (engine/remote.ts, undici) stays
- * for what the native side does not do (export's ordered writes, servers whose answers it
- * cannot parse) and can be forced with TENSORIZE_NET=js.
+ * straight into host memory, or through a pinned ring into a GPU, or into a file (export), or
+ * only hashed (verify). No byte passes through JavaScript. The JavaScript path
+ * (engine/remote.ts, undici) stays for machines without the addon and can be forced with
+ * TENSORIZE_NET=js.
  */
 import { TensorizeError } from '../errors.js';
 import { native, nativeAvailable, type NativeFetchStats, type NativeHandle } from '../native/binding.js';
@@ -23,8 +23,10 @@ export interface FetchJob {
 }
 
 export interface FetchOptions {
-  /** A new destination on this device (-1: host memory), or null to only hash. */
+  /** A new destination on this device (-1: host memory), or null to only hash (or write `output`). */
   device: number | null;
+  /** With device null: an existing file that receives each job's bytes at its dst. */
+  output?: string;
   /** Size of the destination. */
   total: number;
   /** Host destinations: ask for transparent huge pages. */
@@ -53,6 +55,7 @@ export async function fetchNative(src: Pick<ByteSource, 'name' | 'size'>, net: N
     size: src.size,
     device: opts.device,
     total: opts.total,
+    output: opts.output,
     hugePages: opts.hugePages,
     items,
     hashes: hashing ? jobs.map((j) => ({ crc32: j.crc32, sha256: j.sha256, prefix: j.prefix ? Buffer.concat(j.prefix) : undefined })) : undefined,

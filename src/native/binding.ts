@@ -114,9 +114,11 @@ export interface NativeFetchSpec extends NativeFetchTarget {
   name: string;
   /** The object's size: every Content-Range total must equal it. */
   size: number;
-  /** A new destination on this device (-1: host memory), or null to only hash. */
+  /** A new destination on this device (-1: host memory), or null to only hash (or write `output`). */
   device: number | null;
   total: number;
+  /** With device null: an existing file the items' bytes are written into, at their destination offsets. */
+  output?: string;
   /** Host destinations: ask for transparent huge pages (default true). */
   hugePages?: boolean;
   /** (file offset, length, destination offset) triples. */

@@ -8,6 +8,8 @@ import { inTensor, TensorizeError } from '../errors.js';
 import { fsError } from '../sources/file.js';
 import type { ByteSource } from '../sources/source.js';
 import { readRemote } from '../engine/remote.js';
+import { fetchedHashes, fetchNative, networkTargetOf } from '../engine/fetch.js';
+import { native } from '../native/binding.js';
 import { writeFully } from '../engine/job.js';
 import { JobRunner } from '../engine/runner.js';
 import { HashType } from '../format/constants.js';
@@ -130,9 +132,21 @@ export async function exportSafetensors(source: ByteSource, out: string, opts: E
       }
     };
     const local = source.localPath;
-    if (local === undefined) {
-      // A remote source: the data arrives in order by parallel range reads and is written
-      // to its place in the output as it comes (see engine/remote.ts).
+    const net = local === undefined ? await networkTargetOf(source) : undefined;
+    if (net) {
+      // HTTP(S)/S3 through the native fetcher: received into its slots, written in place.
+      let done = 0;
+      const onProgress = opts.onProgress && ((total: number) => {
+        opts.onProgress!(total - done);
+        done = total;
+      });
+      const jobs = copies.map((x) => ({ offset: x.entry.dataOffset, length: x.header.dataLength, dst: x.dst, prefix: x.prefix, crc32: !!x.crc, sha256: !!x.sha }));
+      const { handle, stats } = await fetchNative(source, net, jobs, { device: null, total: 0, output: tmp.path, concurrency: opts.concurrency, onProgress });
+      native().free(handle);
+      copies.forEach((x, k) => check(x, fetchedHashes(stats, k)));
+    } else if (local === undefined) {
+      // The JavaScript path (TENSORIZE_NET=js, or no addon): the data arrives in order by
+      // parallel range reads and is written to its place in the output as it comes.
       const got = await readRemote(
         source,
         copies.map((x) => ({ offset: x.entry.dataOffset, length: x.header.dataLength, prefix: x.prefix, crc32: !!x.crc, sha256: !!x.sha })),
