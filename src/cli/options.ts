@@ -42,12 +42,15 @@ function collectHeader(v: string, prev: Record<string, string>): Record<string, 
   return { ...prev, [v.slice(0, i).trim().toLowerCase()]: v.slice(i + 1).trim() };
 }
 
+/** --header and --ca-file (HTTP(S) sources, and https:// S3 endpoints). */
+export function addHttpOptions(c: Command): Command {
+  return c
+    .option('--header <"Name: value">', 'HTTP(S): an extra request header, e.g. Authorization (repeatable)', collectHeader, {})
+    .option('--ca-file <pem>', 'HTTPS and https:// S3 endpoints: trust the certificate authorities in this PEM file (S3 default: $AWS_CA_BUNDLE)');
+}
+
 export function addSourceOptions(c: Command): Command {
-  return addS3Options(
-    c
-      .option('--header <"Name: value">', 'HTTP(S): an extra request header, e.g. Authorization (repeatable)', collectHeader, {})
-      .option('--ca-file <pem>', 'HTTPS and https:// S3 endpoints: trust the certificate authorities in this PEM file (S3 default: $AWS_CA_BUNDLE)'),
-  )
+  return addS3Options(addHttpOptions(c))
     .option('--concurrency <n>', 'HTTP/S3: range requests in flight (default 8)', parsePositiveInt('--concurrency', 256))
     .option('--retries <n>', 'HTTP/S3: retries of a failed or interrupted request, resumed where it stopped (default 5)', parseCount('--retries', 100));
 }

@@ -13,7 +13,11 @@ import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { inTensor, TensorizeError } from '../errors.js';
 import { fsError } from '../sources/file.js';
-import { sourceBytes, type SourceData } from '../engine/job.js';
+import { sourceBytes, writeFully, type SourceData } from '../engine/job.js';
+import { fetchedHashes, fetchNative, networkTargetOf } from '../engine/fetch.js';
+import { readRemote } from '../engine/remote.js';
+import { native } from '../native/binding.js';
+import type { ByteSource } from '../sources/source.js';
 import { MultipartUpload, type UploadOptions } from '../outputs/s3upload.js';
 import { sourceKind } from '../sources/open.js';
 import { onInterrupt } from '../util/interrupt.js';
@@ -46,6 +50,12 @@ export interface WriteOptions {
   trailer?: boolean;
   /** For an s3://bucket/key output: client settings, part size, parts in flight. */
   s3?: UploadOptions;
+  /** Inputs read over HTTP(S)/S3 (InputModel.sources): the source behind each such `data.path`. */
+  sources?: Map<string, ByteSource>;
+  /** Network inputs: range requests in flight (default 8). */
+  readConcurrency?: number;
+  /** Told when a network input must be downloaded before it can be converted. */
+  onWarning?: (message: string) => void;
 }
 
 export interface WriteSummary {
@@ -161,6 +171,103 @@ function headerOnlyHashes(h: Buffer): { crc: number; sha: Uint8Array } {
   return { crc: crc32(h) >>> 0, sha: createHash('sha256').update(h).digest() };
 }
 
+/**
+ * Tensors of network inputs, grouped by source, to be read by range. A source whose
+ * tensors are not all one contiguous range each (PyTorch strided views, byte swaps) is
+ * downloaded to a temporary file first (with a warning), and its tensors, like those of a
+ * source that already is a local copy (a server without range support), go the local way.
+ */
+async function prepareNetwork(planned: Planned[], opts: WriteOptions): Promise<{ groups: Map<ByteSource, Planned[]>; cleanup: () => Promise<void> }> {
+  const groups = new Map<ByteSource, Planned[]>();
+  const temps: TempOutput[] = [];
+  const cleanup = async () => {
+    for (const t of temps) await t.discard();
+  };
+  const sources = opts.sources;
+  if (!sources?.size) return { groups, cleanup };
+  const sourceOf = (p: Planned) => (p.dataLength > 0 && p.t.data ? sources.get(p.t.data.path) : undefined);
+  const needCopy = new Set<ByteSource>();
+  for (const p of planned) {
+    const src = sourceOf(p);
+    const d = p.t.data;
+    if (src && d && src.localPath === undefined && (d.view || d.ranges.length !== 1 || (d.swap ?? 1) > 1)) needCopy.add(src);
+  }
+  const local = new Map<ByteSource, string>();
+  try {
+    for (const src of needCopy) {
+      opts.onWarning?.(`${src.name} holds strided views, which are not read by range; downloading it (${src.size} bytes) to a temporary file first`);
+      const tmp = await TempOutput.create(join(tmpdir(), 'tensorize-input'));
+      temps.push(tmp);
+      await downloadTo(src, tmp.path, opts);
+      local.set(src, tmp.path);
+    }
+  } catch (e) {
+    await cleanup();
+    throw e;
+  }
+  for (const p of planned) {
+    const src = sourceOf(p);
+    if (!src) continue;
+    const path = src.localPath ?? local.get(src);
+    if (path !== undefined) {
+      p.t = { ...p.t, data: { ...p.t.data!, path } };
+      continue;
+    }
+    const g = groups.get(src) ?? [];
+    g.push(p);
+    groups.set(src, g);
+  }
+  return { groups, cleanup };
+}
+
+/** The whole object into `path` (the native fetcher, else undici), for local processing. */
+async function downloadTo(src: ByteSource, path: string, opts: WriteOptions): Promise<void> {
+  const fh = await open(path, 'w');
+  try {
+    await fh.truncate(src.size);
+    const job = { offset: 0, length: src.size, dst: 0, prefix: [], crc32: false, sha256: false };
+    const net = await networkTargetOf(src);
+    if (net) {
+      const { handle } = await fetchNative(src, net, [job], { device: null, total: 0, output: path, concurrency: opts.readConcurrency });
+      native().free(handle);
+    } else {
+      await readRemote(src, [job], { concurrency: opts.readConcurrency, onPart: (_k, off, bytes) => writeFully(fh.fd, bytes, off) });
+    }
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
+ * Read network tensors (one source): hash each (header prefix, then data) and, with `fd`,
+ * write the data in place. The native fetcher when it can, else undici.
+ */
+async function readNetworkTensors(
+  src: ByteSource,
+  group: Planned[],
+  headers: Map<Planned, ReturnType<typeof encodeHeader>>,
+  sink: { path: string; fd: number } | undefined,
+  opts: WriteOptions,
+): Promise<{ crc32?: number; sha256?: Uint8Array }[]> {
+  const jobs = group.map((p) => ({ offset: p.t.data!.ranges[0]!.offset, length: p.dataLength, dst: p.dataOffset, prefix: [headers.get(p)!.buf], crc32: true, sha256: true }));
+  const net = await networkTargetOf(src);
+  if (net) {
+    let done = 0;
+    const onProgress = opts.onProgress && ((total: number) => {
+      opts.onProgress!(total - done);
+      done = total;
+    });
+    const { handle, stats } = await fetchNative(src, net, jobs, { device: null, total: 0, output: sink?.path, concurrency: opts.readConcurrency, onProgress });
+    native().free(handle);
+    return jobs.map((_, k) => fetchedHashes(stats, k));
+  }
+  return readRemote(src, jobs, {
+    concurrency: opts.readConcurrency,
+    onProgress: opts.onProgress,
+    onPart: sink ? (k, off, bytes) => writeFully(sink.fd, bytes, jobs[k]!.dst + off) : undefined,
+  });
+}
+
 export async function writeTensorizer(out: string, tensors: readonly WriteTensor[], opts: WriteOptions = {}): Promise<WriteSummary> {
   if (sourceKind(out) === 's3') return writeTensorizerToS3(out, tensors, opts);
   if (sourceKind(out) === 'http') throw new TensorizeError('E_USAGE', `${out}: cannot write to an HTTP URL; write to a file or to s3://bucket/key`);
@@ -169,6 +276,7 @@ export async function writeTensorizer(out: string, tensors: readonly WriteTensor
   const trailer = opts.trailer ?? true;
   const fileBytes = last.dataOffset + last.dataLength + (trailer ? 8 : 0);
   const dataBytes = planned.reduce((n, p) => n + p.dataLength, 0);
+  const { groups, cleanup } = await prepareNetwork(planned, opts);
   opts.onStart?.(dataBytes);
 
   const tmp = await TempOutput.create(out);
@@ -178,11 +286,23 @@ export async function writeTensorizer(out: string, tensors: readonly WriteTensor
     await fh.truncate(fileBytes);
     const prologue = encodePrologue(planned, version, metadataLength);
     await fh.write(prologue, 0, prologue.length, 0);
-    await Promise.all(
-      planned.map(async (p, id) => {
-        // Header sizes do not depend on the hash values: hash the header with zeroed values,
-        // then fill them in and write the header in place.
-        const h = headerOf(p);
+    // Header sizes do not depend on the hash values: hash each header with zeroed values,
+    // then fill them in and write the header in place.
+    const headers = new Map(planned.map((p) => [p, headerOf(p)]));
+    const fromNetwork = new Set([...groups.values()].flat());
+    const network = [...groups].map(async ([src, group]) => {
+      const got = await readNetworkTensors(src, group, headers, { path: tmp.path, fd: fh.fd }, opts);
+      for (const [k, p] of group.entries()) {
+        const h = headers.get(p)!;
+        setHashes(h, got[k]!.crc32!, got[k]!.sha256!);
+        await fh.write(h.buf, 0, h.buf.length, p.headerOffset);
+      }
+    });
+    await Promise.all([
+      ...network,
+      ...planned.map(async (p, id) => {
+        if (fromNetwork.has(p)) return;
+        const h = headers.get(p)!;
         let crc: number;
         let sha: Uint8Array;
         if (p.dataLength === 0) {
@@ -200,7 +320,7 @@ export async function writeTensorizer(out: string, tensors: readonly WriteTensor
         setHashes(h, crc, sha);
         await fh.write(h.buf, 0, h.buf.length, p.headerOffset);
       }),
-    );
+    ]);
     await pool.close();
     await fh.close();
     await tmp.commit();
@@ -209,6 +329,8 @@ export async function writeTensorizer(out: string, tensors: readonly WriteTensor
     await fh.close().catch(() => {});
     await tmp.discard();
     throw e instanceof TensorizeError ? e : fsError(e, out);
+  } finally {
+    await cleanup();
   }
   return { path: out, tensors: planned.length, dataBytes, fileBytes, version, warnings };
 }
@@ -222,6 +344,8 @@ export async function writeTensorizer(out: string, tensors: readonly WriteTensor
  */
 async function writeTensorizerToS3(out: string, tensors: readonly WriteTensor[], opts: WriteOptions): Promise<WriteSummary> {
   const { planned, version, metadataLength, warnings } = plan(tensors);
+  const { groups, cleanup } = await prepareNetwork(planned, opts);
+  const networkSource = new Map([...groups].flatMap(([src, g]) => g.map((p) => [p, src] as const)));
   const last = planned[planned.length - 1]!;
   const trailer = opts.trailer ?? true;
   const fileBytes = last.dataOffset + last.dataLength + (trailer ? 8 : 0);
@@ -243,10 +367,16 @@ async function writeTensorizerToS3(out: string, tensors: readonly WriteTensor[],
       await fh.close();
     }
     let gpos = 0;
-    await Promise.all(
-      planned.map(async (p, id) => {
-        const h = headerOf(p);
-        headers.set(p, h);
+    for (const p of planned) headers.set(p, headerOf(p));
+    const network = [...groups].map(async ([src, group]) => {
+      const got = await readNetworkTensors(src, group, headers, undefined, opts);
+      group.forEach((p, k) => setHashes(headers.get(p)!, got[k]!.crc32!, got[k]!.sha256!));
+    });
+    await Promise.all([
+      ...network,
+      ...planned.map(async (p, id) => {
+        if (networkSource.has(p)) return;
+        const h = headers.get(p)!;
         if (p.dataLength === 0) {
           const { crc, sha } = headerOnlyHashes(h.buf);
           return setHashes(h, crc, sha);
@@ -264,7 +394,7 @@ async function writeTensorizerToS3(out: string, tensors: readonly WriteTensor[],
         });
         setHashes(h, r.crc32!, r.sha256!);
       }),
-    );
+    ]);
     await runner.close();
 
     // Pass 2: the bytes in file order, into the multipart upload.
@@ -277,6 +407,19 @@ async function writeTensorizerToS3(out: string, tensors: readonly WriteTensor[],
     try {
       for (const p of planned) {
         await upload.write(headers.get(p)!.buf);
+        const net = networkSource.get(p);
+        if (net) {
+          // Read again, in order, into the upload: pass 1 hashed these bytes, and If-Match
+          // on every request keeps the object from changing in between.
+          let chain = Promise.resolve();
+          await readRemote(net, [{ offset: p.t.data!.ranges[0]!.offset, length: p.dataLength, prefix: [], crc32: false, sha256: false }], {
+            concurrency: opts.readConcurrency,
+            onPart: (_k, _off, bytes) => (chain = chain.then(() => upload!.write(bytes))),
+            onProgress: opts.onProgress,
+          });
+          await chain;
+          continue;
+        }
         const src = from.get(p);
         if (!src) continue;
         let fh = files.get(src.path);
@@ -307,6 +450,7 @@ async function writeTensorizerToS3(out: string, tensors: readonly WriteTensor[],
   } finally {
     unhook();
     await gathered?.discard();
+    await cleanup();
   }
   return { path: out, tensors: planned.length, dataBytes, fileBytes, version, warnings };
 }

@@ -4,14 +4,20 @@ import { join } from 'node:path';
 import { TensorizeError, usageError } from '../errors.js';
 import { MAGIC } from '../format/constants.js';
 import { fsError } from '../sources/file.js';
-import type { InputModel } from './model.js';
+import { openSource, sourceKind, type SourceOptions } from '../sources/open.js';
+import type { ByteSource } from '../sources/source.js';
+import { closeInput, type InputModel } from './model.js';
 import { openPytorchFile, sniffPytorch, type CheckpointOptions } from './pytorch/checkpoint.js';
 import { openSafetensorsDir, openSafetensorsFile, openSafetensorsIndex } from './safetensors.js';
-import { mergeModels, openShardedIndex } from './sharded.js';
+import { mergeModels, openShardedIndex, type IndexIO } from './sharded.js';
 
 export type { InputModel, InputTensor } from './model.js';
+export { closeInput } from './model.js';
 
-export interface InputOptions extends CheckpointOptions {}
+export interface InputOptions extends CheckpointOptions {
+  /** How to reach http(s):// and s3:// inputs. */
+  source?: SourceOptions;
+}
 
 async function sniff(path: string): Promise<Buffer> {
   const fh = await open(path, 'r');
@@ -48,6 +54,14 @@ async function openPytorchDir(dir: string, opts: InputOptions): Promise<InputMod
 }
 
 export async function openInput(path: string, opts: InputOptions = {}): Promise<InputModel> {
+  if (sourceKind(path) !== 'file') {
+    const model = await openRemoteInput(path, opts);
+    if (opts.key !== undefined && model.format !== 'pytorch') {
+      await closeInput(model);
+      throw usageError('--key applies to PyTorch checkpoints only; the input is ' + model.format);
+    }
+    return model;
+  }
   let st;
   try {
     st = await stat(path);
@@ -87,4 +101,62 @@ async function openAny(path: string, isDir: boolean, opts: InputOptions): Promis
     'E_INPUT',
     `${path}: unrecognised input format (expected a .safetensors file, a PyTorch .bin/.pt checkpoint, a sharded *.index.json, or a model directory)`,
   );
+}
+
+/** The largest index JSON read over the network. */
+const MAX_INDEX_BYTES = 64 << 20;
+
+/**
+ * An http(s):// or s3:// input: one safetensors or PyTorch file, or a sharded `*.index.json`
+ * whose shards are resolved next to it. The tensors' `data.path` is the URL; the open
+ * sources stay in `model.sources` for the writer.
+ */
+async function openRemoteInput(url: string, opts: InputOptions): Promise<InputModel> {
+  const sources = new Map<string, ByteSource>();
+  const openOne = async (u: string, open: (src: ByteSource) => Promise<InputModel>): Promise<InputModel> => {
+    const src = await openSource(u, opts.source);
+    sources.set(u, src);
+    return open(src);
+  };
+  try {
+    let model: InputModel;
+    if (/\.index\.json$/i.test(new URL(url).pathname)) {
+      const io: IndexIO = {
+        read: async (u) => {
+          const src = await openSource(u, opts.source);
+          try {
+            if (src.size > MAX_INDEX_BYTES) throw new TensorizeError('E_INPUT', `${u}: an index of ${src.size} bytes is not a checkpoint index`);
+            return (await src.read(0, src.size)).toString('utf8');
+          } finally {
+            await src.close();
+          }
+        },
+        resolve: (index, shard) => new URL(shard, index).toString(),
+      };
+      const pytorch = /\.(bin|pt|pth)\.index\.json$/i.test(new URL(url).pathname);
+      model = await openShardedIndex(
+        url,
+        (u) => openOne(u, (src) => (pytorch ? openPytorchFile(u, opts, src) : openSafetensorsFile(u, src))),
+        pytorch ? 'E_INPUT' : 'E_SAFETENSORS',
+        io,
+      );
+    } else {
+      model = await openOne(url, (src) => openRemoteFile(url, src, opts));
+    }
+    model.sources = sources;
+    return model;
+  } catch (e) {
+    for (const s of sources.values()) await s.close();
+    throw e;
+  }
+}
+
+async function openRemoteFile(url: string, src: ByteSource, opts: InputOptions): Promise<InputModel> {
+  const head = await src.read(0, Math.min(src.size, 512));
+  if (head.subarray(0, 5).equals(MAGIC)) {
+    throw new TensorizeError('E_INPUT', `${url} is already a tensorizer file`, { hints: [`check it with: tensorize verify ${url}`] });
+  }
+  if (head.length >= 9 && head[8] === 0x7b && head.readBigUInt64LE(0) <= BigInt(src.size - 8)) return openSafetensorsFile(url, src);
+  if (sniffPytorch(head)) return openPytorchFile(url, opts, src);
+  throw new TensorizeError('E_INPUT', `${url}: unrecognised input format (expected a .safetensors file, a PyTorch .bin/.pt checkpoint or a sharded *.index.json)`);
 }

@@ -101,9 +101,12 @@ export async function readSafetensorsHeader(src: ByteSource): Promise<Safetensor
   return { dataStart, tensors: sorted, metadata };
 }
 
-/** Tensors of one safetensors file, in data order. */
-export async function openSafetensorsFile(path: string): Promise<InputModel> {
-  const src = await FileSource.open(path);
+/**
+ * Tensors of one safetensors file, in data order. With `source` (an HTTP(S)/S3 object, left
+ * open for the caller), `path` names where the tensors' bytes are read from.
+ */
+export async function openSafetensorsFile(path: string, source?: ByteSource): Promise<InputModel> {
+  const src = source ?? (await FileSource.open(path));
   try {
     const h = await readSafetensorsHeader(src);
     const tensors: InputTensor[] = h.tensors.map((t) => {
@@ -116,7 +119,7 @@ export async function openSafetensorsFile(path: string): Promise<InputModel> {
     });
     return { format: 'safetensors', files: [path], tensors, metadata: h.metadata, warnings: [] };
   } finally {
-    await src.close();
+    if (!source) await src.close();
   }
 }
 

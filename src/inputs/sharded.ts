@@ -24,14 +24,27 @@ export function toPlain(v: Json): unknown {
 
 const nameOf = (t: InputModel['tensors'][number]): string => t.path[0] as string;
 
-export async function openShardedIndex(indexPath: string, openShard: (path: string) => Promise<InputModel>, code: ErrorCode): Promise<InputModel> {
+/** How an index and its shards are found: local files by default, URLs for remote inputs. */
+export interface IndexIO {
+  read(indexPath: string): Promise<string>;
+  /** Where a shard named in the index is, relative to the index. */
+  resolve(indexPath: string, shard: string): string;
+}
+
+const LOCAL: IndexIO = {
+  read: async (p) => {
+    try {
+      return await readFile(p, 'utf8');
+    } catch (e) {
+      throw fsError(e, p);
+    }
+  },
+  resolve: (index, shard) => join(dirname(index), shard),
+};
+
+export async function openShardedIndex(indexPath: string, openShard: (path: string) => Promise<InputModel>, code: ErrorCode, io: IndexIO = LOCAL): Promise<InputModel> {
   const bad = (why: string): TensorizeError => new TensorizeError(code, `${indexPath}: ${why}`);
-  let text: string;
-  try {
-    text = await readFile(indexPath, 'utf8');
-  } catch (e) {
-    throw fsError(e, indexPath);
-  }
+  const text = await io.read(indexPath);
   let json: Json;
   try {
     json = parseStrictJson(text);
@@ -40,11 +53,10 @@ export async function openShardedIndex(indexPath: string, openShard: (path: stri
   }
   const parsed = indexSchema.safeParse(toPlain(json));
   if (!parsed.success) throw bad('not a sharded checkpoint index: expected {"weight_map": {"<tensor>": "<shard file>"}}');
-  const dir = dirname(indexPath);
   const byShard = new Map<string, Set<string>>();
   for (const [name, shard] of Object.entries(parsed.data.weight_map)) {
     const rel = normalize(shard);
-    if (isAbsolute(shard) || rel === '..' || rel.startsWith(`..${sep}`) || shard.includes('\0')) {
+    if (isAbsolute(shard) || rel === '..' || rel.startsWith(`..${sep}`) || shard.includes('\0') || /^[a-z][a-z0-9+.-]*:/i.test(shard) || shard.includes('\\')) {
       throw bad(`weight_map names the shard ${JSON.stringify(shard)}, which is outside the index's directory`);
     }
     if (!byShard.has(rel)) byShard.set(rel, new Set());
@@ -53,20 +65,21 @@ export async function openShardedIndex(indexPath: string, openShard: (path: stri
   if (byShard.size === 0) throw bad('weight_map is empty');
   const shards = [...byShard.keys()].sort();
   const models = [];
-  for (const s of shards) models.push(await openShard(join(dir, s)));
+  for (const s of shards) models.push(await openShard(io.resolve(indexPath, s)));
   const model = mergeModels(models, code);
-  const found = new Map(model.tensors.map((t) => [nameOf(t), t.data.path]));
+  // Which shard each tensor came from (by the model it was read with, not by its data path).
+  const found = new Map<string, string>();
+  models.forEach((m, i) => m.tensors.forEach((t) => found.set(nameOf(t), shards[i]!)));
   for (const [shard, names] of byShard) {
     for (const name of names) {
       const where = found.get(name);
       if (where === undefined) throw bad(`tensor ${JSON.stringify(name)} is listed in weight_map but is not in ${shard}`);
-      if (where !== join(dir, shard)) throw bad(`tensor ${JSON.stringify(name)} is listed under ${shard} but is in ${where}`);
+      if (where !== shard) throw bad(`tensor ${JSON.stringify(name)} is listed under ${shard} but is in ${io.resolve(indexPath, where)}`);
     }
   }
-  const listed = new Map([...byShard].map(([shard, names]) => [join(dir, shard), names]));
-  for (const t of model.tensors) {
-    if (!listed.get(t.data.path)?.has(nameOf(t))) {
-      model.warnings.push(`tensor ${JSON.stringify(nameOf(t))} in ${t.data.path} is not listed in ${indexPath}; it is included`);
+  for (const [name, shard] of found) {
+    if (!byShard.get(shard)?.has(name)) {
+      model.warnings.push(`tensor ${JSON.stringify(name)} in ${io.resolve(indexPath, shard)} is not listed in ${indexPath}; it is included`);
     }
   }
   return model;
@@ -87,6 +100,7 @@ export function mergeModels(models: InputModel[], code: ErrorCode): InputModel {
     }
     for (const [k, v] of m.metadata) out.metadata.set(k, v);
     out.warnings.push(...m.warnings);
+    for (const [k, v] of m.sources ?? []) (out.sources ??= new Map()).set(k, v);
   }
   return out;
 }

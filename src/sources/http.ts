@@ -96,10 +96,11 @@ async function probeOnce(agent: Agent, url: string, location: string, headers: R
     throw new TensorizeError('E_IO', `${url}: HTTP 416 for bytes=0-0`);
   }
   if (res.statusCode === 200) {
-    // No range support. Drop this body at once: undici 7 crashes when a server closes the
-    // connection while an unread body holds its parser paused (nodejs/undici#5360, fixed
-    // only in undici 8, which needs Node 22); node:http downloads the object instead.
-    res.body.destroy();
+    // No range support. Drop this body at once (dump() aborts a long one): undici 7 crashes
+    // when a server closes the connection while an unread body holds its parser paused
+    // (nodejs/undici#5360, fixed only in undici 8, which needs Node 22); node:http
+    // downloads the object instead.
+    await res.body.dump();
     return { ranged: false as const, size: -1, res };
   }
   await res.body.dump();

@@ -3,8 +3,9 @@ import { basename, dirname, join } from 'node:path';
 import { stat } from 'node:fs/promises';
 import { TensorType } from '../../format/constants.js';
 import { writeTensorizer } from '../../format/writer.js';
-import { openInput } from '../../inputs/index.js';
-import { addS3Options, parseCount, parsePositiveInt, parseSize, sourceOptions, type SourceCliOptions } from '../options.js';
+import { closeInput, openInput } from '../../inputs/index.js';
+import { sourceKind } from '../../sources/open.js';
+import { addHttpOptions, addS3Options, parseCount, parsePositiveInt, parseSize, sourceOptions, type SourceCliOptions } from '../options.js';
 import { formatBytes, gbps, log, peakRssBytes, printJson, Progress, warn, type CommonOptions } from '../output.js';
 
 interface Opts extends CommonOptions, SourceCliOptions {
@@ -13,27 +14,32 @@ interface Opts extends CommonOptions, SourceCliOptions {
   threads?: number;
   tensorType: 'param' | 'buffer' | 'state_dict';
   key?: string;
+  readConcurrency?: number;
 }
 
 const TYPES = { param: TensorType.PARAM, buffer: TensorType.BUFFER, state_dict: TensorType.STATE_DICT };
 
-/** Where the output goes when -o is not given: beside the input, or <dir>/model.tensors. */
+/** Where the output goes when -o is not given: beside the input, or <dir>/model.tensors (a URL: in the current directory). */
 async function defaultOutput(input: string): Promise<string> {
-  if ((await stat(input)).isDirectory()) return join(input, 'model.tensors');
-  const base = basename(input).replace(/(\.safetensors|\.bin|\.pt|\.pth)?(\.index\.json)?$/, '');
-  return join(dirname(input), `${base || 'model'}.tensors`);
+  const remote = sourceKind(input) !== 'file';
+  if (!remote && (await stat(input)).isDirectory()) return join(input, 'model.tensors');
+  const base = basename(remote ? new URL(input).pathname : input).replace(/(\.safetensors|\.bin|\.pt|\.pth)?(\.index\.json)?$/, '');
+  return remote ? `${base || 'model'}.tensors` : join(dirname(input), `${base || 'model'}.tensors`);
 }
 
 export function serializeCommand(): Command {
   return addS3Options(
-    new Command('serialize')
-      .description('convert safetensors or PyTorch weights (a file, a sharded index, or a model directory) into one .tensors file')
-      .argument('<input>', 'a .safetensors file, a PyTorch .bin/.pt/.pth checkpoint, a *.index.json, or a directory holding them')
-      .option('-o, --output <file>', 'output .tensors file or s3://bucket/key (default: beside the input, or <dir>/model.tensors)'),
+    addHttpOptions(
+      new Command('serialize')
+        .description('convert safetensors or PyTorch weights (a file, a sharded index, or a model directory) into one .tensors file')
+        .argument('<input>', 'a .safetensors file, a PyTorch .bin/.pt/.pth checkpoint, a *.index.json, or a directory holding them; or an http(s):// or s3:// URL of such a file or index')
+        .option('-o, --output <file>', 'output .tensors file or s3://bucket/key (default: beside the input, or <dir>/model.tensors)'),
+    ),
   )
     .option('--part-size <size>', 'S3 output: bytes per multipart part (default 16MiB, at least 5MiB)', parseSize)
     .option('--concurrency <n>', 'S3 output: parts uploading at once (default 4)', parsePositiveInt('--concurrency', 64))
-    .option('--retries <n>', 'S3 output: retries of a failed request (default 5)', parseCount('--retries', 100))
+    .option('--retries <n>', 'HTTP/S3 input and S3 output: retries of a failed request (default 5)', parseCount('--retries', 100))
+    .option('--read-concurrency <n>', 'HTTP/S3 input: range requests in flight (default 8)', parsePositiveInt('--read-concurrency', 256))
     .addOption(
       new Option('--tensor-type <type>', 'tensor type recorded for every tensor (param/buffer for load_into_module, state_dict for plain state dicts)')
         .choices(Object.keys(TYPES))
@@ -61,50 +67,67 @@ Examples:
   tensorize serialize pytorch_model.bin.index.json -o model.tensors
   tensorize serialize checkpoint.pt --key state_dict -o model.tensors
   tensorize serialize model.safetensors -o s3://models/llama.tensors --endpoint http://minio:9000
+  tensorize serialize https://example.com/llama/model.safetensors.index.json -o s3://models/llama.tensors
+
+An http(s):// or s3:// input is read by range (--read-concurrency requests in flight) and
+written in place, without a local copy; a PyTorch file holding strided views is
+downloaded to a temporary file first.
 
 With -o s3://bucket/key the file is produced in order into a multipart upload (each
 tensor is hashed first, then read again and uploaded), so memory stays bounded and no
 local copy is made; on any failure or Ctrl-C the upload is aborted and no object appears.`,
     )
-    .action(async (input: string, opts: Opts) => {
+    .action(async (input: string, opts: Opts, cmd: Command) => {
       const t0 = performance.now();
-      const model = await openInput(input, { key: opts.key });
-      for (const w of model.warnings) warn(opts, w);
-      const out = opts.output ?? (await defaultOutput(input));
-      log(opts, `serializing ${model.tensors.length} tensors from ${model.files.length} ${model.format} file(s) to ${out}`);
-      const progress = new Progress(opts, 'serialize');
-      const summary = await writeTensorizer(
-        out,
-        model.tensors.map((t) => ({ path: t.path, type: TYPES[opts.tensorType], dtype: t.dtype, shape: t.shape, data: t.data })),
-        {
-          threads: opts.threads,
-          onStart: progress.start,
-          onProgress: progress.add,
-          s3: { ...sourceOptions(opts, (l) => warn(opts, l)).s3, partSize: opts.partSize, concurrency: opts.concurrency },
-        },
-      ).finally(() => progress.stop());
-      const seconds = (performance.now() - t0) / 1000;
-      for (const w of summary.warnings) warn(opts, w);
-      const result = {
-        ok: true,
-        input,
-        output: out,
-        format: model.format,
-        tensors: summary.tensors,
-        dataBytes: summary.dataBytes,
-        fileBytes: summary.fileBytes,
-        dataVersion: summary.version,
-        seconds: Number(seconds.toFixed(3)),
-        gbPerSecond: Number(gbps(summary.dataBytes, seconds).toFixed(3)),
-        peakRssBytes: peakRssBytes(),
-        warnings: [...model.warnings, ...summary.warnings],
-      };
-      if (opts.json) printJson(result);
-      else
-        log(
-          opts,
-          `wrote ${out}: ${result.tensors} tensors, ${formatBytes(result.dataBytes)} in ${seconds.toFixed(2)} s ` +
-            `(${result.gbPerSecond.toFixed(2)} GB/s), peak RSS ${formatBytes(result.peakRssBytes)}, data version ${result.dataVersion}`,
-        );
+      const src = sourceOptions({ ...opts, concurrency: opts.readConcurrency, verbose: cmd.optsWithGlobals().verbose }, (l) => warn(opts, l));
+      const model = await openInput(input, { key: opts.key, source: src });
+      try {
+        await serializeModel(input, model, opts, src, t0);
+      } finally {
+        await closeInput(model);
+      }
     });
+}
+
+async function serializeModel(input: string, model: Awaited<ReturnType<typeof openInput>>, opts: Opts, src: ReturnType<typeof sourceOptions>, t0: number): Promise<void> {
+  for (const w of model.warnings) warn(opts, w);
+  const out = opts.output ?? (await defaultOutput(input));
+  log(opts, `serializing ${model.tensors.length} tensors from ${model.files.length} ${model.format} file(s) to ${out}`);
+  const progress = new Progress(opts, 'serialize');
+  const summary = await writeTensorizer(
+    out,
+    model.tensors.map((t) => ({ path: t.path, type: TYPES[opts.tensorType], dtype: t.dtype, shape: t.shape, data: t.data })),
+    {
+      threads: opts.threads,
+      onStart: progress.start,
+      onProgress: progress.add,
+      s3: { ...src.s3, connections: undefined, partSize: opts.partSize, concurrency: opts.concurrency },
+      sources: model.sources,
+      readConcurrency: opts.readConcurrency,
+      onWarning: (m) => warn(opts, m),
+    },
+  ).finally(() => progress.stop());
+  const seconds = (performance.now() - t0) / 1000;
+  for (const w of summary.warnings) warn(opts, w);
+  const result = {
+    ok: true,
+    input,
+    output: out,
+    format: model.format,
+    tensors: summary.tensors,
+    dataBytes: summary.dataBytes,
+    fileBytes: summary.fileBytes,
+    dataVersion: summary.version,
+    seconds: Number(seconds.toFixed(3)),
+    gbPerSecond: Number(gbps(summary.dataBytes, seconds).toFixed(3)),
+    peakRssBytes: peakRssBytes(),
+    warnings: [...model.warnings, ...summary.warnings],
+  };
+  if (opts.json) printJson(result);
+  else
+    log(
+      opts,
+      `wrote ${out}: ${result.tensors} tensors, ${formatBytes(result.dataBytes)} in ${seconds.toFixed(2)} s ` +
+        `(${result.gbPerSecond.toFixed(2)} GB/s), peak RSS ${formatBytes(result.peakRssBytes)}, data version ${result.dataVersion}`,
+    );
 }

@@ -299,9 +299,9 @@ export function sniffPytorch(head: Buffer): 'zip' | 'legacy' | 'tar' | 'pickle' 
   return undefined;
 }
 
-/** Open a torch.save file (zip or legacy) as an InputModel. */
-export async function openPytorchFile(path: string, opts: CheckpointOptions = {}): Promise<InputModel> {
-  const src = await FileSource.open(path);
+/** Open a torch.save file (zip or legacy) as an InputModel; `source` as for openSafetensorsFile. */
+export async function openPytorchFile(path: string, opts: CheckpointOptions = {}, source?: ByteSource): Promise<InputModel> {
+  const src = source ?? (await FileSource.open(path));
   try {
     const head = await src.read(0, Math.min(src.size, 512));
     const kind = sniffPytorch(head);
@@ -317,6 +317,6 @@ export async function openPytorchFile(path: string, opts: CheckpointOptions = {}
     }
     throw perr(src, 'not a PyTorch checkpoint (neither a zip archive nor a legacy torch.save file)');
   } finally {
-    await src.close();
+    if (!source) await src.close();
   }
 }
