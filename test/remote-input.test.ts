@@ -6,24 +6,15 @@
  * ranges); shard names that leave the index's directory are refused.
  */
 import t from 'tap';
-import { spawn } from 'node:child_process';
 import { cpSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { nativeAvailable } from '../src/native/binding.js';
 import { makeS3Client } from '../src/sources/s3.js';
-import { BIN, bytes, ROOT, writeSafetensors } from './helpers/util.js';
-import { startHttpServer, startS3, S3_ENV } from './helpers/servers.js';
+import { bytes, ROOT, runCli, writeSafetensors } from './helpers/util.js';
+import { startHttpServer, startS3, S3_ENV, useS3Env } from './helpers/servers.js';
 
-async function cli(args: string[], env: Record<string, string | undefined> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, ...env } });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d) => (stdout += d));
-  child.stderr.on('data', (d) => (stderr += d));
-  const code = await new Promise<number | null>((r) => child.on('close', (c) => r(c)));
-  return { code, stdout, stderr };
-}
+const cli = runCli;
 
 /** A small model as one safetensors file and as two shards with an index. */
 function makeModels(dir: string): void {
@@ -92,12 +83,7 @@ t.test('serialize s3:// to s3://: the object a local serialize would upload', { 
   const s3 = await startS3(join(dir, 'data'));
   t.teardown(() => s3.close());
   const env = { ...S3_ENV, AWS_ENDPOINT_URL_S3: s3.endpoint };
-  const saved = { ...process.env };
-  Object.assign(process.env, S3_ENV);
-  t.teardown(() => {
-    for (const k of Object.keys(S3_ENV)) delete process.env[k];
-    Object.assign(process.env, saved);
-  });
+  useS3Env(t);
   const { client } = makeS3Client({ endpoint: s3.endpoint });
   t.teardown(() => client.destroy());
   await client.send(new PutObjectCommand({ Bucket: 'b', Key: 'in/model.safetensors', Body: readFileSync(join(dir, 'model.safetensors')) }));

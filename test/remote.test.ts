@@ -21,7 +21,7 @@ import { planReads } from '../src/engine/remote.js';
 import { load } from '../src/loader/load.js';
 import { nativeAvailable } from '../src/native/binding.js';
 import { BIN, ROOT, runCli as cli, sha256, VECTORS } from './helpers/util.js';
-import { NGINX, startHttpServer, startNginx, startProxy, startS3, S3_ENV } from './helpers/servers.js';
+import { NGINX, startHttpServer, startNginx, startProxy, startS3, S3_ENV, useS3Env } from './helpers/servers.js';
 
 const FILES = readdirSync(VECTORS).filter((f) => f.endsWith('.tensors') && !f.startsWith('encrypted'));
 const FAST = { retries: 5, baseDelayMs: 1 };
@@ -141,12 +141,7 @@ t.test('S3: verify s3:// through s3rver, with the SDK chain and with ~/.s3cfg', 
   const dir = t.testdir();
   const s3 = await startS3(join(dir, 'data'));
   t.teardown(() => s3.close());
-  const saved = { ...process.env };
-  Object.assign(process.env, S3_ENV);
-  t.teardown(() => {
-    for (const k of Object.keys(S3_ENV)) delete process.env[k];
-    Object.assign(process.env, saved);
-  });
+  useS3Env(t);
   const { client } = makeS3Client({ endpoint: s3.endpoint });
   for (const f of FILES) await client.send(new PutObjectCommand({ Bucket: 'b', Key: `models/${f}`, Body: readFileSync(join(VECTORS, f)) }));
   client.destroy();

@@ -83,6 +83,16 @@ export async function fetchNative(src: Pick<ByteSource, 'name' | 'size'>, net: N
   }
 }
 
+/** The fetcher reports a running total; most callers count increments. */
+export function incrementally(onProgress: ((bytes: number) => void) | undefined): ((total: number) => void) | undefined {
+  if (!onProgress) return undefined;
+  let done = 0;
+  return (total) => {
+    onProgress(total - done);
+    done = total;
+  };
+}
+
 /** CRC32 and SHA-256 of each job (prefix, then data) from the native fetcher's result. */
 export function fetchedHashes(stats: NativeFetchStats, k: number): { crc32: number; sha256: Uint8Array } {
   return { crc32: stats.crc32[k]!, sha256: new Uint8Array(stats.sha256.subarray(32 * k, 32 * k + 32)) };

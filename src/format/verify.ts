@@ -8,7 +8,7 @@ import { inTensor, TensorizeError } from '../errors.js';
 import { JobRunner } from '../engine/runner.js';
 import type { ByteSource } from '../sources/source.js';
 import { hashRemote } from '../engine/remote.js';
-import { fetchedHashes, fetchNative, networkTargetOf } from '../engine/fetch.js';
+import { fetchedHashes, fetchNative, incrementally, networkTargetOf } from '../engine/fetch.js';
 import { native } from '../native/binding.js';
 import { HashType } from './constants.js';
 import { hashedHeaderParts, type TensorHeader } from './header.js';
@@ -136,12 +136,7 @@ async function recompute(source: ByteSource, checks: Check[], opts: VerifyOption
     const jobs = checks.map((c) => ({ offset: c.entry.dataOffset, length: c.header.dataLength, dst: 0, prefix: c.prefix, crc32: !!c.crc, sha256: !!c.sha }));
     const net = await networkTargetOf(source);
     if (net) {
-      let done = 0;
-      // The fetcher reports a running total; verify's callers count increments.
-      const onProgress = opts.onProgress && ((total: number) => {
-        opts.onProgress!(total - done);
-        done = total;
-      });
+      const onProgress = incrementally(opts.onProgress);
       const { handle, stats } = await fetchNative(source, net, jobs, { device: null, total: 0, concurrency: opts.concurrency, chunkSize: opts.chunkSize, onProgress });
       native().free(handle);
       return jobs.map((_, k) => fetchedHashes(stats, k));

@@ -14,7 +14,7 @@ import { crc32 } from 'node:zlib';
 import { inTensor, TensorizeError } from '../errors.js';
 import { fsError } from '../sources/file.js';
 import { sourceBytes, writeFully, type SourceData } from '../engine/job.js';
-import { fetchedHashes, fetchNative, networkTargetOf } from '../engine/fetch.js';
+import { fetchedHashes, fetchNative, incrementally, networkTargetOf } from '../engine/fetch.js';
 import { readRemote } from '../engine/remote.js';
 import { native } from '../native/binding.js';
 import type { ByteSource } from '../sources/source.js';
@@ -252,11 +252,7 @@ async function readNetworkTensors(
   const jobs = group.map((p) => ({ offset: p.t.data!.ranges[0]!.offset, length: p.dataLength, dst: p.dataOffset, prefix: [headers.get(p)!.buf], crc32: true, sha256: true }));
   const net = await networkTargetOf(src);
   if (net) {
-    let done = 0;
-    const onProgress = opts.onProgress && ((total: number) => {
-      opts.onProgress!(total - done);
-      done = total;
-    });
+    const onProgress = incrementally(opts.onProgress);
     const { handle, stats } = await fetchNative(src, net, jobs, { device: null, total: 0, output: sink?.path, concurrency: opts.readConcurrency, onProgress });
     native().free(handle);
     return jobs.map((_, k) => fetchedHashes(stats, k));

@@ -8,7 +8,7 @@ import { inTensor, TensorizeError } from '../errors.js';
 import { fsError } from '../sources/file.js';
 import type { ByteSource } from '../sources/source.js';
 import { readRemote } from '../engine/remote.js';
-import { fetchedHashes, fetchNative, networkTargetOf } from '../engine/fetch.js';
+import { fetchedHashes, fetchNative, incrementally, networkTargetOf } from '../engine/fetch.js';
 import { native } from '../native/binding.js';
 import { writeFully } from '../engine/job.js';
 import { JobRunner } from '../engine/runner.js';
@@ -135,11 +135,7 @@ export async function exportSafetensors(source: ByteSource, out: string, opts: E
     const net = local === undefined ? await networkTargetOf(source) : undefined;
     if (net) {
       // HTTP(S)/S3 through the native fetcher: received into its slots, written in place.
-      let done = 0;
-      const onProgress = opts.onProgress && ((total: number) => {
-        opts.onProgress!(total - done);
-        done = total;
-      });
+      const onProgress = incrementally(opts.onProgress);
       const jobs = copies.map((x) => ({ offset: x.entry.dataOffset, length: x.header.dataLength, dst: x.dst, prefix: x.prefix, crc32: !!x.crc, sha256: !!x.sha }));
       const { handle, stats } = await fetchNative(source, net, jobs, { device: null, total: 0, output: tmp.path, concurrency: opts.concurrency, onProgress });
       native().free(handle);

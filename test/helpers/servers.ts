@@ -156,6 +156,16 @@ export async function startS3(directory: string): Promise<S3Fixture> {
 
 export const S3_ENV = { AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', AWS_REGION: 'us-east-1' };
 
+/** Put s3rver's credentials into this process's environment until the test ends. */
+export function useS3Env(t: { teardown(f: () => void): void }): void {
+  const saved = { ...process.env };
+  Object.assign(process.env, S3_ENV);
+  t.teardown(() => {
+    for (const k of Object.keys(S3_ENV)) delete process.env[k];
+    Object.assign(process.env, saved);
+  });
+}
+
 export interface Proxy {
   endpoint: string;
   /** Method and URL of every request seen. */
