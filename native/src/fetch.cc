@@ -153,8 +153,11 @@ class FetchRun {
     device_ = dest_ ? dest_->device : -1;
     slots_ = !dest_ || device_ >= 0;
     items_.reset(new ItemState[s_.items.size()]);
-    if (hashing_)
-      for (const Piece& pc : plan_.pieces) hashLeft_ += s_.hashes[pc.item].crc || s_.hashes[pc.item].sha ? 1 : 0;
+    if (hashing_) {
+      byItem_.resize(s_.items.size());
+      for (uint32_t k = 0; k < plan_.pieces.size(); k++) byItem_[plan_.pieces[k].item].push_back(k);
+      for (const Piece& pc : plan_.pieces) hashLeft_ += needsHash(pc.item) ? 1 : 0;
+    }
     for (size_t i = 0; i < s_.items.size(); i++) {
       ItemState& st = items_[i];
       st.ptr.assign(plan_.perItem[i], nullptr);
@@ -227,7 +230,7 @@ class FetchRun {
       out_.sha256.resize(32 * s_.items.size());
       for (size_t i = 0; i < s_.items.size(); i++) {
         ItemState& st = items_[i];
-        if ((s_.hashes[i].crc || s_.hashes[i].sha) && st.cursor != st.ptr.size()) {
+        if (needsHash(static_cast<uint32_t>(i)) && st.cursor != st.ptr.size()) {
           err = {"E_NATIVE", "fetch: tensor #" + std::to_string(i) + " was not hashed completely", static_cast<int64_t>(i)};
           return false;
         }
@@ -245,28 +248,28 @@ class FetchRun {
   // cudaHostAlloc instead of two per connection: each call costs milliseconds).
   bool allocateRing(size_t slots, uint64_t size) {
     if (!slots_ || slots == 0) return true;
-    ringBytes_ = slots * size;
+    const uint64_t ringBytes = slots * size;
     Error tooBig;
-    if (!stagingFits(ringBytes_, "the receive ring (2 x connections x range size)", tooBig)) {
+    if (!stagingFits(ringBytes, "the receive ring (2 x connections x range size)", tooBig)) {
       errs_.set(tooBig.code, tooBig.message);
       return false;
     }
 #ifdef TENSORIZE_HAVE_CUDA
     if (device_ >= 0) {
       cudaError_t e = cudaSetDevice(device_);
-      if (e == cudaSuccess) e = cudaHostAlloc(reinterpret_cast<void**>(&ring_), ringBytes_, cudaHostAllocDefault);
+      if (e == cudaSuccess) e = cudaHostAlloc(reinterpret_cast<void**>(&ring_), ringBytes, cudaHostAllocDefault);
       if (e != cudaSuccess) {
         ring_ = nullptr;
-        errs_.set(e == cudaErrorMemoryAllocation ? "E_HOST_OOM" : cudaCode(e), cudaMsg(e, ("allocating the pinned ring (" + std::to_string(ringBytes_) + " bytes)").c_str()));
+        errs_.set(e == cudaErrorMemoryAllocation ? "E_HOST_OOM" : cudaCode(e), cudaMsg(e, ("allocating the pinned ring (" + std::to_string(ringBytes) + " bytes)").c_str()));
         return false;
       }
       ringPinned_ = true;
-      out_.pinnedBytes = ringBytes_;
+      out_.pinnedBytes = ringBytes;
       return true;
     }
 #endif
-    ring_ = static_cast<uint8_t*>(std::malloc(ringBytes_));
-    if (!ring_) errs_.set("E_HOST_OOM", "out of host memory for the receive buffers (" + std::to_string(ringBytes_) + " bytes)");
+    ring_ = static_cast<uint8_t*>(std::malloc(ringBytes));
+    if (!ring_) errs_.set("E_HOST_OOM", "out of host memory for the receive buffers (" + std::to_string(ringBytes) + " bytes)");
     return ring_ != nullptr;
   }
 
@@ -466,16 +469,12 @@ class FetchRun {
     return std::max(1, std::min(8, cores / 2));
   }
 
-  uint64_t pieceLen(uint32_t item, uint32_t idx) const { return plan_.pieces[itemPieces(item)[idx]].len; }
+  uint64_t pieceLen(uint32_t item, uint32_t idx) const { return plan_.pieces[byItem_[item][idx]].len; }
 
-  // Piece indices of an item in order (built lazily once: only hashing needs it).
-  const std::vector<uint32_t>& itemPieces(uint32_t item) const {
-    std::call_once(indexOnce_, [this] {
-      byItem_.resize(s_.items.size());
-      for (uint32_t k = 0; k < plan_.pieces.size(); k++) byItem_[plan_.pieces[k].item].push_back(k);
-    });
-    return byItem_[item];
-  }
+  bool needsHash(uint32_t item) const { return hashing_ && (s_.hashes[item].crc || s_.hashes[item].sha); }
+
+  // Where a piece goes in the destination.
+  uint8_t* destOf(const Piece& pc) const { return static_cast<uint8_t*>(dest_->base) + s_.items[pc.item].dst + pc.itemOff; }
 
   void pieceDone(uint32_t item) {
     if (items_[item].remaining.fetch_sub(1) == 1) {
@@ -514,7 +513,7 @@ class FetchRun {
       if (pos < pc.reqOff + pc.len) {
         n = pc.reqOff + pc.len - pos;
         useful = true;
-        return static_cast<uint8_t*>(dest_->base) + s_.items[pc.item].dst + pc.itemOff + (pos - pc.reqOff);
+        return destOf(pc) + (pos - pc.reqOff);
       }
     }
     const uint64_t gapEnd = it != last ? it->reqOff : r.len;
@@ -749,13 +748,13 @@ class FetchRun {
       if (ri >= plan_.reqs.size() || cancelled()) return;
       const Request& r = plan_.reqs[ri];
       if (!slot)
-        for (uint32_t k = r.p0; k < r.p1; k++) prefault(static_cast<uint8_t*>(dest_->base) + s_.items[plan_.pieces[k].item].dst + plan_.pieces[k].itemOff, plan_.pieces[k].len);
+        for (uint32_t k = r.p0; k < r.p1; k++) prefault(destOf(plan_.pieces[k]), plan_.pieces[k].len);
       if (!fetchRequest(w, ri, slot ? slot->buf : nullptr)) return;
 #ifdef TENSORIZE_HAVE_CUDA
       if (device_ >= 0) {
         for (uint32_t k = r.p0; k < r.p1; k++) {
           const Piece& pc = plan_.pieces[k];
-          cudaError_t e = cudaMemcpyAsync(static_cast<uint8_t*>(dest_->base) + s_.items[pc.item].dst + pc.itemOff, slot->buf + pc.reqOff, pc.len, cudaMemcpyHostToDevice, w.stream);
+          cudaError_t e = cudaMemcpyAsync(destOf(pc), slot->buf + pc.reqOff, pc.len, cudaMemcpyHostToDevice, w.stream);
           if (e != cudaSuccess) return errs_.set(cudaCode(e), cudaMsg(e, "cudaMemcpyAsync"), pc.item);
         }
         copied_[ri] = {this, ri};
@@ -774,14 +773,11 @@ class FetchRun {
         }
       if (hashing_) {
         int n = 0;
-        for (uint32_t k = r.p0; k < r.p1; k++) n += s_.hashes[plan_.pieces[k].item].crc || s_.hashes[plan_.pieces[k].item].sha ? 1 : 0;
+        for (uint32_t k = r.p0; k < r.p1; k++) n += needsHash(plan_.pieces[k].item) ? 1 : 0;
         if (slot) slot->pendingHash.store(n);
         for (uint32_t k = r.p0; k < r.p1; k++) {
           const Piece& pc = plan_.pieces[k];
-          const Expect& e = s_.hashes[pc.item];
-          if (!e.crc && !e.sha) continue;
-          const uint8_t* at = slot ? slot->buf + pc.reqOff : static_cast<uint8_t*>(dest_->base) + s_.items[pc.item].dst + pc.itemOff;
-          arrived(pc, at, slot);
+          if (needsHash(pc.item)) arrived(pc, slot ? slot->buf + pc.reqOff : destOf(pc), slot);
         }
       }
     }
@@ -796,10 +792,8 @@ class FetchRun {
   std::unique_ptr<ItemState[]> items_;
   int outFd_ = -1;
   uint8_t* ring_ = nullptr;
-  uint64_t ringBytes_ = 0;
   bool ringPinned_ = false;
-  mutable std::once_flag indexOnce_;
-  mutable std::vector<std::vector<uint32_t>> byItem_;
+  std::vector<std::vector<uint32_t>> byItem_;  // piece indices of each item, in order (hashing)
   const Endpoint* endpoint_ = nullptr;
   TlsContext tls_;
   ErrorSlot errs_;

@@ -49,13 +49,11 @@ struct Ssl {
   int (*SSL_read_ex)(void*, void*, size_t, size_t*);
   int (*SSL_write_ex)(void*, const void*, size_t, size_t*);
   int (*SSL_get_error)(const void*, int);
-  int (*SSL_shutdown)(void*);
   long (*SSL_get_verify_result)(const void*);
   const char* (*X509_verify_cert_error_string)(long);
   unsigned long (*ERR_get_error)();
   void (*ERR_error_string_n)(unsigned long, char*, size_t);
   void (*ERR_clear_error)();
-  size_t (*SSL_pending)(const void*);
 };
 
 Ssl ssl;
@@ -92,13 +90,11 @@ void loadSsl() {
   TZ_SSL(SSL_read_ex);
   TZ_SSL(SSL_write_ex);
   TZ_SSL(SSL_get_error);
-  TZ_SSL(SSL_shutdown);
   TZ_SSL(SSL_get_verify_result);
   TZ_SSL(X509_verify_cert_error_string);
   TZ_SSL(ERR_get_error);
   TZ_SSL(ERR_error_string_n);
   TZ_SSL(ERR_clear_error);
-  TZ_SSL(SSL_pending);
 #undef TZ_SSL
 }
 

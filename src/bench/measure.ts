@@ -177,13 +177,7 @@ async function download(task: Task): Promise<Sample> {
   try {
     const net = await networkTargetOf(src);
     if (net) {
-      const { handle, stats } = await fetchNative(src, net, [{ offset: 0, length: src.size, dst: 0, crc32: false, sha256: false }], {
-        device: null,
-        total: 0,
-        concurrency: task.concurrency,
-        chunkSize: REMOTE_RANGE,
-      });
-      native().free(handle);
+      const { stats } = await fetchNative(src, net, [{ offset: 0, length: src.size, dst: 0, crc32: false, sha256: false }], { concurrency: task.concurrency, chunkSize: REMOTE_RANGE });
       return sample(stats.bytes, stats.transferMs / 1000);
     }
     const t0 = performance.now();

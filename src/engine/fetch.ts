@@ -23,14 +23,8 @@ export interface FetchJob {
 }
 
 export interface FetchOptions {
-  /** A new destination on this device (-1: host memory), or null to only hash (or write `output`). */
-  device: number | null;
-  /** With device null: an existing file that receives each job's bytes at its dst. */
+  /** Without a destination: an existing file that receives each job's bytes at its dst (else only hashes). */
   output?: string;
-  /** Size of the destination. */
-  total: number;
-  /** Host destinations: ask for transparent huge pages. */
-  hugePages?: boolean;
   concurrency?: number;
   chunkSize?: number;
   maxGap?: number;
@@ -43,8 +37,21 @@ export async function networkTargetOf(src: ByteSource): Promise<NetworkTarget | 
   return src.networkTarget();
 }
 
-/** Run the native fetcher; the handle holds the destination (free it with native().free). */
-export async function fetchNative(src: Pick<ByteSource, 'name' | 'size'>, net: NetworkTarget, jobs: readonly FetchJob[], opts: FetchOptions): Promise<{ handle: NativeHandle; stats: NativeFetchStats }> {
+/** A new destination on this device (-1: host memory) of `total` bytes. */
+export interface Destination {
+  device: number;
+  total: number;
+  /** Host destinations: ask for transparent huge pages. */
+  hugePages?: boolean;
+}
+
+/**
+ * Run the native fetcher. With a destination, the returned handle holds it (free it with
+ * native().free); without one the jobs are only hashed (or written to `output`).
+ */
+export async function fetchNative(src: Pick<ByteSource, 'name' | 'size'>, net: NetworkTarget, jobs: readonly FetchJob[], opts: FetchOptions & Destination): Promise<{ handle: NativeHandle; stats: NativeFetchStats }>;
+export async function fetchNative(src: Pick<ByteSource, 'name' | 'size'>, net: NetworkTarget, jobs: readonly FetchJob[], opts: FetchOptions): Promise<{ stats: NativeFetchStats }>;
+export async function fetchNative(src: Pick<ByteSource, 'name' | 'size'>, net: NetworkTarget, jobs: readonly FetchJob[], opts: FetchOptions & Partial<Destination>): Promise<{ handle?: NativeHandle; stats: NativeFetchStats }> {
   const bin = native();
   const hashing = jobs.some((j) => j.crc32 || j.sha256);
   const items = new Float64Array(jobs.length * 3);
@@ -53,8 +60,8 @@ export async function fetchNative(src: Pick<ByteSource, 'name' | 'size'>, net: N
     ...net.target,
     name: src.name,
     size: src.size,
-    device: opts.device,
-    total: opts.total,
+    device: opts.device ?? null,
+    total: opts.total ?? 0,
     output: opts.output,
     hugePages: opts.hugePages,
     items,
@@ -72,6 +79,10 @@ export async function fetchNative(src: Pick<ByteSource, 'name' | 'size'>, net: N
     const stats = await done;
     opts.onProgress?.(bin.progress(handle));
     for (const m of stats.retryLog) net.retry.onRetry?.(m);
+    if (opts.device === undefined) {
+      bin.free(handle);
+      return { stats };
+    }
     return { handle, stats };
   } catch (e) {
     if (e instanceof TensorizeError && /certificate|TLS/.test(e.message) && !e.hints.length) {

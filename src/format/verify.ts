@@ -9,7 +9,6 @@ import { JobRunner } from '../engine/runner.js';
 import type { ByteSource } from '../sources/source.js';
 import { hashRemote } from '../engine/remote.js';
 import { fetchedHashes, fetchNative, incrementally, networkTargetOf } from '../engine/fetch.js';
-import { native } from '../native/binding.js';
 import { HashType } from './constants.js';
 import { hashedHeaderParts, type TensorHeader } from './header.js';
 import { TensorizerFile, type TensorEntry } from './reader.js';
@@ -137,8 +136,7 @@ async function recompute(source: ByteSource, checks: Check[], opts: VerifyOption
     const net = await networkTargetOf(source);
     if (net) {
       const onProgress = incrementally(opts.onProgress);
-      const { handle, stats } = await fetchNative(source, net, jobs, { device: null, total: 0, concurrency: opts.concurrency, chunkSize: opts.chunkSize, onProgress });
-      native().free(handle);
+      const { stats } = await fetchNative(source, net, jobs, { concurrency: opts.concurrency, chunkSize: opts.chunkSize, onProgress });
       return jobs.map((_, k) => fetchedHashes(stats, k));
     }
     return hashRemote(source, jobs, { concurrency: opts.concurrency, chunkSize: opts.chunkSize, onProgress: opts.onProgress });

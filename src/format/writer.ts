@@ -16,7 +16,6 @@ import { fsError } from '../sources/file.js';
 import { sourceBytes, writeFully, type SourceData } from '../engine/job.js';
 import { fetchedHashes, fetchNative, incrementally, networkTargetOf } from '../engine/fetch.js';
 import { readRemote } from '../engine/remote.js';
-import { native } from '../native/binding.js';
 import type { ByteSource } from '../sources/source.js';
 import { MultipartUpload, type UploadOptions } from '../outputs/s3upload.js';
 import { sourceKind } from '../sources/open.js';
@@ -228,8 +227,7 @@ async function downloadTo(src: ByteSource, path: string, opts: WriteOptions): Pr
     const job = { offset: 0, length: src.size, dst: 0, prefix: [], crc32: false, sha256: false };
     const net = await networkTargetOf(src);
     if (net) {
-      const { handle } = await fetchNative(src, net, [job], { device: null, total: 0, output: path, concurrency: opts.readConcurrency });
-      native().free(handle);
+      await fetchNative(src, net, [job], { output: path, concurrency: opts.readConcurrency });
     } else {
       await readRemote(src, [job], { concurrency: opts.readConcurrency, onPart: (_k, off, bytes) => writeFully(fh.fd, bytes, off) });
     }
@@ -253,8 +251,7 @@ async function readNetworkTensors(
   const net = await networkTargetOf(src);
   if (net) {
     const onProgress = incrementally(opts.onProgress);
-    const { handle, stats } = await fetchNative(src, net, jobs, { device: null, total: 0, output: sink?.path, concurrency: opts.readConcurrency, onProgress });
-    native().free(handle);
+    const { stats } = await fetchNative(src, net, jobs, { output: sink?.path, concurrency: opts.readConcurrency, onProgress });
     return jobs.map((_, k) => fetchedHashes(stats, k));
   }
   return readRemote(src, jobs, {

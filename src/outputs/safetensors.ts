@@ -9,7 +9,6 @@ import { fsError } from '../sources/file.js';
 import type { ByteSource } from '../sources/source.js';
 import { readRemote } from '../engine/remote.js';
 import { fetchedHashes, fetchNative, incrementally, networkTargetOf } from '../engine/fetch.js';
-import { native } from '../native/binding.js';
 import { writeFully } from '../engine/job.js';
 import { JobRunner } from '../engine/runner.js';
 import { HashType } from '../format/constants.js';
@@ -137,8 +136,7 @@ export async function exportSafetensors(source: ByteSource, out: string, opts: E
       // HTTP(S)/S3 through the native fetcher: received into its slots, written in place.
       const onProgress = incrementally(opts.onProgress);
       const jobs = copies.map((x) => ({ offset: x.entry.dataOffset, length: x.header.dataLength, dst: x.dst, prefix: x.prefix, crc32: !!x.crc, sha256: !!x.sha }));
-      const { handle, stats } = await fetchNative(source, net, jobs, { device: null, total: 0, output: tmp.path, concurrency: opts.concurrency, onProgress });
-      native().free(handle);
+      const { stats } = await fetchNative(source, net, jobs, { output: tmp.path, concurrency: opts.concurrency, onProgress });
       copies.forEach((x, k) => check(x, fetchedHashes(stats, k)));
     } else if (local === undefined) {
       // The JavaScript path (TENSORIZE_NET=js, or no addon): the data arrives in order by
