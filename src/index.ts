@@ -14,6 +14,8 @@ export { HttpSource, type HttpOptions } from './sources/http.js';
 export { S3Source, makeS3Client, type S3Options } from './sources/s3.js';
 export { openSource, type SourceOptions } from './sources/open.js';
 export type { ByteSource } from './sources/source.js';
+export { load, LoadedModel, type LoadOptions, type LoadedTensor, type LoadStats, type NetworkStats } from './loader/load.js';
+export { nativeInfo, type NativeReport } from './native/report.js';
 export { writeSyntheticSafetensors, transformerSpec } from './synthetic.js';
 export { openPytorchFile, type CheckpointOptions } from './inputs/pytorch/checkpoint.js';
 export { unpickle, isAllowedGlobal } from './inputs/pytorch/pickle.js';

@@ -94,7 +94,8 @@ t.test('bench on a synthetic model: every method and ceiling, sane figures, HTML
   const want = transformerSpec(size).tensors.reduce((n, x) => n + 2 * x.shape.reduce((a, d) => a * d, 1), 0);
   t.equal(doc.source.tensorBytes, want, 'tensor bytes are the synthetic model\'s');
   t.equal(doc.source.tensors, transformerSpec(size).tensors.length);
-  t.same(doc.methods.map((m) => m.id), ['plaid', 'simple', 'naive'], 'every method, in order');
+  t.same(doc.methods.map((m) => m.id), gpu ? ['plaid', 'simple', 'naive'] : ['plaid', 'mmap', 'simple', 'naive'], 'every method, in order');
+  if (gpu) t.match(doc.skipped, [{ id: 'mmap', reason: /host memory only/ }]);
   t.same(doc.ceilings.map((c) => c.id), gpu ? ['read-parallel', 'read-sequential', 'h2d'] : ['read-parallel', 'read-sequential']);
   for (const m of doc.methods) for (const s of m.samples) t.equal(s.bytes, want, `${m.id}: loaded every tensor byte`);
   for (const c of doc.ceilings.filter((x) => x.id !== 'h2d')) for (const s of c.samples) t.equal(s.bytes, doc.source.fileBytes, `${c.id}: read the whole file`);
@@ -108,7 +109,7 @@ t.test('bench on a synthetic model: every method and ceiling, sane figures, HTML
 
   // stderr: progress, the table, the device and cache lines.
   t.match(r.stderr, /no source given: making a .* synthetic bf16 transformer in (\S+)/);
-  t.match(r.stderr, /run 2\/2: read x8 [0-9.]+, read x1 [0-9.]+, plaid [0-9.]+, simple [0-9.]+, naive [0-9.]+ GB\/s/);
+  t.match(r.stderr, /run 2\/2: read x8 [0-9.]+, read x1 [0-9.]+, plaid [0-9.]+, (mmap [0-9.]+, )?simple [0-9.]+, naive [0-9.]+ GB\/s/);
   for (const e of [...doc.ceilings, ...doc.methods]) t.match(r.stderr, new RegExp(`${e.label.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\s+${formatRate(e.gbPerSecond.median)}\\s`), `table row: ${e.id}`);
   t.match(r.stderr, doc.device.description);
   t.match(r.stderr, /Warm cache: the file was read once before the runs/);
@@ -195,7 +196,7 @@ t.test('usage errors exit 2 before any work; bad sources exit 1 with a clear mes
     [['--size', '12XB'], /"12XB" is not a size/],
     [['--runs', '0'], /--runs must be between 1 and 100/],
     [['--report', join(dir, 'r.pdf')], /--report must name a \.html or \.svg file/],
-    [['--methods', 'plaid,fast'], /--methods takes a comma-separated list of plaid, simple, naive \(not fast\)/],
+    [['--methods', 'plaid,fast'], /--methods takes a comma-separated list of plaid, mmap, simple, naive \(not fast\)/],
     [[join(dir, 'notes.txt'), '--size', '1GiB'], /--size applies to the synthetic model only/],
   ];
   const runs = await Promise.all(usage.map(([a]) => cli('bench', ...a, '--json')));

@@ -1,6 +1,7 @@
 // The native loader (tensorize load): host-memory loads of the reference vectors checked
-// byte for byte against their manifests, in every mode; --filter, --verify catching
-// corruption, files that change during a load; the native pipeline test program; and GPU
+// byte for byte against their manifests, in every mode (--mmap included); zero-copy views
+// of host loads; --filter, --verify catching corruption, files that change during a load;
+// the native pipeline test program; and GPU
 // loads when this machine has a usable device (skipped with the reason otherwise).
 import t, { type Test } from 'tap';
 import { spawnSync } from 'node:child_process';
@@ -22,9 +23,9 @@ const vectors = readdirSync(VECTORS).filter((f) => f.endsWith('.tensors') && !f.
 const manifestOf = (f: string): Manifest => JSON.parse(readFileSync(join(VECTORS, f.replace(/\.tensors$/, '.json')), 'utf8'));
 const nameOf = (n: string | (string | number)[]): string => (typeof n === 'string' ? n : JSON.stringify(n));
 
-async function checkVector(t: Test, f: string, device: string, plaid: boolean, readers: number, chunkSize: number, verify: boolean): Promise<void> {
+async function checkVector(t: Test, f: string, device: string, plaid: boolean, readers: number, chunkSize: number, verify: boolean, mmap = false): Promise<void> {
   const m = manifestOf(f);
-  const model = await load(join(VECTORS, f), { device, plaid, readers, chunkSize, verify });
+  const model = await load(join(VECTORS, f), { device, plaid, readers, chunkSize, verify, mmap });
   try {
     t.equal(model.tensors.length, m.tensors.length, `${f}: tensor count`);
     for (const want of m.tensors) {
@@ -37,8 +38,10 @@ async function checkVector(t: Test, f: string, device: string, plaid: boolean, r
         t.equal(got.device, 'meta', `${f}: ${got.name} is meta`);
         continue;
       }
-      t.equal(got.offset % 256, 0, 'aligned');
-      t.equal(sha256(model.read(got.name)), want.sha256, `${f} ${device} plaid=${plaid} readers=${readers} chunk=${chunkSize} verify=${verify}: ${got.name}`);
+      if (!mmap) t.equal(got.offset % 256, 0, 'aligned');
+      const how = `${f} ${device} plaid=${plaid} mmap=${mmap} readers=${readers} chunk=${chunkSize} verify=${verify}: ${got.name}`;
+      t.equal(sha256(model.read(got.name)), want.sha256, how);
+      if (device === 'cpu') t.equal(sha256(model.view(got.name)), want.sha256, `${how} (view)`);
     }
     t.equal(model.stats.bytes, m.tensors.reduce((n, x) => n + (x.meta ? 0 : x.nbytes ?? 0), 0), 'bytes');
   } finally {
@@ -56,6 +59,8 @@ t.test('host loads of every reference vector match the manifests, in every mode'
     ] as const) {
       await checkVector(t, f, 'cpu', plaid, readers, chunk, verify);
     }
+    await checkVector(t, f, 'cpu', false, 4, 4096, true, true);
+    await checkVector(t, f, 'cpu', false, 1, 1 << 20, false, true);
   }
 });
 
@@ -67,6 +72,51 @@ t.test('report: timings, sizes and peak RSS are filled in', { skip: why }, async
   t.ok(s.firstTensorMs >= s.openMs && s.firstTensorMs <= s.totalMs, 'first tensor within the load');
   t.ok(s.hostBytes >= s.bytes && s.pinnedBytes === 0 && s.deviceBytes === 0, 'host destination, no ring for host loads');
   t.throws(() => model.read(model.tensors[0]!.name), { code: 'E_USAGE' }, 'closed models cannot be read');
+});
+
+t.test('view() is the loaded memory itself, and outlives close()', { skip: why }, async (t) => {
+  const f = join(VECTORS, 'many_tensors.tensors');
+  const model = await load(f, { device: 'cpu', plaid: true });
+  const name = model.tensors.find((x) => x.bytes >= 2)!.name;
+  const want = sha256(model.read(name));
+  const a = model.view(name);
+  const b = model.view(name);
+  a[0] ^= 0xff;
+  t.equal(b[0], a[0], 'two views share the bytes');
+  t.equal(model.read(name)[0], a[0], 'read() sees a write through a view');
+  a[0] ^= 0xff;
+  model.close();
+  t.equal(sha256(b), want, 'a view keeps the memory after close()');
+  t.throws(() => model.view(name), { code: 'E_USAGE' }, 'no new views of a closed model');
+  t.throws(() => model.read(name), { code: 'E_USAGE' });
+});
+
+t.test('--mmap maps the file copy-on-write: tensors at their file offsets, nothing copied', { skip: why }, async (t) => {
+  const dir = t.testdir();
+  const f = join(dir, 'm.tensors');
+  copyFileSync(join(VECTORS, 'many_tensors.tensors'), f);
+  const before = readFileSync(f);
+  const { TensorizerFile } = await import('../src/format/reader.js');
+  const { FileSource } = await import('../src/sources/file.js');
+  const src = await FileSource.open(f);
+  const entries = (await TensorizerFile.open(src)).entries;
+  await src.close();
+  const model = await load(f, { mmap: true, filter: 'blk.1*', verify: true, readers: 3 });
+  const s = model.stats;
+  t.match(s, { device: 'cpu', mmap: true, verified: true, hostBytes: 0, mappedBytes: before.length, hugePages: false });
+  t.ok(model.tensors.length > 1 && s.skipped > 0, 'the filter applies');
+  for (const x of model.tensors) {
+    const e = entries.find((y) => y.name === x.name)!;
+    t.equal(x.offset, e.dataOffset, `${x.name} sits at its file offset`);
+    t.same(model.view(x.name), before.subarray(e.dataOffset, e.dataOffset + e.dataLength), `${x.name}: bytes`);
+  }
+  const v = model.view(model.tensors.find((x) => x.bytes > 0)!.name);
+  v.fill(0x5a);
+  t.same(readFileSync(f), before, 'writing to a mapped tensor never reaches the file');
+  model.close();
+  t.ok(v.every((x) => x === 0x5a), 'the written view keeps its own copy of its pages');
+  await t.rejects(load(f, { mmap: true, device: 'cuda:0' }), { code: 'E_USAGE' }, '--mmap is host memory only');
+  await t.rejects(load('http://127.0.0.1:9/x.tensors', { mmap: true }), { code: 'E_USAGE', message: /local file/ });
 });
 
 t.test('--filter loads only matching tensors', { skip: why }, async (t) => {
@@ -100,11 +150,13 @@ t.test('--verify names the corrupted tensor; a truncated file fails cleanly', { 
   writeFileSync(f, b);
   await t.rejects(load(f, { device: 'cpu', verify: true, plaid: true, readers: 2 }), { code: 'E_HASH_MISMATCH', message: new RegExp(`CRC32 mismatch .*\\(tensor "${victim.name.replace(/[.[\]]/g, '\\$&')}"\\)`) });
   await t.rejects(load(f, { device: 'cpu', verify: true, plaid: false }), { code: 'E_HASH_MISMATCH' });
+  await t.rejects(load(f, { mmap: true, verify: true, readers: 3 }), { code: 'E_HASH_MISMATCH', message: new RegExp(`mismatch .*\\(tensor "${victim.name.replace(/[.[\]]/g, '\\$&')}"\\)`) });
   const ok = await load(f, { device: 'cpu' });
   t.pass('without --verify the corruption is not looked for');
   ok.close();
   writeFileSync(f, b.subarray(0, e.dataOffset + 1));
   await t.rejects(load(f, { device: 'cpu' }), { code: /E_FORMAT|E_FILE_CHANGED/ });
+  await t.rejects(load(f, { mmap: true }), { code: /E_FORMAT|E_FILE_CHANGED/ });
 });
 
 t.test('the native pipeline test program passes, with every hash implementation', { skip: existsSync(join(ROOT, 'native/build/tensorize_native_test')) ? false : 'not built' }, async (t) => {
@@ -126,6 +178,11 @@ t.test('tensorize load through the CLI', { skip: why }, async (t) => {
   const doc = JSON.parse(r.stdout);
   t.match(doc, { ok: true, device: 'cpu', plaid: true, verified: true, tensors: manifestOf('dtypes_v1.tensors').tensors.length });
   for (const k of ['openMs', 'firstTensorMs', 'transferMs', 'totalMs', 'bytes', 'gbPerSecond', 'peakRssBytes', 'pinnedBytes', 'deviceBytes']) t.type(doc[k], 'number', k);
+  const mm = spawnSync(process.execPath, [BIN, 'load', join(VECTORS, 'dtypes_v1.tensors'), '--mmap', '--verify', '--json'], { encoding: 'utf8' });
+  t.equal(mm.status, 0, mm.stderr);
+  t.match(JSON.parse(mm.stdout), { ok: true, device: 'cpu', mmap: true, verified: true, hostBytes: 0, mappedBytes: readFileSync(join(VECTORS, 'dtypes_v1.tensors')).length });
+  const mmGpu = spawnSync(process.execPath, [BIN, 'load', join(VECTORS, 'dtypes_v1.tensors'), '--mmap', '--device', 'cuda:0'], { encoding: 'utf8' });
+  t.equal(mmGpu.status, 2, '--mmap with a GPU is a usage error');
   const bad = spawnSync(process.execPath, [BIN, 'load', join(VECTORS, 'dtypes_v1.tensors'), '--device', 'tpu:0'], { encoding: 'utf8' });
   t.equal(bad.status, 2, 'a bad --device is a usage error');
   const enc = spawnSync(process.execPath, [BIN, 'load', join(VECTORS, 'encrypted_key_v3.tensors'), '--device', 'cpu'], { encoding: 'utf8' });
@@ -138,6 +195,29 @@ t.test('tensorize load through the CLI', { skip: why }, async (t) => {
   }
 });
 
+t.test('tensorize doctor and nativeInfo(): what the addon was built with and what it finds', async (t) => {
+  const lib = await import('../src/index.js');
+  t.type(lib.load, 'function', 'load() is exported by the package entry');
+  t.type(lib.LoadedModel, 'function');
+  const r = spawnSync(process.execPath, [BIN, 'doctor', '--json'], { encoding: 'utf8' });
+  const doc = JSON.parse(r.stdout);
+  t.same(doc.host.cpus, lib.nativeInfo().host.cpus);
+  if (info) {
+    t.equal(r.status, 0, r.stderr);
+    t.match(doc, { ok: true, available: true, compiledWithCuda: info.compiledWithCuda, hashImplementation: info.hashImplementation });
+    t.equal(doc.devices.length, info.deviceCount);
+    t.equal(doc.noDeviceReason === undefined, info.deviceCount > 0, 'a reason exactly when no GPU is usable');
+    if (info.compiledWithCuda) t.match(doc.cudaRuntime, /^[0-9]+\.[0-9]+$/);
+  } else t.equal(r.status, 1);
+  const human = spawnSync(process.execPath, [BIN, 'doctor'], { encoding: 'utf8' });
+  t.match(human.stderr, /native addon +(loaded|NOT AVAILABLE)[\s\S]*hashes[\s\S]*huge pages/);
+  const broken = spawnSync(process.execPath, [BIN, 'doctor', '--json'], { encoding: 'utf8', env: { ...process.env, TENSORIZE_NATIVE: '/nonexistent/tensorize_native.node' } });
+  t.equal(broken.status, 1, 'no addon: exit 1');
+  const b = JSON.parse(broken.stdout);
+  t.match(b, { ok: false, available: false, error: { code: 'E_NATIVE_UNAVAILABLE', message: /not built/ } });
+  t.ok(b.hints.some((h: string) => /npm run build:native/.test(h)), 'the fixes are listed');
+});
+
 t.test('GPU loads match the manifests', { skip: why || gpu }, async (t) => {
   for (const f of vectors) {
     await checkVector(t, f, 'cuda:0', true, 4, 4096, true);
@@ -145,5 +225,6 @@ t.test('GPU loads match the manifests', { skip: why || gpu }, async (t) => {
   }
   const model = await load(join(VECTORS, 'many_tensors.tensors'), { device: 'cuda:0', plaid: true, readers: 2, chunkSize: 1 << 20 });
   t.ok(model.stats.deviceBytes > 0 && model.stats.pinnedBytes === 2 * 2 * (1 << 20), 'device memory and a 2-slot ring per reader');
+  t.throws(() => model.view(model.tensors[0]!.name), { code: 'E_USAGE' }, 'view() is for host memory');
   model.close();
 });

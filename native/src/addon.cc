@@ -37,7 +37,9 @@ struct Ticket {
 
 // A load: also owns the result.
 struct Handle : Ticket {
-  std::unique_ptr<tz::Loaded> loaded;
+  // Shared with the Buffers view() hands out: free() drops this reference, and the memory
+  // goes when the last view has been collected too.
+  std::shared_ptr<tz::Loaded> loaded;
   tz::Spec spec;
   bool running = false;
 };
@@ -130,6 +132,7 @@ class LoadWorker : public Napi::AsyncWorker {
     o.Set("pinnedBytes", static_cast<double>(s.pinnedBytes));
     o.Set("deviceBytes", static_cast<double>(s.deviceBytes));
     o.Set("hostBytes", static_cast<double>(s.hostBytes));
+    o.Set("mappedBytes", static_cast<double>(s.mappedBytes));
     o.Set("pieces", static_cast<double>(s.pieces));
     deferred_.Resolve(o);
   }
@@ -182,6 +185,7 @@ Napi::Value Start(const Napi::CallbackInfo& info) {
   s.verify = o.Get("verify").ToBoolean().Value();
   s.total = u64(o, "total", 0);
   s.hugePages = !o.Get("hugePages").IsBoolean() || o.Get("hugePages").As<Napi::Boolean>().Value();
+  s.mmap = o.Get("mmap").ToBoolean().Value();
   s.expectSize = o.Get("fileSize").IsUndefined() ? -1 : static_cast<int64_t>(u64(o, "fileSize", 0));
   s.items = parseItems(o);
   if (s.verify) {
@@ -457,6 +461,23 @@ Napi::Value Read(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// view(handle, offset, length) -> Buffer over the loaded bytes themselves (host loads only),
+// keeping the allocation alive until it is garbage-collected, whatever free() does.
+Napi::Value View(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Handle& h = handleOf(info[0]);
+  if (h.running) throwError(env, "E_USAGE", "the load is still running");
+  if (!h.loaded) throwError(env, "E_USAGE", "nothing was loaded, or it was closed");
+  if (h.loaded->device >= 0) throwError(env, "E_USAGE", "view() needs host memory (--device cpu); read() copies from a GPU");
+  const double offD = info[1].As<Napi::Number>().DoubleValue(), lenD = info[2].As<Napi::Number>().DoubleValue();
+  const uint64_t size = h.loaded->size;
+  if (!(offD >= 0 && lenD >= 0) || offD > static_cast<double>(size) || lenD > static_cast<double>(size) - offD) throwError(env, "E_USAGE", "view past the end of the loaded data");
+  const uint64_t off = static_cast<uint64_t>(offD), len = static_cast<uint64_t>(lenD);
+  if (!len || !h.loaded->base) return Napi::Buffer<uint8_t>::New(env, 0);
+  auto* keep = new std::shared_ptr<tz::Loaded>(h.loaded);
+  return Napi::Buffer<uint8_t>::New(env, static_cast<uint8_t*>(h.loaded->base) + off, len, [](Napi::Env, uint8_t*, std::shared_ptr<tz::Loaded>* k) { delete k; }, keep);
+}
+
 // alloc({device, total}) -> handle: a destination that JS fills with write() (remote sources).
 Napi::Value Alloc(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -626,6 +647,7 @@ Napi::Object Module(Napi::Env env, Napi::Object exports) {
   exports.Set("progress", Napi::Function::New(env, Progress));
   exports.Set("cancel", Napi::Function::New(env, Cancel));
   exports.Set("read", Napi::Function::New(env, Read));
+  exports.Set("view", Napi::Function::New(env, View));
   exports.Set("free", Napi::Function::New(env, Free));
   exports.Set("probeH2D", Napi::Function::New(env, ProbeH2D));
   tz::registerCacheFunctions(env, exports, makeError);

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
@@ -189,6 +190,147 @@ class Run {
     }
   }
 
+  // --mmap: map a range of the file's pages in from the page cache (reading them from disk
+  // where they are not cached). Nothing is copied and no memory is zeroed.
+  bool populate(uint64_t off, uint64_t len, uint32_t item) {
+#ifndef MADV_POPULATE_READ
+    constexpr int MADV_POPULATE_READ = 22;
+#endif
+    if (!len) return true;
+    static const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+    const uint64_t a = off & ~(page - 1), b = std::min(out_.size, (off + len + page - 1) & ~(page - 1));
+    uint8_t* base = static_cast<uint8_t*>(out_.base);
+    int r;
+    do r = madvise(base + a, b - a, MADV_POPULATE_READ);
+    while (r != 0 && errno == EINTR);
+    if (r == 0) return true;
+    if (errno == EINVAL || errno == ENOSYS) {
+      // Linux before 5.14: fault the pages in by reading one byte of each.
+      volatile uint8_t sink = 0;
+      for (uint64_t p = a; p < b; p += page) sink = sink + base[p];
+      return true;
+    }
+    if (errno == ENOMEM) {
+      errs.set("E_HOST_OOM", s_.path + ": out of memory while mapping bytes " + std::to_string(a) + "-" + std::to_string(b) + " of the file", item);
+      return false;
+    }
+    // EFAULT: an access would have raised SIGBUS: the pages lie past the end of the file
+    // (it was truncated since it was mapped) or reading them failed.
+    struct stat st {};
+    if (fstat(fd_, &st) == 0 && static_cast<uint64_t>(st.st_size) < b && static_cast<uint64_t>(st.st_size) < out_.size) {
+      errs.set("E_FILE_CHANGED", s_.path + ": the file was truncated to " + std::to_string(st.st_size) + " bytes while it was being mapped", item);
+    } else {
+      errs.set("E_IO", s_.path + ": could not read bytes " + std::to_string(a) + "-" + std::to_string(b) + " of the file into its mapping: " + std::strerror(errno), item);
+    }
+    return false;
+  }
+
+  void mappedReader() {
+    for (;;) {
+      uint64_t u = next_.fetch_add(1);
+      if (u >= plan_.units.size() || cancelled()) return;
+      const Unit& un = plan_.units[u];
+      const Item& it = s_.items[un.item];
+      for (uint64_t k = un.a; k < un.b; k++) {
+        const Piece& pc = plan_.pieces[k];
+        if (cancelled() || !populate(it.src + pc.off, pc.len, pc.item)) return;
+        progress(pc.len);
+        pieceDone(pc.item);
+      }
+    }
+  }
+
+  // --mmap --verify: each tensor is hashed where it lies in the mapping, two tensors per
+  // thread with the interleaved SHA-256 (largest first, as runHostVerified does), its
+  // pages populated one step ahead of the hash.
+  void mappedVerifier(const std::vector<uint32_t>& order, std::atomic<size_t>& nextJob) {
+    struct Lane {
+      int64_t item = -1;
+      uint64_t off = 0;
+      uint32_t crc = 0;
+      Sha256 sha;
+    };
+    constexpr uint64_t kStep = 1 << 20;
+    const uint8_t* base = static_cast<const uint8_t*>(out_.base);
+    Lane lanes[2];
+    auto grab = [&](Lane& l) {
+      size_t j = nextJob.fetch_add(1);
+      l.item = j < order.size() ? static_cast<int64_t>(order[j]) : -1;
+      if (l.item < 0) return;
+      const Expect& e = s_.expect[l.item];
+      l.off = 0;
+      l.crc = e.crc ? crc32(0, e.prefix.data(), e.prefix.size()) : 0;
+      l.sha.reset();
+      if (e.sha) l.sha.update(e.prefix.data(), e.prefix.size());
+    };
+    auto finish = [&](Lane& l) {
+      const uint32_t item = static_cast<uint32_t>(l.item);
+      uint8_t got[32] = {};
+      if (s_.expect[item].sha) l.sha.final(got);
+      std::string why = hashMismatch(s_.expect[item], l.crc, got);
+      if (!why.empty()) errs.set("E_HASH_MISMATCH", "tensor #" + std::to_string(item) + ": " + why, item);
+      bool expected = false;
+      if (firstDone_.compare_exchange_strong(expected, true)) out_.stats.firstTensorMs = msSince(t0_);
+      l.item = -1;
+    };
+    // Hash n bytes of a lane's tensor (its pages populated first); false on error.
+    auto advance = [&](Lane& l, uint64_t n, bool sha) {
+      const Item& it = s_.items[l.item];
+      if (!populate(it.src + l.off, n, static_cast<uint32_t>(l.item))) return false;
+      if (s_.expect[l.item].crc) l.crc = crc32(l.crc, base + it.src + l.off, n);
+      if (sha) l.sha.update(base + it.src + l.off, n);
+      return true;
+    };
+    for (;;) {
+      for (Lane& l : lanes) {
+        if (l.item < 0) grab(l);
+        while (l.item >= 0 && l.off == s_.items[l.item].len) {
+          finish(l);
+          grab(l);
+        }
+      }
+      if (lanes[0].item < 0 && lanes[1].item < 0) return;
+      if (cancelled()) return;
+      uint64_t n[2] = {0, 0};
+      for (int i = 0; i < 2; i++)
+        if (lanes[i].item >= 0) n[i] = std::min(kStep, s_.items[lanes[i].item].len - lanes[i].off);
+      Lane &a = lanes[0], &b = lanes[1];
+      if (a.item >= 0 && b.item >= 0 && s_.expect[a.item].sha && s_.expect[b.item].sha) {
+        const uint64_t m = std::min(n[0], n[1]);
+        if (!advance(a, m, false) || !advance(b, m, false)) return;
+        sha256UpdateX2(a.sha, base + s_.items[a.item].src + a.off, b.sha, base + s_.items[b.item].src + b.off, m);
+        a.off += m;
+        b.off += m;
+        progress(2 * m);
+      } else {
+        for (int i = 0; i < 2; i++) {
+          if (lanes[i].item < 0) continue;
+          if (!advance(lanes[i], n[i], true)) return;
+          lanes[i].off += n[i];
+          progress(n[i]);
+        }
+      }
+      for (Lane& l : lanes)
+        if (l.item >= 0 && l.off == s_.items[l.item].len) finish(l);
+    }
+  }
+
+  void runHostMapped(int readers) {
+    out_.stats.allocMs = msSince(t0_);
+    std::vector<std::thread> ts;
+    std::vector<uint32_t> order;
+    std::atomic<size_t> nextJob{0};
+    if (s_.verify) {
+      order.resize(s_.items.size());
+      for (uint32_t i = 0; i < order.size(); i++) order[i] = i;
+      std::stable_sort(order.begin(), order.end(), [this](uint32_t x, uint32_t y) { return s_.items[x].len > s_.items[y].len; });
+      // Each thread hashes two tensors at a time: more threads than half the tensors idle.
+      readers = std::max<int>(1, std::min<int>(readers, static_cast<int>((order.size() + 1) / 2)));
+    }
+    for (int i = 0; i < readers; i++) ts.emplace_back([&] { s_.verify ? mappedVerifier(order, nextJob) : mappedReader(); });
+    for (auto& t : ts) t.join();
+  }
+
   void checkHash(TensorHash& h, uint32_t item) {
     std::string why = h.check();
     if (!why.empty()) errs.set("E_HASH_MISMATCH", "tensor #" + std::to_string(item) + ": " + why, item);
@@ -367,6 +509,24 @@ void Loaded::free() {
   base = nullptr;
 }
 
+Loaded* mapFile(int fd, uint64_t size, const std::string& path, Error& err) {
+  auto out = std::make_unique<Loaded>();
+  out->size = size;
+  if (size) {
+    // MAP_PRIVATE: writes to a tensor copy its page and never reach the file.
+    // MAP_NORESERVE: those copies are not charged up front against overcommit.
+    void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE, fd, 0);
+    if (p == MAP_FAILED) {
+      err.code = errno == ENOMEM ? "E_HOST_OOM" : "E_IO";
+      err.message = path + ": cannot map the file (" + std::to_string(size) + " bytes): " + std::strerror(errno);
+      return nullptr;
+    }
+    out->base = p;
+    out->stats.mappedBytes = size;
+  }
+  return out.release();
+}
+
 Loaded* allocate(int device, uint64_t total, Error& err, bool hugePages) {
   auto out = std::make_unique<Loaded>();
   out->device = device;
@@ -458,8 +618,17 @@ Loaded* load(const Spec& s, Error& err) {
     ::close(fd);
     return fail("E_FILE_CHANGED", s.path + ": the file is " + std::to_string(st0.st_size) + " bytes now, " + std::to_string(s.expectSize) + " when its index was read; it changed during the load");
   }
+  if (s.mmap) {
+    const char* why = s.device >= 0 ? "mmap loads into host memory only" : s.total != static_cast<uint64_t>(st0.st_size) ? "mmap: total must be the file size" : nullptr;
+    for (auto& it : s.items)
+      if (!why && it.dst != it.src) why = "mmap: every tensor's destination must be its offset in the file";
+    if (why) {
+      ::close(fd);
+      return fail("E_USAGE", why);
+    }
+  }
   auto t0 = Clock::now();
-  std::unique_ptr<Loaded> out(allocate(s.device, s.total, err, s.hugePages));
+  std::unique_ptr<Loaded> out(s.mmap ? mapFile(fd, s.total, s.path, err) : allocate(s.device, s.total, err, s.hugePages));
   if (!out) {
     ::close(fd);
     return nullptr;
@@ -472,6 +641,8 @@ Loaded* load(const Spec& s, Error& err) {
     if (s.plaid) run.runCuda(readers);
     else run.runCudaSimple();
 #endif
+  } else if (s.mmap) {
+    run.runHostMapped(readers);
   } else if (s.plaid) {
     run.runHostPlaid(readers);
   } else {

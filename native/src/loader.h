@@ -39,6 +39,10 @@ struct Spec {
   bool verify = false;
   uint64_t total = 0;  // size of the destination allocation
   bool hugePages = true;  // host destinations: madvise(MADV_HUGEPAGE)
+  // Host only: no copy. The file itself is mapped copy-on-write (MAP_PRIVATE) and the
+  // tensors' pages are mapped in from the page cache (MADV_POPULATE_READ, `readers`
+  // threads); every item's dst must equal its src and `total` the file size.
+  bool mmap = false;
   std::vector<Item> items;
   std::vector<Expect> expect;  // one per item when verify
   int64_t expectSize = -1;     // file size seen when the index was read
@@ -49,6 +53,7 @@ struct Spec {
 struct Stats {
   double allocMs = 0, firstTensorMs = -1, transferMs = 0;
   uint64_t bytes = 0, pinnedBytes = 0, deviceBytes = 0, hostBytes = 0;
+  uint64_t mappedBytes = 0;  // --mmap: the file mapping's size (page cache pages, not new memory)
   uint64_t pieces = 0;
 };
 
@@ -69,6 +74,9 @@ struct Loaded {
  private:
   Error transfer(uint64_t offset, uint64_t len, void* host, bool in) const;
 };
+
+// A copy-on-write mapping of the whole file `fd` (`size` bytes) as the destination.
+Loaded* mapFile(int fd, uint64_t size, const std::string& path, Error& err);
 
 // Just the destination allocation (device memory, or host memory for device -1, advised
 // to use huge pages unless hugePages is false: on VMs that hand free memory back to their

@@ -1,8 +1,10 @@
 // Native test program for the loader pipeline itself (and, in copy_test.cc, the hashes and
 // the copy engine; in fetch_test.cc, the HTTP fetcher), without Node: random plans over a
 // random file, loaded to host memory (and to GPU 0 when there is one) with and without
-// plaid, several reader counts and chunk sizes; every byte is checked. Also: truncated
+// plaid, several reader counts and chunk sizes, and as copy-on-write mappings of the file
+// (--mmap, with and without hashes); every byte is checked. Also: truncated
 // files, a file that changed size, and plans that do not fit. Exit 0 when all pass.
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -12,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "../src/hash.h"
 #include "../src/loader.h"
 
 #include "check.h"
@@ -75,6 +78,82 @@ int main() {
         delete l;
       }
     }
+  }
+
+  // --mmap: the file itself is the destination; tensors at their file offsets, hashed in place.
+  for (int round = 0; round < 30; round++) {
+    tz::Spec s;
+    s.path = path;
+    s.mmap = true;
+    s.verify = round % 2 == 0;
+    s.total = file.size();
+    s.expectSize = static_cast<int64_t>(file.size());
+    s.readers = 1 + rng() % 4;
+    s.chunk = (rng() % 3 == 0) ? 4096 : (64 << 10);
+    int n = 1 + rng() % 20;
+    uint64_t total = 0;
+    for (int i = 0; i < n; i++) {
+      uint64_t len = rng() % 4 == 0 ? 0 : rng() % (rng() % 2 ? 300000 : 3000);
+      uint64_t src = rng() % (file.size() - len + 1);
+      s.items.push_back({src, len, src});
+      total += len;
+      if (s.verify) {
+        tz::Expect x;
+        x.prefix = std::string(rng() % 100, static_cast<char>('a' + i % 26));
+        x.crc = rng() % 4 != 0;
+        x.sha = !x.crc || rng() % 2;
+        x.crc32 = tz::crc32(tz::crc32(0, x.prefix.data(), x.prefix.size()), file.data() + src, len);
+        tz::Sha256 h;
+        h.update(x.prefix.data(), x.prefix.size());
+        h.update(file.data() + src, len);
+        h.final(x.sha256);
+        s.expect.push_back(std::move(x));
+      }
+    }
+    std::atomic<uint64_t> progress{0};
+    s.progress = &progress;
+    std::string what = "mmap round " + std::to_string(round) + (s.verify ? " verify" : "");
+    tz::Error err;
+    tz::Loaded* l = tz::load(s, err);
+    CHECK(l != nullptr, (what + ": " + err.code + " " + err.message).c_str());
+    if (l) {
+      CHECK(l->size == file.size() && std::memcmp(l->base, file.data(), file.size()) == 0, (what + ": the mapping is the file").c_str());
+      CHECK(progress.load() == total && l->stats.bytes == total, (what + ": progress and bytes").c_str());
+      CHECK(l->stats.mappedBytes == file.size() && l->stats.hostBytes == 0, (what + ": mapped, not allocated").c_str());
+      static_cast<uint8_t*>(l->base)[0] ^= 1;  // copy-on-write: the file keeps its byte
+      delete l;
+    }
+    if (s.verify) {
+      size_t victim = rng() % s.items.size();
+      s.expect[victim].sha256[rng() % 32] ^= 1;
+      s.expect[victim].crc32 ^= 1;
+      err = {};
+      CHECK(tz::load(s, err) == nullptr && err.code == "E_HASH_MISMATCH" && err.tensor == static_cast<int64_t>(victim), (what + ": a wrong hash names its tensor").c_str());
+    }
+  }
+  {
+    std::vector<uint8_t> back(file.size());
+    int rfd = open(path, O_RDONLY);
+    CHECK(rfd >= 0 && pread(rfd, back.data(), back.size(), 0) == static_cast<ssize_t>(back.size()) && back == file, "writes to a mapping never reach the file");
+    if (rfd >= 0) close(rfd);
+    tz::Spec s;
+    s.path = path;
+    s.mmap = true;
+    s.total = file.size();
+    s.items = {{100, 10, 0}};
+    tz::Error err;
+    CHECK(tz::load(s, err) == nullptr && err.code == "E_USAGE", "mmap: a destination other than the file offset is refused");
+    s.items = {{file.size() - 5, 10, file.size() - 5}};
+    err = {};
+    CHECK(tz::load(s, err) == nullptr && err.code == "E_USAGE", "mmap: a range past the end of the file is refused");
+    s.items = {{0, 10, 0}};
+    s.total = file.size() + 4096;
+    err = {};
+    CHECK(tz::load(s, err) == nullptr && err.code == "E_USAGE", "mmap: total must be the file size");
+    s.total = file.size();
+    s.device = 0;
+    err = {};
+    CHECK(tz::load(s, err) == nullptr && (err.code == "E_USAGE" || err.code == "E_NO_DEVICE"), "mmap: host memory only");
   }
 
   for (int device : devices) {

@@ -1,5 +1,5 @@
 /**
- * One timed measurement of `tensorize bench`: a load method (tensorize --plaid, tensorize
+ * One timed measurement of `tensorize bench`: a load method (tensorize --plaid, --mmap,
  * without --plaid, the naive baseline) or a ceiling probe (raw read, raw download, pinned
  * host-to-device copy). The bench runs each in a fresh child process (./child.ts), so that
  * peak RSS is the method's own and no method inherits another's memory or CUDA state.
@@ -13,7 +13,7 @@ import { openSource, sourceKind, type SourceOptions } from '../sources/open.js';
 import { checkRange, type ByteSource } from '../sources/source.js';
 import { fetchNative, networkTargetOf } from '../engine/fetch.js';
 
-export type MethodId = 'plaid' | 'simple' | 'naive';
+export type MethodId = 'plaid' | 'mmap' | 'simple' | 'naive';
 export type ProbeId = 'read-parallel' | 'read-sequential' | 'download' | 'h2d';
 export type TaskId = MethodId | ProbeId;
 
@@ -68,10 +68,12 @@ export function warmUp(device: string): void {
 export async function measure(task: Task): Promise<Sample> {
   switch (task.id) {
     case 'plaid':
+    case 'mmap':
     case 'simple': {
       const m = await load(task.file, {
         device: task.device,
         plaid: task.id === 'plaid',
+        mmap: task.id === 'mmap',
         readers: task.readers,
         chunkSize: task.chunkSize,
         source: task.source,

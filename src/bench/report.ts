@@ -94,7 +94,7 @@ function wrap(s: string, width: number): string[] {
   return lines;
 }
 
-const COLORS: Record<string, string> = { plaid: '#1d4ed8', simple: '#60a5fa', naive: '#9ca3af' };
+const COLORS: Record<string, string> = { plaid: '#1d4ed8', mmap: '#0f766e', simple: '#60a5fa', naive: '#9ca3af' };
 const PEER_COLORS = ['#f59e0b', '#10b981', '#a855f7', '#ef4444'];
 
 /** The chart as a standalone SVG document. */

@@ -2,8 +2,8 @@
  * `runBench()`: load benchmarks of one .tensors file, side by side, with the machine's
  * ceilings measured in the same run.
  *
- * - Methods: tensorize --plaid, tensorize without --plaid, and a naive baseline (read the
- *   whole file into memory, then copy); callers may add more (the peer script adds
+ * - Methods: tensorize --plaid, tensorize --mmap (local files into host memory), tensorize
+ *   without --plaid, and a naive baseline (read the whole file into memory, then copy); callers may add more (the peer script adds
  *   tensorizer and safetensors).
  * - Ceilings: the raw read of the file (`readers` threads, and one thread), or for remote
  *   sources a plain parallel download; on a GPU also the pinned host-to-device copy. The
@@ -32,7 +32,7 @@ import { pageCacheResidency } from './cache.js';
 import { formatRate } from './report.js';
 import { H2D_PROBE_BYTES, H2D_PROBE_ITERATIONS, REMOTE_RANGE, type MethodId, type Sample, type Task, type TaskId } from './measure.js';
 
-export const METHOD_IDS: readonly MethodId[] = ['plaid', 'simple', 'naive'];
+export const METHOD_IDS: readonly MethodId[] = ['plaid', 'mmap', 'simple', 'naive'];
 export const DEFAULT_RUNS = 5;
 export const DEFAULT_CONCURRENCY = 8;
 /** Eviction "worked" when at most this fraction of the file's pages is still cached. */
@@ -291,6 +291,14 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
   const how = remote ? `${concurrency} ranges in flight` : `${readers} readers, ${sizeLabel(chunkSize)} chunks`;
   for (const m of METHOD_IDS.filter((x) => methods.includes(x))) {
     if (m === 'plaid') add('plaid', 'method', `tensorize --plaid (${how})`, 'plaid', `tensorize load ${q} --plaid${target}`, () => runTask(task('plaid')));
+    if (m === 'mmap') {
+      const label = 'tensorize --mmap (file pages mapped copy-on-write, no copy)';
+      const reason = remote ? 'it maps local files only' : device.gpu ? `it loads into host memory only, and this bench loads onto ${device.target}` : undefined;
+      if (reason) {
+        skipped.push({ id: 'mmap', label, reason });
+        log(`skipping --mmap: ${reason}`);
+      } else add('mmap', 'method', label, 'mmap', `tensorize load ${q} --mmap`, () => runTask(task('mmap')));
+    }
     if (m === 'simple') add('simple', 'method', remote ? `tensorize, no --plaid (${how})` : 'tensorize, no --plaid (read each tensor, then copy)', 'simple', `tensorize load ${q}${target}`, () => runTask(task('simple')));
     if (m === 'naive') {
       const label = remote ? 'naive: download whole object, then copy' : 'naive: read whole file, then copy';
@@ -383,6 +391,11 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
       `Ceiling: ${ceiling.label}, ${formatRate(ceiling.gbPerSecond)} GB/s${link ? ': the slower of reading the file (the faster way measured) and the pinned host-to-device copy' : remote ? '' : ': the faster of the two raw reads'}; "of ceiling" is a method's median over it.`,
     ];
     if (vmNote) notes.push(vmNote);
+    if (planned.some((p) => p.id === 'mmap')) {
+      notes.push(
+        `--mmap copies nothing: it maps the file's pages from the page cache into the process${opts.cold ? ', reading from disk only what is not cached' : ''}, so with the file cached it is page-table work and can pass the raw read. The pages stay the page cache's (they count in its peak RSS, as file-backed pages, without being new memory); a tensor written to is copied then, page by page.`,
+      );
+    }
     return {
       ok: true,
       schema: 'tensorize-bench/1',

@@ -7,6 +7,7 @@ import { Command, CommanderError } from 'commander';
 import { TensorizeError } from '../errors.js';
 import { benchCommand } from './commands/bench.js';
 import { demoCommand } from './commands/demo.js';
+import { doctorCommand } from './commands/doctor.js';
 import { exportCommand } from './commands/export.js';
 import { infoCommand } from './commands/info.js';
 import { loadCommand } from './commands/load.js';
@@ -31,7 +32,7 @@ export function buildProgram(): Command {
     .option('--verbose', 'show stack traces on errors')
     .showHelpAfterError('(add --help for usage)')
     .configureOutput({ writeOut: (s) => process.stdout.write(s), writeErr: (s) => process.stderr.write(s) });
-  for (const c of [serializeCommand(), verifyCommand(), infoCommand(), exportCommand(), loadCommand(), benchCommand(), demoCommand()]) {
+  for (const c of [serializeCommand(), verifyCommand(), infoCommand(), exportCommand(), loadCommand(), benchCommand(), demoCommand(), doctorCommand()]) {
     program.addCommand(c);
   }
   // Every command reports usage errors through an exception instead of exiting.

@@ -3,8 +3,11 @@
  * pipeline. TypeScript reads the header and index and hands the native side a plan: one
  * (file range, destination offset) per tensor, all tensors in one allocation at 256-byte
  * aligned offsets. With `verify`, each tensor's CRC32 and SHA-256 are checked while it
- * streams. The memory stays allocated until close().
+ * streams. With `mmap` (host memory, local files) nothing is copied: the file is mapped
+ * copy-on-write and the tensors' pages are mapped in from the page cache. The memory stays
+ * allocated until close() (and until the last view() Buffer is collected).
  */
+import { constants } from 'node:buffer';
 import { stat } from 'node:fs/promises';
 import { TensorizeError, usageError } from '../errors.js';
 import { HashType, TENSOR_TYPE_NAMES } from '../format/constants.js';
@@ -34,6 +37,15 @@ export interface LoadOptions {
   filter?: string;
   verify?: boolean;
   /**
+   * Host memory from a local file, without copying: the file is mapped copy-on-write
+   * (MAP_PRIVATE) and the tensors' pages are mapped in from the page cache by `readers`
+   * threads (read from disk where not cached). Tensors then sit at their file offsets;
+   * writing to one copies its pages, never touching the file. As with any mapped weights,
+   * a file truncated by someone else while mapped makes later reads of it fault (SIGBUS).
+   * Implies device `cpu`.
+   */
+  mmap?: boolean;
+  /**
    * Host-memory destinations: ask for transparent huge pages. Default: yes, except on VMs
    * that report free memory back to their host, where fresh huge pages load 4x slower
    * (see util/memory.ts); TENSORIZE_HUGEPAGES=1|0 overrides the default.
@@ -54,7 +66,7 @@ export interface LoadedTensor {
   dtype: string;
   shape: number[];
   device: string;
-  /** Byte offset of the tensor in the allocation. */
+  /** Byte offset of the tensor in the allocation (with `mmap`: in the file). */
   offset: number;
   bytes: number;
   meta: boolean;
@@ -65,6 +77,8 @@ export interface LoadStats {
   /** The GPU's name, or `host memory`. */
   deviceName: string;
   plaid: boolean;
+  /** The file was mapped, not copied (see LoadOptions.mmap). */
+  mmap: boolean;
   readers: number;
   chunkSize: number;
   verified: boolean;
@@ -80,6 +94,8 @@ export interface LoadStats {
   pinnedBytes: number;
   deviceBytes: number;
   hostBytes: number;
+  /** mmap: bytes of the file mapped (the page cache's pages, shared, not new memory). */
+  mappedBytes: number;
   /** The host destination was advised to use huge pages. */
   hugePages: boolean;
   tensors: number;
@@ -144,6 +160,20 @@ export class LoadedModel {
     return native().read(this.handle, t.offset, t.bytes);
   }
 
+  /**
+   * Host loads (`device: 'cpu'`): the tensor's bytes where they were loaded, without a copy.
+   * The Buffer keeps the memory alive until it is garbage-collected, even after close();
+   * with `mmap`, writing to it copies the pages it touches (the file is never written).
+   */
+  view(name: string): Buffer {
+    if (this.closed) throw usageError('the model was closed');
+    if (this.stats.device !== 'cpu') throw usageError(`view() needs a load into host memory (device cpu), not ${this.stats.device}; read() copies a tensor back`);
+    const t = this.tensors.find((x) => x.name === name);
+    if (!t) throw usageError(`no loaded tensor named ${JSON.stringify(name)}`);
+    if (t.bytes > constants.MAX_LENGTH) throw new TensorizeError('E_UNSUPPORTED', `${name} is ${t.bytes} bytes, more than a Buffer can hold here (${constants.MAX_LENGTH})`, { hints: ['read it in parts with read(), or filter it out'] });
+    return native().view(this.handle, t.offset, t.bytes);
+  }
+
   /** Free the device (or host) memory. */
   close(): void {
     if (this.closed) return;
@@ -162,13 +192,16 @@ export async function load(path: string, opts: LoadOptions = {}): Promise<Loaded
   // info() initialises CUDA: ask once, and only when something needs it.
   let cachedInfo: NativeInfo | undefined;
   const info = (): NativeInfo => (cachedInfo ??= bin.info());
-  const device = parseDevice(opts.device, info);
+  const mmap = opts.mmap ?? false;
+  if (mmap && opts.device !== undefined && opts.device !== 'cpu') throw usageError(`--mmap maps the file into host memory: it cannot load to ${opts.device} (leave --device out, or use --device cpu)`);
+  const device = mmap ? -1 : parseDevice(opts.device, info);
   const readers = opts.readers ?? DEFAULT_READERS;
   const plaid = opts.plaid ?? true;
   const verify = opts.verify ?? false;
-  const hugePages = device < 0 && (opts.hugePages ?? hugePagesByDefault());
+  const hugePages = device < 0 && !mmap && (opts.hugePages ?? hugePagesByDefault());
   const match = compileFilter(opts.filter);
 
+  if (mmap && sourceKind(path) !== 'file') throw usageError(`--mmap maps a local file; ${path} is not one (load it without --mmap, or download it first)`);
   const src = sourceKind(path) !== 'file' ? await openSource(path, opts.source) : await FileSource.open(path);
   // A server without range support was downloaded to a temporary file: load that locally.
   const localPath = src.localPath;
@@ -198,7 +231,7 @@ export async function load(path: string, opts: LoadOptions = {}): Promise<Loaded
         dtype: (e.dtype as DTypeInfo).name,
         shape: e.shape,
         device: meta ? 'meta' : devName,
-        offset: dst,
+        offset: mmap ? e.dataOffset : dst,
         bytes: meta ? 0 : e.dataLength,
         meta,
       };
@@ -218,17 +251,17 @@ export async function load(path: string, opts: LoadOptions = {}): Promise<Loaded
           });
         }
       }
-      items.push(e.dataOffset, e.dataLength, dst);
+      items.push(e.dataOffset, e.dataLength, mmap ? e.dataOffset : dst);
       dataBytes += e.dataLength;
       dst += Math.ceil(e.dataLength / ALIGNMENT) * ALIGNMENT;
     }
     if (tensors.length === 0) throw usageError(opts.filter === undefined ? `${path} holds no tensors` : `--filter ${JSON.stringify(opts.filter)} matches none of the ${tf.entries.length} tensors`);
-    const total = dst;
+    const total = mmap ? fileSize : dst;
     const openMs = performance.now() - t0;
     opts.onStart?.(dataBytes);
-    const stat0 = { device, devName, plaid, readers, chunkSize, verify, hugePages, openMs, skipped, info };
+    const stat0 = { device, devName, plaid, mmap, readers, chunkSize, verify, hugePages, openMs, skipped, info };
     if (remote) return await loadRemote(src, path, tensors, items, expect, total, stat0, opts, t0);
-    const { handle, done } = bin.start({ path: localPath!, device, plaid, readers, chunkSize, verify, hugePages, total, fileSize, items: Float64Array.from(items), expect: verify ? expect : undefined });
+    const { handle, done } = bin.start({ path: localPath!, device, plaid, mmap, readers, chunkSize, verify, hugePages, total, fileSize, items: Float64Array.from(items), expect: verify ? expect : undefined });
     let timer: NodeJS.Timeout | undefined;
     if (opts.onProgress) timer = setInterval(() => opts.onProgress!(bin.progress(handle)), 100);
     let st: NativeStats;
@@ -245,6 +278,7 @@ export async function load(path: string, opts: LoadOptions = {}): Promise<Loaded
       device: devName,
       deviceName: device < 0 ? 'host memory' : (info().devices[device]?.name ?? devName),
       plaid,
+      mmap,
       readers,
       chunkSize,
       verified: verify,
@@ -257,6 +291,7 @@ export async function load(path: string, opts: LoadOptions = {}): Promise<Loaded
       pinnedBytes: st.pinnedBytes,
       deviceBytes: st.deviceBytes,
       hostBytes: st.hostBytes,
+      mappedBytes: st.mappedBytes,
       hugePages,
       tensors: tensors.length,
       skipped,
@@ -270,6 +305,7 @@ interface Planned {
   device: number;
   devName: string;
   plaid: boolean;
+  mmap: boolean;
   readers: number;
   chunkSize: number;
   verify: boolean;
@@ -350,6 +386,7 @@ async function loadRemote(
     device: p.devName,
     deviceName: p.device < 0 ? 'host memory' : (p.info().devices[p.device]?.name ?? p.devName),
     plaid: p.plaid,
+    mmap: false,
     readers: concurrency,
     chunkSize: p.chunkSize,
     verified: p.verify,
@@ -362,6 +399,7 @@ async function loadRemote(
     pinnedBytes,
     deviceBytes: p.device >= 0 ? total : 0,
     hostBytes: p.device < 0 ? total : 0,
+    mappedBytes: 0,
     hugePages: p.hugePages,
     tensors: tensors.length,
     skipped: p.skipped,

@@ -47,6 +47,11 @@ export interface NativeSpec {
   total: number;
   /** Host destinations: ask for transparent huge pages (default true). */
   hugePages?: boolean;
+  /**
+   * Host only, no copy: map the file copy-on-write and map the tensors' pages in from the
+   * page cache. Every item's destination must be its file offset, `total` the file size.
+   */
+  mmap?: boolean;
   /** The size the file had when its index was read. */
   fileSize?: number;
   /** (file offset, length, destination offset) triples. */
@@ -62,6 +67,8 @@ export interface NativeStats {
   pinnedBytes: number;
   deviceBytes: number;
   hostBytes: number;
+  /** mmap: bytes of the file mapped (page-cache pages, not new memory). */
+  mappedBytes: number;
   pieces: number;
 }
 
@@ -166,6 +173,11 @@ export interface NativeBinding {
   progress(h: NativeHandle): number;
   cancel(h: NativeHandle): void;
   read(h: NativeHandle, offset: number, length: number): Buffer;
+  /**
+   * Host loads: a Buffer over the loaded bytes themselves (no copy). It keeps the memory
+   * (or the file mapping) alive until it is garbage-collected, even after free().
+   */
+  view(h: NativeHandle, offset: number, length: number): Buffer;
   /** A destination of `total` bytes on `device` (-1: host) that JS fills with write(). */
   alloc(spec: { device: number; total: number; hugePages?: boolean }): NativeHandle;
   /** Copy bytes into an alloc() destination. */

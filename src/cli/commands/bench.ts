@@ -37,7 +37,7 @@ function parseMethods(v: string): MethodId[] {
 export function benchCommand(): Command {
   return addSourceOptions(
     new Command('bench')
-      .description('benchmark loading a model side by side: tensorize --plaid, tensorize without it and a naive baseline, against the machine\'s ceilings')
+      .description('benchmark loading a model side by side: tensorize --plaid, --mmap, without --plaid and a naive baseline, against the machine\'s ceilings')
       .argument('[source]', 'a .tensors file, a .safetensors / PyTorch input (converted first), or an http(s):// or s3:// .tensors URL (default: a synthetic model)')
       .option('--size <bytes>', `synthetic model size when no source is given (default ${DEFAULT_BENCH_SIZE / 2 ** 30}GiB)`, parseSize)
       .option('--dir <dir>', 'write the synthetic model (or the converted source) here and keep it (default: a temporary directory, removed at the end)')
@@ -60,6 +60,8 @@ benchmarks loading it; a .safetensors or PyTorch source is converted the same wa
 
 Methods, each --runs times, interleaved, each run in a fresh process:
   plaid    tensorize load --plaid: parallel readers, pinned ring, overlapped copies
+  mmap     tensorize load --mmap: the file mapped copy-on-write, its pages mapped in from
+           the page cache, nothing copied (local files into host memory only)
   simple   tensorize load without --plaid: each tensor read, then copied
   naive    read the whole file into memory (download the whole object), then copy
            each tensor: what a script does; its peak RSS holds the whole file

@@ -3,7 +3,7 @@ import { load, type LoadOptions, type LoadStats } from '../../loader/load.js';
 import { addSourceOptions, parsePositiveInt, parseSize, sourceOptions, type SourceCliOptions } from '../options.js';
 import { formatBytes, log, peakRssBytes, printJson, Progress, table, warn, type CommonOptions } from '../output.js';
 
-interface Opts extends CommonOptions, SourceCliOptions, Pick<LoadOptions, 'device' | 'plaid' | 'readers' | 'chunkSize' | 'filter' | 'verify'> {
+interface Opts extends CommonOptions, SourceCliOptions, Pick<LoadOptions, 'device' | 'plaid' | 'mmap' | 'readers' | 'chunkSize' | 'filter' | 'verify'> {
   tensors?: boolean;
 }
 
@@ -13,6 +13,7 @@ function modeOf(s: LoadStats): string {
     const how = n.engine === 'native' ? 'native fetcher' : 'JavaScript client (TENSORIZE_NET=js)';
     return `${how}, ${n.connections} connections, ${formatBytes(s.chunkSize)} ranges${n.requests >= 0 ? `, ${n.requests} requests, ${n.retries} retried` : ''}`;
   }
+  if (s.mmap) return `mmap (file pages mapped copy-on-write, no copy), ${s.readers} threads mapping ${formatBytes(s.chunkSize)} pieces`;
   return s.plaid ? `plaid, ${s.readers} readers, ${formatBytes(s.chunkSize)} chunks` : 'simple (read, then synchronous copy)';
 }
 
@@ -24,7 +25,8 @@ export function loadCommand(): Command {
   )
     .option('--device <device>', 'cuda, cuda:N or cpu (default: cuda:0 when a GPU is usable, else cpu)')
     .option('--plaid', 'the fast path: parallel readers into a pinned ring, copies overlapped on CUDA streams')
-    .option('--readers <n>', 'local files: reader threads for --plaid (default 8)', parsePositiveInt('--readers', 256))
+    .option('--mmap', 'host memory from a local file without copying: map the file copy-on-write and its tensors\' pages in from the page cache (implies --device cpu)')
+    .option('--readers <n>', 'local files: reader threads for --plaid and --mmap (default 8)', parsePositiveInt('--readers', 256))
     .option('--chunk-size <size>', 'bytes per read and per ring slot (default 16MiB; HTTP/S3: bytes per range request, default 8MiB)', parseSize)
     .option('--filter <pattern>', 'load only tensors whose names match a glob (layers.*.weight) or /regex/')
     .option('--verify', 'check every CRC32 and SHA-256 while streaming')
@@ -40,6 +42,15 @@ chunks into pinned host buffers (two per reader, allocated once) while CUDA stre
 the previous chunks to the device; host RAM in use is the ring, not the model. For
 --device cpu the readers read straight into the destination. All tensors land in one
 allocation at 256-byte aligned offsets; tensors not matched by --filter are not read.
+
+--mmap (local files, host memory) copies nothing: the file is mapped copy-on-write
+(MAP_PRIVATE) and --readers threads map the tensors' pages in from the page cache, reading
+from disk what is not cached (MADV_POPULATE_READ). The tensors then sit at their offsets in
+the file; the pages are the page cache's, so they count in RSS without being new memory,
+and writing to a tensor copies the pages it touches (the file is never written). With
+--verify each tensor is hashed where it lies. As with any memory-mapped weights, a file
+truncated or rewritten by another process while it is mapped changes or faults the
+tensors (SIGBUS); copy (no --mmap) when the file may change.
 
 The report gives the time to open the file and read its index, the time until the first
 tensor was complete on the device, the transfer time, the total, GB/s, peak RSS, pinned
@@ -61,6 +72,7 @@ TENSORIZE_HUGEPAGES=1 or 0 decides instead. The JSON report says which (hugePage
 Examples:
   tensorize load model.tensors --plaid
   tensorize load model.tensors --plaid --device cpu --verify --json
+  tensorize load model.tensors --mmap --verify
   tensorize load model.tensors --filter 'model.layers.0.*'`,
     )
     .action(async (file: string, opts: Opts, cmd: Command) => {
@@ -70,6 +82,7 @@ Examples:
         concurrency: opts.concurrency,
         device: opts.device,
         plaid: !!opts.plaid,
+        mmap: !!opts.mmap,
         readers: opts.readers,
         chunkSize: opts.chunkSize,
         filter: opts.filter,
@@ -107,6 +120,7 @@ Examples:
             ['peak RSS', formatBytes(result.peakRssBytes)],
             ['pinned', formatBytes(s.pinnedBytes)],
             ['device memory', formatBytes(s.deviceBytes)],
+            ...(s.mmap ? ([['file mapped', formatBytes(s.mappedBytes)]] as [string, string][]) : []),
           ];
           log(opts, rows.map(([k, v]) => `${k.padEnd(14)} ${v}`).join('\n'));
           if (opts.tensors) {
