@@ -9,7 +9,7 @@ import { copyFileSync, existsSync, readFileSync, readdirSync, writeFileSync } fr
 import { join } from 'node:path';
 import { compileFilter, load } from '../src/loader/load.js';
 import { native, nativeAvailable } from '../src/native/binding.js';
-import { BIN, ROOT, sha256, VECTORS } from './helpers/util.js';
+import { BIN, bytes, ROOT, sha256, VECTORS, writeSafetensors, type StTensor } from './helpers/util.js';
 
 const available = nativeAvailable();
 const why = available ? false : 'the native addon is not built (npm run build:native)';
@@ -117,6 +117,37 @@ t.test('--mmap maps the file copy-on-write: tensors at their file offsets, nothi
   t.ok(v.every((x) => x === 0x5a), 'the written view keeps its own copy of its pages');
   await t.rejects(load(f, { mmap: true, device: 'cuda:0' }), { code: 'E_USAGE' }, '--mmap is host memory only');
   await t.rejects(load('http://127.0.0.1:9/x.tensors', { mmap: true }), { code: 'E_USAGE', message: /local file/ });
+});
+
+t.test('serialize --align makes --mmap tensors aligned; unpadded files are reported', { skip: why }, async (t) => {
+  const dir = t.testdir();
+  const tensors: StTensor[] = [];
+  for (let i = 0; i < 12; i++) tensors.push({ name: `layers.${i}.w${'x'.repeat(i)}`, dtype: i % 2 ? 'F32' : 'BF16', shape: [3 + i, 5], data: bytes((3 + i) * 5 * (i % 2 ? 4 : 2), i) });
+  writeSafetensors(join(dir, 'in.safetensors'), tensors);
+  const mm = (f: string) => {
+    const r = spawnSync(process.execPath, [BIN, 'load', f, '--mmap', '--verify', '--json'], { encoding: 'utf8' });
+    t.equal(r.status, 0, r.stderr);
+    return { doc: JSON.parse(r.stdout), stderr: r.stderr };
+  };
+  for (const align of ['', '64']) {
+    const out = join(dir, `a${align || 1}.tensors`);
+    const s = spawnSync(process.execPath, [BIN, 'serialize', join(dir, 'in.safetensors'), '-o', out, '-q', ...(align ? ['--align', align] : [])], { encoding: 'utf8' });
+    t.equal(s.status, 0, s.stderr);
+    const { doc, stderr } = mm(out);
+    const model = await load(out, { mmap: true });
+    const misaligned = model.tensors.filter((x) => x.offset % (x.dtype === 'float32' ? 4 : 2) !== 0).length;
+    for (const x of tensors) t.equal(sha256(model.view(x.name)), sha256(x.data), `${x.name} (align ${align || 'none'})`);
+    model.close();
+    t.equal(doc.misaligned, misaligned, 'the report counts the tensors not aligned to their element size');
+    if (align) t.equal(misaligned, 0, '--align 64: none');
+    else {
+      t.ok(misaligned > 0, 'unpadded names of varying length leave some tensors unaligned');
+      t.match(stderr, /not multiples of their element size.*--align 64/s, 'and the CLI says how to fix it');
+    }
+  }
+  const bad = spawnSync(process.execPath, [BIN, 'serialize', join(dir, 'in.safetensors'), '-o', join(dir, 'x.tensors'), '--align', '48'], { encoding: 'utf8' });
+  t.equal(bad.status, 2, '--align 48 is a usage error');
+  t.notOk(existsSync(join(dir, 'x.tensors')));
 });
 
 t.test('--filter loads only matching tensors', { skip: why }, async (t) => {

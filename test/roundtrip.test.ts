@@ -3,7 +3,8 @@
 import t from 'tap';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { TensorType } from '../src/format/constants.js';
+import { HashType, TensorType } from '../src/format/constants.js';
+import { headerSize } from '../src/format/header.js';
 import { dtypeByName } from '../src/format/dtypes.js';
 import { TensorizerFile } from '../src/format/reader.js';
 import { verifyFile } from '../src/format/verify.js';
@@ -96,6 +97,41 @@ t.test('every dtype survives safetensors → tensors → safetensors', async (t)
     );
   }
   t.same(readFileSync(join(dir, 'out1.tensors')), readFileSync(join(dir, 'out3.tensors')), 'output does not depend on the thread count');
+});
+
+t.test('--align pads the headers so every tensor starts aligned; hashes, verify and export still hold', async (t) => {
+  const dir = t.testdir();
+  writeSafetensors(join(dir, 'in.safetensors'), ALL, { format: 'pt' });
+  const m = await openInput(join(dir, 'in.safetensors'));
+  const tensors = m.tensors.map((x) => ({ path: x.path, type: TensorType.STATE_DICT, dtype: x.dtype, shape: x.shape, data: x.data }));
+  await writeTensorizer(join(dir, 'plain.tensors'), tensors);
+  await writeTensorizer(join(dir, 'one.tensors'), tensors, { align: 1 });
+  t.same(readFileSync(join(dir, 'one.tensors')), readFileSync(join(dir, 'plain.tensors')), 'align 1 writes exactly the unpadded file');
+  const plain = readFileSync(join(dir, 'plain.tensors'));
+  for (const align of [8, 64, 4096]) {
+    const out = join(dir, `a${align}.tensors`);
+    await writeTensorizer(out, tensors, { align });
+    const src = await FileSource.open(out);
+    const tf = await TensorizerFile.open(src);
+    const withData = tf.entries.filter((e) => e.dataLength > 0);
+    t.ok(withData.every((e) => e.dataOffset % align === 0), `align ${align}: every data offset is a multiple`);
+    t.ok(src.size > plain.length && src.size < plain.length + align * ALL.length, `align ${align}: padding is bounded (${src.size - plain.length} bytes)`);
+    for (const [i, x] of ALL.entries()) {
+      const e = tf.entries[i]!;
+      t.equal(sha256(await src.read(e.dataOffset, e.dataLength)), sha256(x.data), `align ${align}: bytes of ${x.name}`);
+      const { header, raw } = await tf.readHeader(e);
+      t.equal(header.dataLength, x.data.length, 'data_length is still read from the header\'s last 8 bytes');
+      const bare = headerSize(header.nameBytes.length, Buffer.from(header.dtypeString, 'latin1').length, header.shape.length, [HashType.CRC32, HashType.SHA256]);
+      t.ok(raw.subarray(bare - 8, raw.length - 8).every((x) => x === 0), `align ${align}: ${raw.length - bare} padding bytes, all zero, before data_length`);
+    }
+    const v = await verifyFile(src);
+    t.ok(v.ok && v.hashesChecked === 2 * ALL.length, `align ${align}: verify passes (the padding is hashed like the rest of the header)`);
+    await exportSafetensors(src, join(dir, `back${align}.safetensors`));
+    await src.close();
+    const b = await openSafetensorsFile(join(dir, `back${align}.safetensors`));
+    t.same(b.tensors.map((x) => [x.path[0], x.shape]), ALL.map((x) => [x.name, x.shape]));
+  }
+  for (const bad of [0, 3, 100, 2 ** 21]) await t.rejects(writeTensorizer(join(dir, 'bad.tensors'), tensors, { align: bad }), { code: 'E_USAGE' }, `align ${bad} is refused`);
 });
 
 t.test('a plain-dtype model is data version 1', async (t) => {

@@ -2,12 +2,13 @@
 // Randomized compatibility check against the real tensorizer library.
 //
 // Usage:
-//   node scripts/peers/compat.mjs [--models N] [--seed S] [--keep DIR]
+//   node scripts/peers/compat.mjs [--models N] [--seed S] [--keep DIR] [--align N]
 //
 // For each of N (default 12) random models (model i uses seed S+i, so a failing
 // model can be replayed alone with `--models 1 --seed <its seed>`):
 //   1. write a random safetensors file by hand (random dtypes, shapes, names, bytes);
-//   2. `tensorize serialize model.safetensors -o model.tensors --json`
+//   2. `tensorize serialize model.safetensors -o model.tensors --json` (with --align N:
+//      `--align N`, and every tensor's data offset is checked to be a multiple of N)
 //      (exit 0, stdout is one JSON document);
 //   3. write a manifest (name, torch dtype, shape, nbytes, SHA-256 of the bytes);
 //   4. check the output with the real tensorizer (scripts/peers/tensorizer_check.py,
@@ -64,12 +65,12 @@ const NO_EMPTY = new Set(['BF16', 'F8_E4M3', 'F8_E5M2']);
 
 function usage(msg) {
   if (msg) process.stderr.write(`compat: ${msg}\n`);
-  process.stderr.write('usage: node scripts/peers/compat.mjs [--models N] [--seed S] [--keep DIR]\n');
+  process.stderr.write('usage: node scripts/peers/compat.mjs [--models N] [--seed S] [--keep DIR] [--align N]\n');
   process.exit(2);
 }
 
 function parseArgs(argv) {
-  const opts = { models: 12, seed: null, keep: null };
+  const opts = { models: 12, seed: null, keep: null, align: null };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const [flag, inline] = a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, null];
@@ -84,10 +85,12 @@ function parseArgs(argv) {
     } else if (flag === '--seed') {
       opts.seed = Number(value());
       if (!Number.isInteger(opts.seed) || opts.seed < 0 || opts.seed > 0xffffffff) usage('--seed must be an integer in [0, 2^32)');
+    } else if (flag === '--align') {
+      opts.align = value();
     } else if (flag === '--keep') {
       opts.keep = path.resolve(value());
     } else if (flag === '-h' || flag === '--help') {
-      process.stdout.write('usage: node scripts/peers/compat.mjs [--models N] [--seed S] [--keep DIR]\n');
+      process.stdout.write('usage: node scripts/peers/compat.mjs [--models N] [--seed S] [--keep DIR] [--align N]\n');
       process.exit(0);
     } else {
       usage(`unknown argument ${a}`);
@@ -379,6 +382,8 @@ function checkPython() {
 
 const sha256 = (b) => createHash('sha256').update(b).digest('hex');
 
+let ALIGN = null;
+
 function testModel(seed, dir) {
   const model = generateModel(seed);
   const stFile = path.join(dir, 'model.safetensors');
@@ -390,12 +395,19 @@ function testModel(seed, dir) {
   const fail = (why) => ({ ...info, ok: false, why });
 
   // 2. serialize
-  let r = run(process.execPath, [CLI, 'serialize', stFile, '-o', tzFile, '--json']);
+  let r = run(process.execPath, [CLI, 'serialize', stFile, '-o', tzFile, '--json', ...(ALIGN ? ['--align', ALIGN] : [])]);
   if (r.error || r.status !== 0) return fail(describe(r, 'serialize'));
   try {
     JSON.parse(r.stdout);
   } catch (e) {
     return fail(`serialize --json: stdout is not one JSON document (${e.message}): ${JSON.stringify(r.stdout.slice(0, 500))}`);
+  }
+
+  if (ALIGN) {
+    r = run(process.execPath, [CLI, 'info', tzFile, '--json']);
+    const bad = r.status === 0 ? JSON.parse(r.stdout).tensors.filter((t) => t.dataLength > 0 && t.dataOffset % Number(ALIGN) !== 0) : null;
+    if (!bad) return fail(describe(r, 'info'));
+    if (bad.length) return fail(`--align ${ALIGN}: ${bad.length} tensor(s) start at unaligned offsets, e.g. ${bad[0].dataOffset}`);
   }
 
   // 3. manifest
@@ -451,6 +463,7 @@ function testModel(seed, dir) {
 
 function main() {
   const opts = parseArgs(process.argv.slice(2));
+  ALIGN = opts.align;
   if (!fs.existsSync(path.join(ROOT, 'dist', 'cli', 'main.js'))) {
     process.stderr.write(`compat: the CLI is not built; run \`npm run build\` in ${ROOT}\n`);
     process.exit(2);

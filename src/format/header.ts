@@ -54,7 +54,12 @@ export interface EncodedHeader {
   valueOffsets: number[];
 }
 
-/** Build a header with zeroed hash values (the form the hashes are computed over). */
+/**
+ * Build a header with zeroed hash values (the form the hashes are computed over).
+ * `padding` zero bytes go between the hash block and data_length: readers take data_length
+ * from the header's last 8 bytes and hash the padding with the rest, so it moves the data
+ * to an aligned offset without changing what the header says.
+ */
 export function encodeHeader(f: {
   moduleIdx: number;
   type: TensorType;
@@ -63,6 +68,7 @@ export function encodeHeader(f: {
   shape: readonly number[];
   hashTypes: readonly HashType[];
   dataLength: number;
+  padding?: number;
 }): EncodedHeader {
   if (f.nameBytes.length > 0xffff) throw new TensorizeError('E_INEXPRESSIBLE', `tensor name is ${f.nameBytes.length} bytes; the format allows 65535`);
   if (f.dtypeBytes.length > 0xff) throw new TensorizeError('E_INEXPRESSIBLE', 'dtype string longer than 255 bytes');
@@ -72,7 +78,7 @@ export function encodeHeader(f: {
       throw new TensorizeError('E_INEXPRESSIBLE', `dimension ${d} does not fit in the format's 32-bit shape fields (data version 5 is not written)`);
     }
   }
-  const size = headerSize(f.nameBytes.length, f.dtypeBytes.length, f.shape.length, f.hashTypes);
+  const size = headerSize(f.nameBytes.length, f.dtypeBytes.length, f.shape.length, f.hashTypes) + (f.padding ?? 0);
   const b = Buffer.alloc(size);
   let o = 0;
   b.writeBigUInt64LE(BigInt(size), o); o += 8;
@@ -94,6 +100,7 @@ export function encodeHeader(f: {
     valueOffsets.push(o);
     o += HASH_LENGTHS[t];
   }
+  o += f.padding ?? 0;
   b.writeBigInt64LE(BigInt(f.dataLength), o); o += 8;
   if (o !== size) throw new Error(`internal: header size ${o} != ${size}`);
   return { buf: b, valueOffsets };

@@ -55,6 +55,23 @@ export interface WriteOptions {
   readConcurrency?: number;
   /** Told when a network input must be downloaded before it can be converted. */
   onWarning?: (message: string) => void;
+  /**
+   * Start every tensor's data at a multiple of this many bytes (a power of two up to 1 MiB),
+   * by zero padding at the end of its header (see encodeHeader). Default 1: no padding,
+   * the bytes tensorizer itself writes. Aligned data lets mmap'd tensors (load --mmap) be
+   * used in place with typed views and vector loads.
+   */
+  align?: number;
+}
+
+export const MAX_ALIGN = 1 << 20;
+
+/** Validate an alignment: a power of two from 1 to MAX_ALIGN. */
+export function checkAlign(align: number): number {
+  if (!Number.isInteger(align) || align < 1 || align > MAX_ALIGN || (align & (align - 1)) !== 0) {
+    throw new TensorizeError('E_USAGE', `alignment must be a power of two from 1 to ${MAX_ALIGN}, not ${align}`);
+  }
+  return align;
 }
 
 export interface WriteSummary {
@@ -76,9 +93,11 @@ interface Planned {
   headerSize: number;
   dataOffset: number;
   dataLength: number;
+  /** Zero bytes at the end of the header, before data_length (alignment). */
+  padding: number;
 }
 
-export function plan(tensors: readonly WriteTensor[]): { planned: Planned[]; version: number; metadataLength: number; warnings: string[] } {
+export function plan(tensors: readonly WriteTensor[], align = 1): { planned: Planned[]; version: number; metadataLength: number; warnings: string[] } {
   if (tensors.length === 0) throw new TensorizeError('E_INPUT', 'no tensors to write (tensorizer cannot open a file with an empty index)');
   const registry = new PathRegistry();
   const warnings: string[] = [];
@@ -113,9 +132,11 @@ export function plan(tensors: readonly WriteTensor[]): { planned: Planned[]; ver
   });
   let pos = METADATA_OFFSET + metadataLength;
   const planned = pre.map(({ t, name, dtypeBytes, size }) => {
-    const hs = headerSize(name.length, dtypeBytes.length, t.shape.length, HASHES);
     const dataLength = t.meta ? 0 : size;
-    const p: Planned = { t, name, dtypeBytes, headerOffset: pos, headerSize: hs, dataOffset: pos + hs, dataLength };
+    const bare = headerSize(name.length, dtypeBytes.length, t.shape.length, HASHES);
+    const padding = dataLength > 0 ? (align - ((pos + bare) % align)) % align : 0;
+    const hs = bare + padding;
+    const p: Planned = { t, name, dtypeBytes, headerOffset: pos, headerSize: hs, dataOffset: pos + hs, dataLength, padding };
     pos += hs + dataLength;
     return p;
   });
@@ -156,6 +177,7 @@ function headerOf(p: Planned) {
     shape: p.t.shape,
     hashTypes: HASHES,
     dataLength: p.dataLength,
+    padding: p.padding,
   });
 }
 
@@ -264,7 +286,7 @@ async function readNetworkTensors(
 export async function writeTensorizer(out: string, tensors: readonly WriteTensor[], opts: WriteOptions = {}): Promise<WriteSummary> {
   if (sourceKind(out) === 's3') return writeTensorizerToS3(out, tensors, opts);
   if (sourceKind(out) === 'http') throw new TensorizeError('E_USAGE', `${out}: cannot write to an HTTP URL; write to a file or to s3://bucket/key`);
-  const { planned, version, metadataLength, warnings } = plan(tensors);
+  const { planned, version, metadataLength, warnings } = plan(tensors, checkAlign(opts.align ?? 1));
   const last = planned[planned.length - 1]!;
   const trailer = opts.trailer ?? true;
   const fileBytes = last.dataOffset + last.dataLength + (trailer ? 8 : 0);
@@ -336,7 +358,7 @@ export async function writeTensorizer(out: string, tensors: readonly WriteTensor
  * upload: no partial object is left. Progress counts both passes.
  */
 async function writeTensorizerToS3(out: string, tensors: readonly WriteTensor[], opts: WriteOptions): Promise<WriteSummary> {
-  const { planned, version, metadataLength, warnings } = plan(tensors);
+  const { planned, version, metadataLength, warnings } = plan(tensors, checkAlign(opts.align ?? 1));
   const { groups, cleanup } = await prepareNetwork(planned, opts);
   const networkSource = new Map([...groups].flatMap(([src, g]) => g.map((p) => [p, src] as const)));
   const last = planned[planned.length - 1]!;

@@ -96,6 +96,12 @@ export interface LoadStats {
   hostBytes: number;
   /** mmap: bytes of the file mapped (the page cache's pages, shared, not new memory). */
   mappedBytes: number;
+  /**
+   * Tensors whose data does not start at a multiple of their element size (only with
+   * mmap, where tensors sit at their file offsets: files written without alignment
+   * padding, as tensorizer writes them; `serialize --align` writes aligned ones).
+   */
+  misaligned: number;
   /** The host destination was advised to use huge pages. */
   hugePages: boolean;
   tensors: number;
@@ -211,6 +217,7 @@ export async function load(path: string, opts: LoadOptions = {}): Promise<Loaded
   const items: number[] = [];
   const expect: NativeExpect[] = [];
   let skipped = 0;
+  let misaligned = 0;
   let dataBytes = 0;
   let fileSize: number;
   try {
@@ -252,6 +259,7 @@ export async function load(path: string, opts: LoadOptions = {}): Promise<Loaded
         }
       }
       items.push(e.dataOffset, e.dataLength, mmap ? e.dataOffset : dst);
+      if (mmap && e.dataOffset % Math.max(1, (e.dtype as DTypeInfo).itemsize) !== 0) misaligned++;
       dataBytes += e.dataLength;
       dst += Math.ceil(e.dataLength / ALIGNMENT) * ALIGNMENT;
     }
@@ -292,6 +300,7 @@ export async function load(path: string, opts: LoadOptions = {}): Promise<Loaded
       deviceBytes: st.deviceBytes,
       hostBytes: st.hostBytes,
       mappedBytes: st.mappedBytes,
+      misaligned,
       hugePages,
       tensors: tensors.length,
       skipped,
@@ -400,6 +409,7 @@ async function loadRemote(
     deviceBytes: p.device >= 0 ? total : 0,
     hostBytes: p.device < 0 ? total : 0,
     mappedBytes: 0,
+    misaligned: 0,
     hugePages: p.hugePages,
     tensors: tensors.length,
     skipped: p.skipped,

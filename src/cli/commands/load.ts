@@ -98,6 +98,9 @@ Examples:
       }).finally(() => progress.stop());
       try {
         const s = model.stats;
+        if (s.misaligned > 0) {
+          warn(opts, `${s.misaligned} of ${s.tensors} tensors start at file offsets that are not multiples of their element size (the file has no alignment padding, as tensorizer writes them): code that needs aligned data must copy them; tensorize serialize --align 64 writes aligned files`);
+        }
         const result = {
           ok: true,
           file,

@@ -1,12 +1,21 @@
-import { Command, Option } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { basename, dirname, join } from 'node:path';
 import { stat } from 'node:fs/promises';
 import { TensorType } from '../../format/constants.js';
-import { writeTensorizer } from '../../format/writer.js';
+import { checkAlign, writeTensorizer } from '../../format/writer.js';
 import { closeInput, openInput } from '../../inputs/index.js';
 import { sourceKind } from '../../sources/open.js';
 import { addHttpOptions, addS3Options, parseCount, parsePositiveInt, parseSize, sourceOptions, type SourceCliOptions } from '../options.js';
 import { formatBytes, gbps, log, peakRssBytes, printJson, Progress, warn, type CommonOptions } from '../output.js';
+
+function parseAlign(v: string): number {
+  const n = /^[0-9]+$/.test(v) ? Number(v) : NaN;
+  try {
+    return checkAlign(n);
+  } catch {
+    throw new InvalidArgumentError('--align must be a power of two from 1 to 1048576 (bytes), e.g. 64 or 4096');
+  }
+}
 
 interface Opts extends CommonOptions, SourceCliOptions {
   partSize?: number;
@@ -15,6 +24,7 @@ interface Opts extends CommonOptions, SourceCliOptions {
   tensorType: 'param' | 'buffer' | 'state_dict';
   key?: string;
   readConcurrency?: number;
+  align?: number;
 }
 
 const TYPES = { param: TensorType.PARAM, buffer: TensorType.BUFFER, state_dict: TensorType.STATE_DICT };
@@ -46,6 +56,7 @@ export function serializeCommand(): Command {
         .default('state_dict'),
     )
     .option('--key <path>', 'PyTorch checkpoints: take the tensors under this dotted key (e.g. state_dict, model.encoder) and name them relative to it')
+    .option('--align <bytes>', 'start every tensor\'s data at a multiple of this many bytes (a power of two, e.g. 64 or 4096), padding the tensor headers; default: no padding, byte for byte what tensorizer writes', parseAlign)
     .option('--threads <n>', 'worker threads that copy and hash (default: CPU count)', parsePositiveInt('--threads', 256))
     .option('--json', 'print one JSON document on stdout instead of the summary')
     .option('-q, --quiet', 'no progress or summary on stderr')
@@ -61,8 +72,15 @@ unpickler: nothing in the file is executed, and a pickle naming any global other
 tensors, dicts and lists is refused. Nested dicts are flattened with dotted names;
 non-contiguous tensors are gathered into contiguous bytes; non-tensor values are skipped.
 
+--align N pads each tensor's header (zero bytes before its data_length field, covered by
+its hashes) so that its data starts at a multiple of N bytes. tensorizer, and vLLM through
+it, read such files (data_length is taken from a header's last 8 bytes); the default writes
+no padding, byte for byte the file tensorizer writes. Aligned data is what lets
+tensorize load --mmap hand out tensors that typed views and vector loads can use in place.
+
 Examples:
   tensorize serialize model.safetensors -o model.tensors
+  tensorize serialize model.safetensors -o model.tensors --align 64
   tensorize serialize ./Llama-3-8B/ -o llama.tensors --json
   tensorize serialize pytorch_model.bin.index.json -o model.tensors
   tensorize serialize checkpoint.pt --key state_dict -o model.tensors
@@ -105,6 +123,7 @@ async function serializeModel(input: string, model: Awaited<ReturnType<typeof op
       sources: model.sources,
       readConcurrency: opts.readConcurrency,
       onWarning: (m) => warn(opts, m),
+      align: opts.align,
     },
   ).finally(() => progress.stop());
   const seconds = (performance.now() - t0) / 1000;
