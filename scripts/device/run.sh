@@ -1,0 +1,83 @@
+#!/bin/bash
+# Every GPU check and benchmark of the loader in one call on the GPU machine, which has no
+# Node and no network: pack first with scripts/device/pack.sh, then
+#   run(command="bash scripts/device/run.sh", carry=[".device"], timeout_s=540)
+# What comes back in $OUT (8 files at most): log.txt (everything), doctor.json,
+# native-test.txt, gpu-check.txt, bench-gpu.json + bench-gpu.svg (tensorize --plaid, no
+# --plaid, naive, tensorizer, safetensors, the pinned H2D ceiling; 4 GiB, warm), bench-cpu.json
+# (host loads on that machine's cores), remote.txt (HTTP loads onto the GPU).
+# Steps stop early when time runs short (BUDGET seconds, default 480), so that what ran
+# still comes back. DRY=1 runs it here (no GPU): host memory instead, smaller sizes.
+set -u
+ROOT=$PWD
+OUT=${OUT:-/tmp/tz-device-out}
+mkdir -p "$OUT"
+exec > >(tee -a "$OUT/log.txt") 2>&1
+T0=$(date +%s)
+BUDGET=${BUDGET:-480}
+el() { echo $(($(date +%s) - T0)); }
+step() { echo "== [$(el)s] $*"; }
+left() { [ $(($(date +%s) - T0)) -lt "$1" ]; }
+DEV=cuda:0
+[ "${DRY:-0}" = 1 ] && DEV=cpu
+SIZE=${SIZE:-4GiB}
+RUNS=${RUNS:-3}
+
+step "unpacking .device"
+W=/tmp/tzdev
+mkdir -p $W
+xz -dc .device/node.xz > $W/node && chmod +x $W/node || { echo "no .device/node.xz: run scripts/device/pack.sh and carry .device"; exit 2; }
+export PATH=$W:$PATH
+tar -xJf .device/runtime.tar.xz
+tar -xJf .device/vectors.tar.xz -C $W
+export TENSORIZE_VECTORS=$W/vectors
+if [ -f .device/tensorizer.tar.xz ]; then
+  mkdir -p $W/peers && tar -xJf .device/tensorizer.tar.xz -C $W/peers
+  # boto3, botocore, redis and libnacl are not on that machine; a local load needs none of them.
+  export TENSORIZER_PATH=$W/peers:$ROOT/scripts/device/pystubs
+fi
+export TORCH_PYTHON=${TORCH_PYTHON:-python3}
+node --version
+nvidia-smi --query-gpu=name,driver_version,memory.total,pcie.link.gen.max,pcie.link.width.max --format=csv 2>&1 | head -3
+
+step "doctor"
+node bin/tensorize.js doctor --json > "$OUT/doctor.json"
+cat "$OUT/doctor.json"
+if [ "$DEV" != cpu ] && ! grep -q '"index": 0' "$OUT/doctor.json" && command -v nvcc >/dev/null; then
+  step "no device through the carried addon: rebuilding it with this machine's nvcc"
+  node scripts/build-native.mjs 2>&1 | tail -5
+  node bin/tensorize.js doctor --json > "$OUT/doctor.json"
+  cat "$OUT/doctor.json"
+fi
+
+step "native pipeline test (GPU rounds included when a device is usable)"
+native/build/tensorize_native_test > "$OUT/native-test.txt" 2>&1
+echo "exit $?"
+grep -E '^(cuda|hashes|FAIL)|passed' "$OUT/native-test.txt" | head -20
+
+step "GPU checks: vectors, errors, HTTP, leaks"
+timeout 150 node scripts/device/gpu-check.mjs --device $DEV > "$OUT/gpu-check.txt" 2>&1
+echo "exit $?"
+grep -E '^(addon|vectors|FAIL)|passed' "$OUT/gpu-check.txt" | head -30
+
+if left $((BUDGET - 200)); then
+  step "bench with the peers: $SIZE synthetic model, warm, $RUNS runs, $DEV"
+  timeout $((BUDGET - $(el) - 90)) node scripts/bench-peers.mjs --size $SIZE --dir $W/tzb --runs $RUNS --device $DEV \
+    --json --report "$OUT/bench-gpu.svg" > "$OUT/bench-gpu.json"
+  echo "exit $?"
+fi
+
+if left $((BUDGET - 80)) && [ -f $W/tzb/model.tensors ]; then
+  step "host-memory bench on this machine ($(nproc) cores)"
+  timeout 60 node bin/tensorize.js bench $W/tzb/model.tensors --device cpu --runs $RUNS --json > "$OUT/bench-cpu.json"
+  echo "exit $?"
+fi
+
+if left $((BUDGET - 40)) && [ -f $W/tzb/model.tensors ]; then
+  step "HTTP loads onto $DEV (node:http on loopback)"
+  timeout $((BUDGET - $(el) - 10)) node scripts/bench-remote.mjs $W/tzb/model.tensors --runs 2 --server node \
+    --device ${DEV%%:*} --methods raw-native,load,load-verify --fresh-only > "$OUT/remote.txt" 2>&1
+  echo "exit $?"
+  tail -15 "$OUT/remote.txt"
+fi
+step "done"
