@@ -15,6 +15,8 @@ const available = nativeAvailable();
 const why = available ? false : 'the native addon is not built (npm run build:native)';
 const info = available ? native().info() : undefined;
 const gpu = info && info.deviceCount > 0 ? false : `no usable CUDA device (${info?.cudaError || 'native addon not built'})`;
+// On a GPU machine, a missing device must fail the run rather than skip the GPU tests.
+if (gpu && process.env.TENSORIZE_REQUIRE_GPU === '1') t.fail(`TENSORIZE_REQUIRE_GPU=1, but ${gpu}`);
 
 interface Manifest {
   tensors: { name: string | (string | number)[]; sha256?: string; nbytes?: number; meta?: boolean }[];

@@ -511,14 +511,16 @@ Napi::Value Write(const Napi::CallbackInfo& info) {
 // the promise settles; a reference keeps it alive).
 class WriteWorker : public Napi::AsyncWorker {
  public:
-  WriteWorker(Napi::Env env, std::shared_ptr<Handle> h, uint64_t off, Napi::Uint8Array b)
-      : Napi::AsyncWorker(env), h_(std::move(h)), off_(off), data_(b.Data()), len_(b.ByteLength()), deferred_(Napi::Promise::Deferred::New(env)) {
+  // The worker holds its own reference to the destination, taken here on the main thread:
+  // a free() while it copies only drops the handle's (after a failed write, the others of
+  // the same chunk may still be running when the load gives up and frees).
+  WriteWorker(Napi::Env env, std::shared_ptr<tz::Loaded> dest, uint64_t off, Napi::Uint8Array b)
+      : Napi::AsyncWorker(env), dest_(std::move(dest)), off_(off), data_(b.Data()), len_(b.ByteLength()), deferred_(Napi::Promise::Deferred::New(env)) {
     keep_ = Napi::Persistent(b);
   }
   Napi::Promise promise() { return deferred_.Promise(); }
   void Execute() override {
-    if (h_->loaded) err_ = h_->loaded->write(off_, data_, len_);
-    else err_ = {"E_USAGE", "write after the destination was freed", -1};
+    err_ = dest_->write(off_, data_, len_);
   }
   void OnOK() override {
     if (err_.ok()) deferred_.Resolve(Env().Undefined());
@@ -527,7 +529,7 @@ class WriteWorker : public Napi::AsyncWorker {
   void OnError(const Napi::Error& e) override { deferred_.Reject(makeError(Env(), "E_NATIVE", e.Message())); }
 
  private:
-  std::shared_ptr<Handle> h_;
+  std::shared_ptr<tz::Loaded> dest_;
   uint64_t off_;
   const uint8_t* data_;
   size_t len_;
@@ -542,8 +544,7 @@ Napi::Value WriteAsync(const Napi::CallbackInfo& info) {
   if (!h.loaded) throwError(env, "E_USAGE", "nothing was allocated, or it was closed");
   double off = info[1].As<Napi::Number>().DoubleValue();
   if (!(off >= 0) || off > 9007199254740991.0) throwError(env, "E_USAGE", "write: offset out of range");
-  auto ref = std::static_pointer_cast<Handle>(*info[0].As<Napi::External<TicketRef>>().Data());
-  auto* w = new WriteWorker(env, ref, static_cast<uint64_t>(off), info[2].As<Napi::Uint8Array>());
+  auto* w = new WriteWorker(env, h.loaded, static_cast<uint64_t>(off), info[2].As<Napi::Uint8Array>());
   Napi::Promise p = w->promise();
   w->Queue();
   return p;

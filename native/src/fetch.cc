@@ -292,7 +292,7 @@ class FetchRun {
       cudaError_t e = cudaSetDevice(device_);
       if (e == cudaSuccess) e = cudaStreamCreateWithFlags(&w.stream, cudaStreamNonBlocking);
       for (Slot& sl : w.slots)
-        if (e == cudaSuccess) e = cudaEventCreateWithFlags(&sl.copied, cudaEventDisableTiming);
+        if (e == cudaSuccess) e = cudaEventCreateWithFlags(&sl.copied, cudaEventDisableTiming | cudaEventBlockingSync);
       if (e != cudaSuccess) errs_.set(cudaCode(e), cudaMsg(e, "setting up a CUDA stream"));
     }
 #endif
@@ -303,8 +303,9 @@ class FetchRun {
 #ifdef TENSORIZE_HAVE_CUDA
     if (w.stream) {
       cudaError_t e = cudaStreamSynchronize(w.stream);
+      // Not drained: host functions may still point into this run; leave the stream.
       if (e != cudaSuccess) errs_.set(cudaCode(e), cudaMsg(e, "cudaStreamSynchronize"));
-      cudaStreamDestroy(w.stream);
+      else cudaStreamDestroy(w.stream);
     }
     for (Slot& sl : w.slots)
       if (sl.copied) cudaEventDestroy(sl.copied);

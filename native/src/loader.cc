@@ -396,50 +396,65 @@ class Run {
     if (!stagingFits(2ull * static_cast<uint64_t>(readers) * s_.chunk, "the pinned ring (2 x readers x chunk size)", tooBig)) return errs.set(tooBig.code, tooBig.message);
     std::vector<Reader> rs(readers);
     std::vector<Callback> cbs(plan_.pieces.size());
-    bool setupOk = true;
-    for (auto& r : rs) {
+    // One pinned allocation for the whole ring (pinning costs per call as well as per byte).
+    uint8_t* ring = nullptr;
+    const uint64_t ringBytes = 2ull * static_cast<uint64_t>(readers) * s_.chunk;
+    cudaError_t ae = cudaHostAlloc(reinterpret_cast<void**>(&ring), ringBytes, cudaHostAllocDefault);
+    if (ae != cudaSuccess) {
+      ring = nullptr;
+      errs.set(ae == cudaErrorMemoryAllocation ? "E_HOST_OOM" : cudaCode(ae), cudaMsg(ae, "cudaHostAlloc (pinned ring)") + " (" + std::to_string(ringBytes) + " bytes)");
+    } else {
+      out_.stats.pinnedBytes = ringBytes;
+    }
+    for (size_t i = 0; i < rs.size() && !errs.failed(); i++) {
+      Reader& r = rs[i];
       CUDA_OK(cudaStreamCreateWithFlags(&r.stream, cudaStreamNonBlocking), "cudaStreamCreate", errs);
-      for (auto& sl : r.slots) {
-        cudaError_t e = cudaHostAlloc(&sl.host, s_.chunk, cudaHostAllocDefault);
-        if (e != cudaSuccess) {
-          errs.set(e == cudaErrorMemoryAllocation ? "E_HOST_OOM" : cudaCode(e), cudaMsg(e, "cudaHostAlloc (pinned ring slot)"));
-          sl.host = nullptr;
-          setupOk = false;
-          break;
-        }
-        out_.stats.pinnedBytes += s_.chunk;
-        CUDA_OK(cudaEventCreateWithFlags(&sl.done, cudaEventDisableTiming), "cudaEventCreate", errs);
+      for (int k = 0; k < 2 && !errs.failed(); k++) {
+        r.slots[k].host = ring + (2 * i + k) * s_.chunk;
+        // BlockingSync: a reader waiting for its slot sleeps instead of spinning a core.
+        CUDA_OK(cudaEventCreateWithFlags(&r.slots[k].done, cudaEventDisableTiming | cudaEventBlockingSync), "cudaEventCreate", errs);
       }
-      if (errs.failed()) setupOk = false;
-      if (!setupOk) break;
     }
     out_.stats.allocMs = msSince(t0_);
-    if (setupOk) {
+    if (!errs.failed()) {
       std::vector<std::thread> ts;
       for (auto& r : rs) ts.emplace_back([this, &r, &cbs] { cudaReader(r, cbs); });
       for (auto& t : ts) t.join();
     }
+    bool drained = true;
     for (auto& r : rs) {
       if (r.stream) {
         cudaError_t e = cudaStreamSynchronize(r.stream);
-        if (e != cudaSuccess) errs.set(cudaCode(e), cudaMsg(e, "cudaStreamSynchronize"));
-        cudaStreamDestroy(r.stream);
+        // A stream that did not drain may still hold host functions pointing at `cbs` and
+        // copies reading the ring: leave both (the context is broken anyway).
+        if (e != cudaSuccess) {
+          errs.set(cudaCode(e), cudaMsg(e, "cudaStreamSynchronize"));
+          drained = false;
+        } else {
+          cudaStreamDestroy(r.stream);
+        }
       }
-      for (auto& sl : r.slots) {
+      for (auto& sl : r.slots)
         if (sl.done) cudaEventDestroy(sl.done);
-        if (sl.host) cudaFreeHost(sl.host);
-      }
     }
+    if (ring && drained) cudaFreeHost(ring);
   }
 
   // The baseline: each tensor read into pageable memory, then a synchronous copy.
   void runCudaSimple() {
     runSimple([this](size_t i, const uint8_t* buf) {
       const Item& it = s_.items[i];
+      if (!it.len) return true;
       cudaError_t e = cudaMemcpy(static_cast<uint8_t*>(out_.base) + it.dst, buf, it.len, cudaMemcpyHostToDevice);
       if (e != cudaSuccess) errs.set(cudaCode(e), cudaMsg(e, "cudaMemcpy"), i);
       return e == cudaSuccess;
     });
+    // A pageable cudaMemcpy returns once its source is staged: wait for the last DMA, so
+    // the baseline's transfer time ends where --plaid's does (all copies on the device).
+    if (!errs.failed()) {
+      cudaError_t e = cudaDeviceSynchronize();
+      if (e != cudaSuccess) errs.set(cudaCode(e), cudaMsg(e, "cudaDeviceSynchronize"));
+    }
   }
 #endif
 
@@ -534,11 +549,15 @@ Loaded* allocate(int device, uint64_t total, Error& err, bool hugePages) {
   if (device >= 0) {
 #ifdef TENSORIZE_HAVE_CUDA
     cudaError_t e = cudaSetDevice(device);
-    if (e == cudaSuccess && total) e = cudaMalloc(&out->base, total);
+    const char* what = "cudaSetDevice";
+    if (e == cudaSuccess && total) {
+      what = "cudaMalloc of the tensor memory";
+      e = cudaMalloc(&out->base, total);
+    }
     if (e != cudaSuccess) {
       out->base = nullptr;
       err.code = cudaCode(e);
-      err.message = cudaMsg(e, total ? "cudaMalloc of the tensor memory" : "cudaSetDevice") + (e == cudaErrorMemoryAllocation ? " (" + std::to_string(total) + " bytes)" : "");
+      err.message = cudaMsg(e, what) + (e == cudaErrorMemoryAllocation ? " (" + std::to_string(total) + " bytes)" : "");
       return nullptr;
     }
     out->stats.deviceBytes = total;
@@ -633,6 +652,7 @@ Loaded* load(const Spec& s, Error& err) {
     ::close(fd);
     return nullptr;
   }
+  const double destinationMs = msSince(t0);
   Run run(s, fd, *out);
   run.start();
   int readers = std::max(1, s.readers);
@@ -649,6 +669,7 @@ Loaded* load(const Spec& s, Error& err) {
     run.runHostSimple();
   }
   out->stats.transferMs = msSince(t0);
+  out->stats.allocMs += destinationMs;
   if (!run.errs.failed() && s.cancel && s.cancel->load()) run.errs.set("E_INTERRUPTED", "the load was cancelled");
   struct stat st1 {};
   fstat(fd, &st1);

@@ -36,6 +36,9 @@ int main() {
   if (info.deviceCount > 0) devices.push_back(0);
   std::printf("cuda: %s, devices: %d%s\n", info.compiledWithCuda ? "compiled in" : "not compiled", info.deviceCount,
               info.cudaError.empty() ? "" : (" (" + info.cudaError + ")").c_str());
+  // On a GPU machine a missing device fails the run instead of skipping the GPU rounds.
+  const char* require = getenv("TENSORIZE_REQUIRE_GPU");
+  CHECK(!(require && std::string(require) == "1" && info.deviceCount == 0), "TENSORIZE_REQUIRE_GPU=1: a CUDA device is usable");
 
   for (int round = 0; round < 40; round++) {
     // A random plan: tensors at random file ranges, packed at 256-byte aligned destinations.

@@ -50,6 +50,7 @@ if [ "$DEV" != cpu ] && ! grep -q '"index": 0' "$OUT/doctor.json" && command -v 
   cat "$OUT/doctor.json"
 fi
 
+[ "$DEV" != cpu ] && export TENSORIZE_REQUIRE_GPU=1
 step "native pipeline test (GPU rounds included when a device is usable)"
 native/build/tensorize_native_test > "$OUT/native-test.txt" 2>&1
 echo "exit $?"
@@ -65,6 +66,16 @@ if left $((BUDGET - 200)); then
   timeout $((BUDGET - $(el) - 90)) node scripts/bench-peers.mjs --size $SIZE --dir $W/tzb --runs $RUNS --device $DEV \
     --json --report "$OUT/bench-gpu.svg" > "$OUT/bench-gpu.json"
   echo "exit $?"
+fi
+
+if left $((BUDGET - 120)) && [ -f $W/tzb/model.tensors ]; then
+  step "--plaid sweep onto $DEV: readers x chunk size, 2 fresh loads each (GB/s of the whole load; ms allocating)"
+  for r in 4 8 16; do for c in 4MiB 16MiB 64MiB; do
+    for k in 1 2; do
+      node bin/tensorize.js load $W/tzb/model.tensors --device $DEV --plaid --readers $r --chunk-size $c --json 2>/dev/null |
+        node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const j=JSON.parse(s);process.stdout.write(` ${(j.bytes/j.totalMs/1e6).toFixed(2)} (${j.allocMs.toFixed(0)} ms)`)})'
+    done; echo "  <- readers $r, chunk $c"
+  done; done
 fi
 
 if left $((BUDGET - 80)) && [ -f $W/tzb/model.tensors ]; then

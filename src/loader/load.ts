@@ -21,6 +21,7 @@ import type { ByteSource } from '../sources/source.js';
 import { DEFAULT_CONCURRENCY, DEFAULT_REMOTE_CHUNK, readRemote, type RemoteJob } from '../engine/remote.js';
 import { fetchedHashes, fetchNative, networkTargetOf } from '../engine/fetch.js';
 import { hugePagesByDefault } from '../util/memory.js';
+import { noDeviceHints } from '../native/report.js';
 import { native, type NativeExpect, type NativeHandle, type NativeInfo, type NativeStats } from '../native/binding.js';
 
 export const ALIGNMENT = 256;
@@ -88,6 +89,8 @@ export interface LoadStats {
   firstTensorMs: number;
   /** Allocation and transfer, native side. */
   transferMs: number;
+  /** The part of transferMs spent allocating: the destination and, for a GPU, the pinned ring. */
+  allocMs: number;
   totalMs: number;
   bytes: number;
   gbPerSecond: number;
@@ -128,8 +131,8 @@ export function parseDevice(d: string | undefined, info: () => NativeInfo): numb
   if (!m) throw usageError(`--device must be cpu, cuda or cuda:N, not ${JSON.stringify(d)}`);
   const n = Number(m[1] ?? 0);
   const i = info();
-  if (!i.compiledWithCuda) throw new TensorizeError('E_NO_DEVICE', 'the native loader was built without CUDA', { hints: ['install the CUDA toolkit and run npm run build:native', 'or load into host memory with --device cpu'] });
-  if (i.deviceCount === 0) throw new TensorizeError('E_NO_DEVICE', `no CUDA device is usable: ${i.cudaError || 'none found'}`, { hints: ['load into host memory with --device cpu'] });
+  if (!i.compiledWithCuda) throw new TensorizeError('E_NO_DEVICE', 'the native loader was built without CUDA', { hints: noDeviceHints(i) });
+  if (i.deviceCount === 0) throw new TensorizeError('E_NO_DEVICE', `no CUDA device is usable: ${i.cudaError || 'none found'}`, { hints: noDeviceHints(i) });
   if (n >= i.deviceCount) throw new TensorizeError('E_NO_DEVICE', `there is no cuda:${n} (${i.deviceCount} device(s) found)`);
   return n;
 }
@@ -293,6 +296,7 @@ export async function load(path: string, opts: LoadOptions = {}): Promise<Loaded
       openMs,
       firstTensorMs: st.firstTensorMs < 0 ? -1 : openMs + st.firstTensorMs,
       transferMs: st.transferMs,
+      allocMs: st.allocMs,
       totalMs,
       bytes: st.bytes,
       gbPerSecond: st.transferMs > 0 ? st.bytes / st.transferMs / 1e6 : 0,
@@ -352,6 +356,7 @@ async function loadRemote(
   let handle: NativeHandle | undefined;
   let firstMs = -1;
   let pinnedBytes = 0;
+  let allocMs = 0;
   let network: NetworkStats;
   let hashes: { crc32?: number; sha256?: Uint8Array }[] = [];
   try {
@@ -361,10 +366,13 @@ async function loadRemote(
       handle = r.handle;
       firstMs = r.stats.firstTensorMs < 0 ? -1 : r.stats.allocMs + r.stats.firstTensorMs;
       pinnedBytes = r.stats.pinnedBytes;
+      allocMs = r.stats.allocMs;
       if (p.verify) hashes = jobs.map((_, k) => fetchedHashes(r.stats, k));
       network = { engine: 'native', connections: r.stats.connections, requests: r.stats.requests, retries: r.stats.retries, wireBytes: r.stats.wireBytes };
     } else {
+      const a0 = performance.now();
       handle = bin.alloc({ device: p.device, total, hugePages: p.hugePages });
+      allocMs = performance.now() - a0;
       const h = handle;
       let done = 0;
       hashes = await readRemote(src, jobs, {
@@ -402,6 +410,7 @@ async function loadRemote(
     openMs: p.openMs,
     firstTensorMs: firstMs < 0 ? -1 : p.openMs + firstMs,
     transferMs,
+    allocMs,
     totalMs: performance.now() - t0,
     bytes,
     gbPerSecond: transferMs > 0 ? bytes / transferMs / 1e6 : 0,

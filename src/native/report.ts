@@ -6,7 +6,7 @@
 import os from 'node:os';
 import { TensorizeError } from '../errors.js';
 import { freePageReporting, hugePagesByDefault } from '../util/memory.js';
-import { ADDON_PATH, native, type NativeDevice } from './binding.js';
+import { ADDON_PATH, native, type NativeDevice, type NativeInfo } from './binding.js';
 
 export interface NativeReport {
   /** The addon file looked for (TENSORIZE_NATIVE overrides it). */
@@ -46,6 +46,21 @@ export function cudaVersionString(v: number): string {
   return v > 0 ? `${Math.floor(v / 1000)}.${Math.floor((v % 1000) / 10)}` : '0';
 }
 
+/** What to do when the addon finds no usable GPU (empty when it found one). */
+export function noDeviceHints(i: NativeInfo): string[] {
+  if (i.deviceCount > 0) return [];
+  if (!i.compiledWithCuda) return ['GPU loads need an addon built with CUDA: install the CUDA toolkit (nvcc, cudart), then npm run build:native', 'or load into host memory with --device cpu (or --mmap)'];
+  const runtime = cudaVersionString(i.cudaRuntimeVersion);
+  const hints: string[] = [];
+  if (i.driverVersion === 0) hints.push('no NVIDIA driver was found (libcuda.so.1): install one; nvidia-smi should list the GPU');
+  else if (i.driverVersion < i.cudaRuntimeVersion) {
+    const driver = cudaVersionString(i.driverVersion);
+    hints.push(`the driver supports CUDA ${driver}, the addon was built with CUDA ${runtime}: update the driver (CUDA 13 needs >= 580), or rebuild the addon with a CUDA <= ${driver} toolkit: CUDAToolkit_ROOT=/usr/local/cuda-${driver} npm run build:native`);
+  } else if (/SystemNotReady/.test(i.cudaError)) hints.push('an HGX/NVSwitch system needs nvidia-fabricmanager running before its GPUs can be used');
+  hints.push('or load into host memory with --device cpu (or --mmap)');
+  return hints;
+}
+
 export function nativeInfo(): NativeReport {
   const host = {
     platform: process.platform,
@@ -67,12 +82,7 @@ export function nativeInfo(): NativeReport {
     return { addonPath, available: false, error: { code: err.code, message: err.message }, hints: err.hints, compiledWithCuda: false, devices: [], host };
   }
   const i = bin.info();
-  const hints: string[] = [];
-  if (!i.compiledWithCuda) hints.push('GPU loads need an addon built with CUDA: install the CUDA toolkit (nvcc, cudart), then npm run build:native');
-  else if (i.deviceCount === 0) {
-    if (/InsufficientDriver|NoDevice|driver/i.test(i.cudaError)) hints.push('no usable NVIDIA driver: install one that supports CUDA ' + cudaVersionString(i.cudaRuntimeVersion) + ' (nvidia-smi should list the GPU)');
-    hints.push('host-memory loads (--device cpu, --mmap) work without a GPU');
-  }
+  const hints = noDeviceHints(i);
   return {
     addonPath,
     available: true,

@@ -117,7 +117,7 @@ Examples:
             ['bytes', formatBytes(s.bytes)],
             ['open + index', `${s.openMs.toFixed(1)} ms`],
             ['first tensor', s.firstTensorMs < 0 ? '-' : `${s.firstTensorMs.toFixed(1)} ms`],
-            ['transfer', `${s.transferMs.toFixed(1)} ms`],
+            ['transfer', `${s.transferMs.toFixed(1)} ms (${s.allocMs.toFixed(1)} ms of it allocating)`],
             ['total', `${s.totalMs.toFixed(1)} ms`],
             ['throughput', `${s.gbPerSecond.toFixed(2)} GB/s`],
             ['peak RSS', formatBytes(result.peakRssBytes)],
