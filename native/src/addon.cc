@@ -391,6 +391,12 @@ Napi::Value Fetch(const Napi::CallbackInfo& info) {
   s.endpoint.port = static_cast<int>(u64(o, "port", 80));
   if (s.endpoint.port < 1 || s.endpoint.port > 65535) throwError(env, "E_USAGE", "fetch: port out of range");
   s.endpoint.tls = o.Get("tls").ToBoolean().Value();
+  if (o.Get("proxyConnect").IsString()) {
+    s.endpoint.proxyConnect = o.Get("proxyConnect").As<Napi::String>().Utf8Value();
+    s.endpoint.proxyHost = o.Get("proxyHost").As<Napi::String>().Utf8Value();
+    s.endpoint.proxyPort = static_cast<int>(u64(o, "proxyPort", 80));
+    if (s.endpoint.proxyPort < 1 || s.endpoint.proxyPort > 65535) throwError(env, "E_USAGE", "fetch: proxy port out of range");
+  }
   if (o.Get("ca").IsString()) s.endpoint.caPem = o.Get("ca").As<Napi::String>().Utf8Value();
   if (s.endpoint.tls) {
     std::string why;

@@ -13,6 +13,7 @@
 
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
@@ -142,10 +143,12 @@ bool Endpoint::resolve(std::string& why) {
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
   addrinfo* res = nullptr;
-  std::string port_s = std::to_string(port);
-  int rc = getaddrinfo(host.c_str(), port_s.c_str(), &hints, &res);
+  const bool viaProxy = !proxyConnect.empty();
+  const std::string& name = viaProxy ? proxyHost : host;
+  std::string port_s = std::to_string(viaProxy ? proxyPort : port);
+  int rc = getaddrinfo(name.c_str(), port_s.c_str(), &hints, &res);
   if (rc != 0) {
-    why = "cannot resolve the host name " + host + ": " + gai_strerror(rc);
+    why = "cannot resolve the host name " + name + (viaProxy ? " (the proxy)" : "") + ": " + gai_strerror(rc);
     return false;
   }
   for (addrinfo* a = res; a; a = a->ai_next) {
@@ -190,6 +193,50 @@ bool TlsContext::init(const std::string& caPem, std::string& why) {
   return true;
 }
 
+// Through a proxy: send the CONNECT request and read the proxy's answer head, up to its
+// blank line and not a byte further (nothing can follow it before we speak again).
+static bool openTunnel(int fd, const Endpoint& ep, double idleMs, const std::atomic<bool>* cancel, const std::string& where, std::string& why) {
+  auto t0 = Clock::now();
+  for (size_t done = 0; done < ep.proxyConnect.size();) {
+    if (cancel && cancel->load(std::memory_order_relaxed)) return (why = "cancelled", false);
+    ssize_t w = ::send(fd, ep.proxyConnect.data() + done, ep.proxyConnect.size() - done, MSG_NOSIGNAL);
+    if (w > 0) {
+      done += static_cast<size_t>(w);
+      t0 = Clock::now();
+    } else if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+      return (why = "sending CONNECT to " + where + ": " + std::strerror(errno), false);
+    } else if (msSince(t0) > idleMs) {
+      return (why = "sending CONNECT to " + where + " timed out", false);
+    }
+  }
+  std::string head;
+  t0 = Clock::now();
+  while (head.size() < 4 || head.compare(head.size() - 4, 4, "\r\n\r\n") != 0) {
+    if (head.size() > 16384) return (why = where + " answered CONNECT with a head longer than 16 KiB", false);
+    if (cancel && cancel->load(std::memory_order_relaxed)) return (why = "cancelled", false);
+    char c;
+    ssize_t r = ::recv(fd, &c, 1, 0);
+    if (r == 1) {
+      head += c;
+      t0 = Clock::now();
+    } else if (r == 0) {
+      return (why = where + " closed the connection in answer to CONNECT", false);
+    } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+      return (why = "reading the answer to CONNECT from " + where + ": " + std::strerror(errno), false);
+    } else if (msSince(t0) > idleMs) {
+      return (why = where + " did not answer CONNECT in time", false);
+    }
+  }
+  int status = 0;
+  if (std::sscanf(head.c_str(), "HTTP/1.%*d %d", &status) != 1) return (why = where + " answered CONNECT with no HTTP status line", false);
+  if (status < 200 || status > 299) {
+    why = where + " refused a tunnel to " + ep.host + ":" + std::to_string(ep.port) + " (HTTP " + std::to_string(status) + ")" +
+          (status == 407 ? ": proxy authentication required; put the user and password in the proxy URL" : "");
+    return false;
+  }
+  return true;
+}
+
 bool Conn::open(const Endpoint& ep, TlsContext* tls, size_t which, double idleMs, const std::atomic<bool>* cancel, std::string& why) {
   close();
   const auto& a = ep.addrs[which % ep.addrs.size()];
@@ -207,7 +254,8 @@ bool Conn::open(const Endpoint& ep, TlsContext* tls, size_t which, double idleMs
   char ip[INET6_ADDRSTRLEN] = "?";
   if (sa->sa_family == AF_INET) inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(sa)->sin_addr, ip, sizeof ip);
   else if (sa->sa_family == AF_INET6) inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(sa)->sin6_addr, ip, sizeof ip);
-  std::string where = ep.host + " (" + ip + ":" + std::to_string(ep.port) + ")";
+  const bool viaProxy = !ep.proxyConnect.empty();
+  std::string where = viaProxy ? "the proxy " + ep.proxyHost + " (" + ip + ":" + std::to_string(ep.proxyPort) + ") for " + ep.host : ep.host + " (" + ip + ":" + std::to_string(ep.port) + ")";
   if (::connect(fd, sa, static_cast<socklen_t>(a.size())) != 0 && errno != EINPROGRESS) return fail("cannot connect to " + where + ": " + std::strerror(errno));
   auto t0 = Clock::now();
   for (;;) {
@@ -228,6 +276,10 @@ bool Conn::open(const Endpoint& ep, TlsContext* tls, size_t which, double idleMs
   setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
   int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  if (viaProxy && !openTunnel(fd, ep, idleMs, cancel, where, why)) {
+    ::close(fd);
+    return false;
+  }
   fd_ = fd;
   used = 0;
   if (!ep.tls) return true;

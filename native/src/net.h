@@ -19,7 +19,12 @@ struct Endpoint {
   int port = 80;
   bool tls = false;
   std::string caPem;  // trusted certificate authorities (PEM), for TLS
-  // Resolved once per fetch; connections take the addresses in turn.
+  // An HTTP proxy: connections go to proxyHost:proxyPort and send proxyConnect (a CONNECT
+  // request for host:port) first; TLS, when asked for, then runs inside the tunnel.
+  std::string proxyHost, proxyConnect;
+  int proxyPort = 0;
+  // Resolved once per fetch (the proxy's addresses when there is one); connections take
+  // the addresses in turn.
   std::vector<std::vector<uint8_t>> addrs;  // sockaddr bytes
   bool resolve(std::string& why);
 };

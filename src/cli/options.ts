@@ -46,7 +46,8 @@ function collectHeader(v: string, prev: Record<string, string>): Record<string, 
 export function addHttpOptions(c: Command): Command {
   return c
     .option('--header <"Name: value">', 'HTTP(S): an extra request header, e.g. Authorization (repeatable)', collectHeader, {})
-    .option('--ca-file <pem>', 'HTTPS and https:// S3 endpoints: trust the certificate authorities in this PEM file (S3 default: $AWS_CA_BUNDLE)');
+    .option('--ca-file <pem>', 'HTTPS and https:// S3 endpoints: trust the certificate authorities in this PEM file (S3 default: $AWS_CA_BUNDLE)')
+    .addHelpText('after', '\nProxies come from the environment, as for curl: HTTPS_PROXY, HTTP_PROXY, NO_PROXY (or lower case);\nevery connection is a CONNECT tunnel, credentials from the URL: http://user:password@proxy:3128.');
 }
 
 export function addSourceOptions(c: Command): Command {

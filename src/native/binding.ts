@@ -114,6 +114,10 @@ export interface NativeFetchTarget {
   head: string;
   /** When set, every answer must carry this ETag. */
   etag?: string;
+  /** An HTTP proxy: connections go to it and open a tunnel with `proxyConnect` (a CONNECT request) first. */
+  proxyHost?: string;
+  proxyPort?: number;
+  proxyConnect?: string;
 }
 
 export interface NativeFetchSpec extends NativeFetchTarget {

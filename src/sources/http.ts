@@ -19,10 +19,11 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { Agent, request, type Dispatcher } from 'undici';
+import { Agent, EnvHttpProxyAgent, request, type Dispatcher } from 'undici';
 import { TensorizeError } from '../errors.js';
 import { FileSource } from './file.js';
 import type { ByteSource, NetworkTarget } from './source.js';
+import { connectRequest, ProxyHttpAgent, ProxyHttpsAgent, proxiesConfigured, proxyFor } from './proxy.js';
 import { rangedRead, receiveBody, Retryable, retrying, type RetryOptions } from './retry.js';
 
 export interface HttpOptions extends RetryOptions {
@@ -74,7 +75,7 @@ const REDIRECTS = new Set([301, 302, 303, 307, 308]);
  * One `bytes=0-0` request: the object's size and validators when ranges work, whether they
  * do not (200), or where a redirect points.
  */
-async function probeOnce(agent: Agent, url: string, location: string, headers: Record<string, string>, opts: HttpOptions) {
+async function probeOnce(agent: Dispatcher, url: string, location: string, headers: Record<string, string>, opts: HttpOptions) {
   const res = await send(agent, location, { ...headers, range: 'bytes=0-0' }, opts);
   if (REDIRECTS.has(res.statusCode)) {
     await res.body.dump();
@@ -115,7 +116,7 @@ export class HttpSource implements ByteSource {
   private constructor(
     readonly name: string,
     readonly size: number,
-    private readonly agent: Agent,
+    private readonly agent: Dispatcher,
     private readonly opts: HttpOptions,
     private readonly validators: Validators,
     /** Where the bytes are: the URL after redirects (a CDN, a signed URL). */
@@ -127,11 +128,10 @@ export class HttpSource implements ByteSource {
   /** Open a URL; a server without range support yields a FileSource over a downloaded copy. */
   static async open(url: string, opts: HttpOptions = {}): Promise<ByteSource> {
     checkHeaders(opts.headers ?? {});
-    const agent = new Agent({
-      connections: opts.connections ?? 16,
-      keepAliveTimeout: 30_000,
-      connect: opts.ca ? { ca: opts.ca } : undefined,
-    });
+    const base = { connections: opts.connections ?? 16, keepAliveTimeout: 30_000, connect: opts.ca ? { ca: opts.ca } : undefined };
+    // Behind a proxy (see proxy.ts): per request, a CONNECT tunnel or a direct connection.
+    if (proxiesConfigured()) proxyFor(url); // an unusable proxy setting fails here, clearly
+    const agent: Dispatcher = proxiesConfigured() ? new EnvHttpProxyAgent({ ...base, requestTls: opts.ca ? { ca: opts.ca } : undefined }) : new Agent(base);
     try {
       // Redirects are followed here, once: the ranged reads then go straight to the final URL.
       let location = url;
@@ -223,8 +223,10 @@ export class HttpSource implements ByteSource {
 async function downloadWhole(url: string, path: string, opts: HttpOptions): Promise<void> {
   const timeout = opts.timeoutMs ?? 30_000;
   const res = await new Promise<IncomingMessage>((resolve, reject) => {
-    const get = url.startsWith('https:') ? httpsGet : httpGet;
-    const req = get(url, { headers: { ...opts.headers, 'accept-encoding': 'identity' }, ca: opts.ca, timeout }, resolve);
+    const secure = url.startsWith('https:');
+    const get = secure ? httpsGet : httpGet;
+    const agent = proxiesConfigured() ? (secure ? new ProxyHttpsAgent({ ca: opts.ca }) : new ProxyHttpAgent()) : undefined;
+    const req = get(url, { headers: { ...opts.headers, 'accept-encoding': 'identity' }, ca: opts.ca, timeout, ...(agent ? { agent } : {}) }, resolve);
     req.on('timeout', () => req.destroy(new Error(`no answer within ${timeout / 1000} s`)));
     req.on('error', reject);
     req.end();
@@ -292,9 +294,13 @@ export function httpTarget(url: string, headers: Record<string, string>, validat
     if (i >= 0) lines.splice(i, 1);
     lines.push([k, v]);
   }
+  const host = u.hostname.replace(/^\[(.*)\]$/, '$1');
+  const port = u.port ? Number(u.port) : tls ? 443 : 80;
+  const proxy = proxyFor(u);
   return {
-    host: u.hostname.replace(/^\[(.*)\]$/, '$1'),
-    port: u.port ? Number(u.port) : tls ? 443 : 80,
+    host,
+    port,
+    ...(proxy ? { proxyHost: proxy.host, proxyPort: proxy.port, proxyConnect: connectRequest(host, port, proxy) } : {}),
     tls,
     ca: tls ? (ca !== undefined ? String(ca) : defaultCAs()) : undefined,
     head: `GET ${u.pathname}${u.search} HTTP/1.1\r\n${lines.map(([k, v]) => `${k}: ${v}\r\n`).join('')}`,
@@ -302,12 +308,23 @@ export function httpTarget(url: string, headers: Record<string, string>, validat
   };
 }
 
-async function send(agent: Agent, url: string, headers: Record<string, string>, opts: HttpOptions): Promise<Dispatcher.ResponseData> {
+async function send(agent: Dispatcher, url: string, headers: Record<string, string>, opts: HttpOptions): Promise<Dispatcher.ResponseData> {
   const timeout = opts.timeoutMs ?? 30_000;
   try {
     return await request(url, { dispatcher: agent, method: 'GET', headers, headersTimeout: timeout, bodyTimeout: timeout });
   } catch (e) {
     const code = (e as { code?: string }).code ?? '';
+    const refused = /^Proxy response \((\d+)\)/.exec((e as Error).message ?? '');
+    if (refused) {
+      const status = Number(refused[1]);
+      const proxy = proxyFor(url);
+      const err = new TensorizeError('E_IO', `${url}: the proxy ${proxy?.display ?? ''} refused a tunnel (HTTP ${status})${status === 407 ? ': proxy authentication required' : ''}`, {
+        hints: status === 407 ? ['put the user and password in the proxy URL: HTTPS_PROXY=http://user:password@proxy:port'] : ['check the proxy, or list this host in NO_PROXY'],
+        cause: e,
+      });
+      if (status >= 500) throw new Retryable(err.message);
+      throw err;
+    }
     if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') throw new TensorizeError('E_IO', `${url}: cannot resolve the host name (${code})`, { cause: e });
     if (/CERT|SSL|TLS/i.test(code) || /certificate/i.test((e as Error).message)) {
       throw new TensorizeError('E_IO', `${url}: TLS error: ${(e as Error).message}`, { hints: ['pass the server\'s CA with --ca-file'], cause: e });

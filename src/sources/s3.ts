@@ -20,6 +20,7 @@ import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { TensorizeError } from '../errors.js';
 import type { ByteSource, NetworkTarget } from './source.js';
 import { httpTarget } from './http.js';
+import { ProxyHttpAgent, ProxyHttpsAgent, proxiesConfigured } from './proxy.js';
 import { rangedRead, receiveBody, Retryable, retrying, type RetryOptions } from './retry.js';
 
 export interface S3Options extends RetryOptions {
@@ -111,7 +112,9 @@ export function makeS3Client(opts: S3Options = {}): { client: S3Client; endpoint
   const config: S3ClientConfig = {
     region,
     maxAttempts: 1, // retries are ours: they resume mid-body
-    requestHandler: { httpsAgent: { maxSockets: opts.connections ?? 16, keepAlive: true, ...(ca ? { ca } : {}) }, httpAgent: { maxSockets: opts.connections ?? 16, keepAlive: true } },
+    requestHandler: proxiesConfigured()
+      ? { httpsAgent: new ProxyHttpsAgent({ maxSockets: opts.connections ?? 16, keepAlive: true, ...(ca ? { ca } : {}) }), httpAgent: new ProxyHttpAgent({ maxSockets: opts.connections ?? 16, keepAlive: true }) }
+      : { httpsAgent: { maxSockets: opts.connections ?? 16, keepAlive: true, ...(ca ? { ca } : {}) }, httpAgent: { maxSockets: opts.connections ?? 16, keepAlive: true } },
   };
   if (endpoint) {
     config.endpoint = endpoint;

@@ -231,6 +231,55 @@ export async function startProxy(target: string, rule: (method: string, url: str
   };
 }
 
+export interface ForwardProxy {
+  /** http://[user:password@]127.0.0.1:port */
+  url: string;
+  /** The host:port of every tunnel asked for (CONNECT), refused ones included. */
+  tunnels: string[];
+  close(): Promise<void>;
+}
+
+/**
+ * A forward HTTP proxy on loopback, as corporate networks have: CONNECT tunnels only, with
+ * Basic credentials required when `auth` is given (407 otherwise) and targets refused with
+ * 403 when `deny` says so. Plain (absolute-form) requests are refused with 405, so a client
+ * that does not tunnel is noticed.
+ */
+export async function startForwardProxy(opts: { auth?: [string, string]; deny?: (target: string) => boolean } = {}): Promise<ForwardProxy> {
+  const tunnels: string[] = [];
+  const server = createServer((req, res) => res.writeHead(405).end('tunnels only'));
+  const expected = opts.auth ? `Basic ${Buffer.from(`${opts.auth[0]}:${opts.auth[1]}`).toString('base64')}` : undefined;
+  server.on('connect', (req: IncomingMessage, socket: import('node:net').Socket, head: Buffer) => {
+    const target = req.url ?? '';
+    tunnels.push(target);
+    socket.on('error', () => {});
+    if (expected && req.headers['proxy-authorization'] !== expected) return void socket.end('HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm="t"\r\nContent-Length: 0\r\n\r\n');
+    if (opts.deny?.(target)) return void socket.end('HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n');
+    const m = /^\[?([^\]]+?)\]?:(\d+)$/.exec(target);
+    if (!m) return void socket.end('HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n');
+    const up = connect(Number(m[2]), m[1]!, () => {
+      socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+      if (head.length) up.write(head);
+      up.pipe(socket);
+      socket.pipe(up);
+    });
+    up.on('error', () => socket.destroy());
+    socket.on('close', () => up.destroy());
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const { port } = server.address() as AddressInfo;
+  const cred = opts.auth ? `${encodeURIComponent(opts.auth[0])}:${encodeURIComponent(opts.auth[1])}@` : '';
+  return {
+    url: `http://${cred}127.0.0.1:${port}`,
+    tunnels,
+    close: () =>
+      new Promise<void>((r) => {
+        server.closeAllConnections();
+        server.close(() => r());
+      }),
+  };
+}
+
 export const NGINX = ['/usr/sbin/nginx', '/usr/bin/nginx'].find((p) => existsSync(p));
 
 /** nginx (Debian's) serving `root` on a free loopback port, in the foreground, all state in a temp dir. */
