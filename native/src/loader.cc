@@ -342,10 +342,57 @@ class Run {
     cudaEvent_t done = nullptr;
     bool used = false;
   };
+  // One reader's pinned staging: its two slots in one region, pinned by the reader itself on
+  // its own thread (so reading starts after one region is pinned, not the whole ring). By
+  // default page-aligned anonymous memory, prefaulted, then cudaHostRegister'ed: public
+  // measurements put per-load cudaHostAlloc at hundreds of ms for a few hundred MiB and
+  // register as cheaper (docs/benchmarks.md); TENSORIZE_PINNED=alloc uses cudaHostAlloc.
   struct Reader {
     cudaStream_t stream = nullptr;
     Slot slots[2];
+    void* region = nullptr;
+    bool registered = false, hostAlloc = false;
+    double pinMs = 0;
   };
+
+  bool pinRegion(Reader& r) {
+    const uint64_t bytes = 2 * s_.chunk;
+    auto t0 = Clock::now();
+    const char* how = getenv("TENSORIZE_PINNED");
+    cudaError_t e;
+    if (how && std::string(how) == "alloc") {
+      e = cudaHostAlloc(&r.region, bytes, cudaHostAllocDefault);
+      if (e != cudaSuccess) r.region = nullptr;
+      r.hostAlloc = e == cudaSuccess;
+    } else {
+      void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      if (p == MAP_FAILED) {
+        errs.set("E_HOST_OOM", "cannot map " + std::to_string(bytes) + " bytes of host memory for the pinned ring: " + std::strerror(errno));
+        return false;
+      }
+      r.region = p;
+      prefault(p, bytes);
+      e = cudaHostRegister(p, bytes, cudaHostRegisterDefault);
+      r.registered = e == cudaSuccess;
+    }
+    if (e != cudaSuccess) {
+      errs.set(e == cudaErrorMemoryAllocation ? "E_HOST_OOM" : cudaCode(e), cudaMsg(e, r.hostAlloc || (how && std::string(how) == "alloc") ? "cudaHostAlloc (pinned ring)" : "cudaHostRegister (pinned ring)") + " (" + std::to_string(bytes) + " bytes)");
+      return false;
+    }
+    for (int k = 0; k < 2; k++) r.slots[k].host = static_cast<uint8_t*>(r.region) + k * s_.chunk;
+    r.pinMs = msSince(t0);
+    return true;
+  }
+
+  // Only once the reader's stream has drained (no copy still reads the region).
+  void unpinRegion(Reader& r) {
+    if (r.hostAlloc) cudaFreeHost(r.region);
+    else if (r.region) {
+      if (r.registered) cudaHostUnregister(r.region);
+      munmap(r.region, 2 * s_.chunk);
+    }
+    r.region = nullptr;
+  }
   struct Callback {
     Run* run;
     uint32_t item;
@@ -358,6 +405,7 @@ class Run {
   void cudaReader(Reader& r, std::vector<Callback>& cbs) {
     cudaError_t e = cudaSetDevice(s_.device);
     if (e != cudaSuccess) return errs.set(cudaCode(e), cudaMsg(e, "cudaSetDevice"));
+    if (!pinRegion(r)) return;
     int which = 0;
     for (;;) {
       uint64_t u = next_.fetch_add(1);
@@ -394,50 +442,45 @@ class Run {
   void runCuda(int readers) {
     Error tooBig;
     if (!stagingFits(2ull * static_cast<uint64_t>(readers) * s_.chunk, "the pinned ring (2 x readers x chunk size)", tooBig)) return errs.set(tooBig.code, tooBig.message);
+    // (pinnedBytes counts the regions the readers pinned; allocMs the slowest pinning.)
     std::vector<Reader> rs(readers);
     std::vector<Callback> cbs(plan_.pieces.size());
-    // One pinned allocation for the whole ring (pinning costs per call as well as per byte).
-    uint8_t* ring = nullptr;
-    const uint64_t ringBytes = 2ull * static_cast<uint64_t>(readers) * s_.chunk;
-    cudaError_t ae = cudaHostAlloc(reinterpret_cast<void**>(&ring), ringBytes, cudaHostAllocDefault);
-    if (ae != cudaSuccess) {
-      ring = nullptr;
-      errs.set(ae == cudaErrorMemoryAllocation ? "E_HOST_OOM" : cudaCode(ae), cudaMsg(ae, "cudaHostAlloc (pinned ring)") + " (" + std::to_string(ringBytes) + " bytes)");
-    } else {
-      out_.stats.pinnedBytes = ringBytes;
-    }
     for (size_t i = 0; i < rs.size() && !errs.failed(); i++) {
       Reader& r = rs[i];
       CUDA_OK(cudaStreamCreateWithFlags(&r.stream, cudaStreamNonBlocking), "cudaStreamCreate", errs);
-      for (int k = 0; k < 2 && !errs.failed(); k++) {
-        r.slots[k].host = ring + (2 * i + k) * s_.chunk;
-        // BlockingSync: a reader waiting for its slot sleeps instead of spinning a core.
+      // BlockingSync: a reader waiting for its slot sleeps instead of spinning a core.
+      for (int k = 0; k < 2 && !errs.failed(); k++)
         CUDA_OK(cudaEventCreateWithFlags(&r.slots[k].done, cudaEventDisableTiming | cudaEventBlockingSync), "cudaEventCreate", errs);
-      }
     }
-    out_.stats.allocMs = msSince(t0_);
+    const double setupMs = msSince(t0_);
     if (!errs.failed()) {
       std::vector<std::thread> ts;
       for (auto& r : rs) ts.emplace_back([this, &r, &cbs] { cudaReader(r, cbs); });
       for (auto& t : ts) t.join();
     }
+    double pinMs = 0;
     bool drained = true;
     for (auto& r : rs) {
+      pinMs = std::max(pinMs, r.pinMs);
+      if (r.region) out_.stats.pinnedBytes += 2 * s_.chunk;
+      bool ok = true;
       if (r.stream) {
         cudaError_t e = cudaStreamSynchronize(r.stream);
         // A stream that did not drain may still hold host functions pointing at `cbs` and
         // copies reading the ring: leave both (the context is broken anyway).
         if (e != cudaSuccess) {
           errs.set(cudaCode(e), cudaMsg(e, "cudaStreamSynchronize"));
-          drained = false;
+          ok = drained = false;
         } else {
           cudaStreamDestroy(r.stream);
         }
       }
       for (auto& sl : r.slots)
         if (sl.done) cudaEventDestroy(sl.done);
+      if (ok && drained) unpinRegion(r);
     }
-    if (ring && drained) cudaFreeHost(ring);
+    // Readers pin their regions in parallel, each before its first read.
+    out_.stats.allocMs = setupMs + pinMs;
   }
 
   // The baseline: each tensor read into pageable memory, then a synchronous copy.

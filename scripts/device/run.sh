@@ -76,6 +76,10 @@ if left $((BUDGET - 120)) && [ -f $W/tzb/model.tensors ]; then
         node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const j=JSON.parse(s);process.stdout.write(` ${(j.bytes/j.totalMs/1e6).toFixed(2)} (${j.allocMs.toFixed(0)} ms)`)})'
     done; echo "  <- readers $r, chunk $c"
   done; done
+  for k in 1 2; do
+    TENSORIZE_PINNED=alloc node bin/tensorize.js load $W/tzb/model.tensors --device $DEV --plaid --json 2>/dev/null |
+      node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const j=JSON.parse(s);process.stdout.write(` ${(j.bytes/j.totalMs/1e6).toFixed(2)} (${j.allocMs.toFixed(0)} ms)`)})'
+  done; echo "  <- defaults, ring from cudaHostAlloc instead of mmap + cudaHostRegister (TENSORIZE_PINNED=alloc)"
 fi
 
 if left $((BUDGET - 80)) && [ -f $W/tzb/model.tensors ]; then

@@ -38,8 +38,9 @@ export function loadCommand(): Command {
       `
 Without --plaid each tensor is read into ordinary memory and copied synchronously: the
 simple baseline that --plaid is measured against. With --plaid, --readers threads pread
-chunks into pinned host buffers (two per reader, allocated once) while CUDA streams copy
-the previous chunks to the device; host RAM in use is the ring, not the model. For
+chunks into pinned host buffers (two per reader, each reader pinning its own with
+cudaHostRegister before its first read; TENSORIZE_PINNED=alloc: cudaHostAlloc) while CUDA
+streams copy the previous chunks to the device; host RAM in use is the ring, not the model. For
 --device cpu the readers read straight into the destination. All tensors land in one
 allocation at 256-byte aligned offsets; tensors not matched by --filter are not read.
 
