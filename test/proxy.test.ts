@@ -12,7 +12,7 @@ import { makeS3Client } from '../src/sources/s3.js';
 import { httpTarget } from '../src/sources/http.js';
 import { fetchNative } from '../src/engine/fetch.js';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
-import { startForwardProxy, startHttpServer, startS3, useS3Env } from './helpers/servers.js';
+import { startForwardProxy, startHttpServer, startS3, useS3Env, type ForwardProxy } from './helpers/servers.js';
 import { ROOT, runCli, sha256, VECTORS } from './helpers/util.js';
 
 const skip = nativeAvailable() ? false : 'the native addon is not built';
@@ -133,13 +133,42 @@ t.test('a proxy that refuses: wrong credentials, a denied host, no proxy listeni
   ] as const) {
     proxyEnv(t, env);
     const url = env.HTTP_PROXY === wrong ? `${http.url}/dtypes_v1.tensors` : 'http://127.0.0.1:1/dtypes_v1.tensors';
-    const net = { target: httpTarget(url, {}, {}), retry: { retries: 1, baseDelayMs: 1 } };
+    const net = { target: httpTarget(url, {}, {}), retry: { retries: 3, baseDelayMs: 1 } };
+    const before = proxy.tunnels.length;
     await t.rejects(fetchNative({ name: url, size }, net, job, { device: -1, total: 256 }), { code: 'E_IO', message: want }, `native: ${want}`);
+    t.equal(proxy.tunnels.length - before, 1, 'a refused tunnel is final, not retried');
   }
   proxyEnv(t, { HTTP_PROXY: 'http://127.0.0.1:1' });
   await t.rejects(load(`${http.url}/dtypes_v1.tensors`, { device: 'cpu', source: { http: FAST } }), { code: 'E_IO' }, 'nothing listening where the proxy should be');
   proxyEnv(t, { HTTPS_PROXY: 'https://127.0.0.1:9' });
   await t.rejects(load('https://example.invalid/x.tensors', { device: 'cpu', source: { http: FAST } }), { code: 'E_UNSUPPORTED', message: /https:\/\/ proxies are not supported/ });
+});
+
+t.test('every client routes a request the same way: scheme-less proxies, a user without a password, empty variables', { skip }, async (t) => {
+  const http = await startHttpServer(VECTORS);
+  const plain = await startForwardProxy();
+  const tokened = await startForwardProxy({ auth: ['token', ''] });
+  t.teardown(async () => Promise.all([http.close(), plain.close(), tokened.close()]));
+  const hostPort = (u: string) => new URL(u).host;
+  for (const net of ['native', 'js']) {
+    if (net === 'js') process.env.TENSORIZE_NET = 'js';
+    else delete process.env.TENSORIZE_NET;
+    const cases: [string, Record<string, string>, ForwardProxy | undefined][] = [
+      ['a proxy given as host:port, as curl takes it', { HTTP_PROXY: hostPort(plain.url) }, plain],
+      ['a user and no password (a token)', { HTTP_PROXY: `http://token@${hostPort(tokened.url)}` }, tokened],
+      ['an empty http_proxy wins over HTTP_PROXY: direct', { http_proxy: '', HTTP_PROXY: plain.url }, undefined],
+      ['an unusable HTTPS_PROXY does not matter to http://', { HTTP_PROXY: plain.url, HTTPS_PROXY: 'socks5://nowhere:1' }, plain],
+    ];
+    for (const [what, env, via] of cases) {
+      proxyEnv(t, env);
+      const before = [plain.tunnels.length, tokened.tunnels.length];
+      const r = await loadCount(`${http.url}/dtypes_v1.tensors`, 'dtypes_v1.tensors', { source: { http: FAST } });
+      t.equal(r.same, r.total, `${net}, ${what}: loaded`);
+      const used = [plain.tunnels.length - before[0]!, tokened.tunnels.length - before[1]!];
+      t.same(used.map((n) => n > 0), [via === plain, via === tokened], `${net}, ${what}: ${via ? 'through the proxy, every connection' : 'no proxy seen'} (${used})`);
+    }
+  }
+  delete process.env.TENSORIZE_NET;
 });
 
 t.test('a server without range support, downloaded through the proxy', { skip }, async (t) => {

@@ -480,8 +480,11 @@ Napi::Value View(const Napi::CallbackInfo& info) {
   if (!(offD >= 0 && lenD >= 0) || offD > static_cast<double>(size) || lenD > static_cast<double>(size) - offD) throwError(env, "E_USAGE", "view past the end of the loaded data");
   const uint64_t off = static_cast<uint64_t>(offD), len = static_cast<uint64_t>(lenD);
   if (!len || !h.loaded->base) return Napi::Buffer<uint8_t>::New(env, 0);
-  auto* keep = new std::shared_ptr<tz::Loaded>(h.loaded);
-  return Napi::Buffer<uint8_t>::New(env, static_cast<uint8_t*>(h.loaded->base) + off, len, [](Napi::Env, uint8_t*, std::shared_ptr<tz::Loaded>* k) { delete k; }, keep);
+  // The reference is handed to the Buffer only once it exists (a failed creation must not keep the memory).
+  auto keep = std::make_unique<std::shared_ptr<tz::Loaded>>(h.loaded);
+  Napi::Buffer<uint8_t> b = Napi::Buffer<uint8_t>::New(env, static_cast<uint8_t*>(h.loaded->base) + off, len, [](Napi::Env, uint8_t*, std::shared_ptr<tz::Loaded>* k) { delete k; }, keep.get());
+  keep.release();
+  return b;
 }
 
 // alloc({device, total}) -> handle: a destination that JS fills with write() (remote sources).

@@ -560,6 +560,8 @@ class FetchRun {
     if (!w.conn.isOpen() && !w.conn.open(*endpoint_, &tls_, static_cast<size_t>(w.id) + w.connects++, s_.timeoutMs, s_.cancel, why)) {
       // A TLS verification failure will not heal by retrying.
       if (why.find("certificate verification failed") != std::string::npos) return fatal("E_IO", why);
+      // Nor will a proxy that refused the tunnel with a 4xx (credentials, a denied host).
+      if (why.find("refused a tunnel") != std::string::npos && why.find("(HTTP 4") != std::string::npos) return fatal("E_IO", why);
       return retry(why);
     }
     const bool reused = w.conn.used > 0;

@@ -204,12 +204,10 @@ class Run {
     do r = madvise(base + a, b - a, MADV_POPULATE_READ);
     while (r != 0 && errno == EINTR);
     if (r == 0) return true;
-    if (errno == EINVAL || errno == ENOSYS) {
-      // Linux before 5.14: fault the pages in by reading one byte of each.
-      volatile uint8_t sink = 0;
-      for (uint64_t p = a; p < b; p += page) sink = sink + base[p];
-      return true;
-    }
+    // Linux before 5.14 has no MADV_POPULATE_READ: the pages stay mapped but not yet in
+    // place, and fault in on first use (touching them here could raise SIGBUS if the file
+    // shrank meanwhile).
+    if (errno == EINVAL || errno == ENOSYS) return true;
     if (errno == ENOMEM) {
       errs.set("E_HOST_OOM", s_.path + ": out of memory while mapping bytes " + std::to_string(a) + "-" + std::to_string(b) + " of the file", item);
       return false;
@@ -240,19 +238,22 @@ class Run {
     }
   }
 
-  // --mmap --verify: each tensor is hashed where it lies in the mapping, two tensors per
-  // thread with the interleaved SHA-256 (largest first, as runHostVerified does), its
-  // pages populated one step ahead of the hash.
+  // --mmap --verify: each tensor's pages are mapped in, and its bytes hashed two tensors per
+  // thread with the interleaved SHA-256 (largest first, as runHostVerified does). The bytes
+  // hashed are read with pread into a small buffer per lane, not from the mapping: they are
+  // the same page-cache pages, but a file truncated meanwhile then gives E_FILE_CHANGED
+  // instead of SIGBUS.
   void mappedVerifier(const std::vector<uint32_t>& order, std::atomic<size_t>& nextJob) {
     struct Lane {
       int64_t item = -1;
       uint64_t off = 0;
       uint32_t crc = 0;
       Sha256 sha;
+      std::unique_ptr<uint8_t[]> buf;
     };
-    constexpr uint64_t kStep = 1 << 20;
-    const uint8_t* base = static_cast<const uint8_t*>(out_.base);
+    constexpr uint64_t kStep = 256 << 10;  // two lanes' buffers stay in L2
     Lane lanes[2];
+    for (Lane& l : lanes) l.buf.reset(new uint8_t[kStep]);
     auto grab = [&](Lane& l) {
       size_t j = nextJob.fetch_add(1);
       l.item = j < order.size() ? static_cast<int64_t>(order[j]) : -1;
@@ -273,12 +274,15 @@ class Run {
       if (firstDone_.compare_exchange_strong(expected, true)) out_.stats.firstTensorMs = msSince(t0_);
       l.item = -1;
     };
-    // Hash n bytes of a lane's tensor (its pages populated first); false on error.
+    // Map in and read n bytes of a lane's tensor into its buffer, CRC them (and SHA them
+    // when `sha`); false on error.
     auto advance = [&](Lane& l, uint64_t n, bool sha) {
       const Item& it = s_.items[l.item];
-      if (!populate(it.src + l.off, n, static_cast<uint32_t>(l.item))) return false;
-      if (s_.expect[l.item].crc) l.crc = crc32(l.crc, base + it.src + l.off, n);
-      if (sha) l.sha.update(base + it.src + l.off, n);
+      const uint32_t item = static_cast<uint32_t>(l.item);
+      if (!populate(it.src + l.off, n, item)) return false;
+      if (!preadFully(fd_, l.buf.get(), n, it.src + l.off, s_.path, errs, item, "E_FILE_CHANGED")) return false;
+      if (s_.expect[l.item].crc) l.crc = crc32(l.crc, l.buf.get(), n);
+      if (sha) l.sha.update(l.buf.get(), n);
       return true;
     };
     for (;;) {
@@ -298,7 +302,7 @@ class Run {
       if (a.item >= 0 && b.item >= 0 && s_.expect[a.item].sha && s_.expect[b.item].sha) {
         const uint64_t m = std::min(n[0], n[1]);
         if (!advance(a, m, false) || !advance(b, m, false)) return;
-        sha256UpdateX2(a.sha, base + s_.items[a.item].src + a.off, b.sha, base + s_.items[b.item].src + b.off, m);
+        sha256UpdateX2(a.sha, a.buf.get(), b.sha, b.buf.get(), m);
         a.off += m;
         b.off += m;
         progress(2 * m);
@@ -444,7 +448,9 @@ class Run {
     if (!stagingFits(2ull * static_cast<uint64_t>(readers) * s_.chunk, "the pinned ring (2 x readers x chunk size)", tooBig)) return errs.set(tooBig.code, tooBig.message);
     // (pinnedBytes counts the regions the readers pinned; allocMs the slowest pinning.)
     std::vector<Reader> rs(readers);
-    std::vector<Callback> cbs(plan_.pieces.size());
+    // On the heap: if a stream fails to drain, its pending host functions may still point
+    // here, so it is then left allocated (and the stream alive) rather than freed.
+    auto* cbs = new std::vector<Callback>(plan_.pieces.size());
     for (size_t i = 0; i < rs.size() && !errs.failed(); i++) {
       Reader& r = rs[i];
       CUDA_OK(cudaStreamCreateWithFlags(&r.stream, cudaStreamNonBlocking), "cudaStreamCreate", errs);
@@ -455,19 +461,20 @@ class Run {
     const double setupMs = msSince(t0_);
     if (!errs.failed()) {
       std::vector<std::thread> ts;
-      for (auto& r : rs) ts.emplace_back([this, &r, &cbs] { cudaReader(r, cbs); });
+      for (auto& r : rs) ts.emplace_back([this, &r, cbs] { cudaReader(r, *cbs); });
       for (auto& t : ts) t.join();
     }
     double pinMs = 0;
     bool drained = true;
     for (auto& r : rs) {
       pinMs = std::max(pinMs, r.pinMs);
-      if (r.region) out_.stats.pinnedBytes += 2 * s_.chunk;
+      if (r.registered || r.hostAlloc) out_.stats.pinnedBytes += 2 * s_.chunk;
       bool ok = true;
       if (r.stream) {
         cudaError_t e = cudaStreamSynchronize(r.stream);
-        // A stream that did not drain may still hold host functions pointing at `cbs` and
-        // copies reading the ring: leave both (the context is broken anyway).
+        // A stream that did not drain may still run host functions pointing into `cbs` and
+        // copies reading its region: leave the stream, the region and `cbs` (the context is
+        // broken anyway). Readers whose streams drained are cleaned up as usual.
         if (e != cudaSuccess) {
           errs.set(cudaCode(e), cudaMsg(e, "cudaStreamSynchronize"));
           ok = drained = false;
@@ -477,8 +484,9 @@ class Run {
       }
       for (auto& sl : r.slots)
         if (sl.done) cudaEventDestroy(sl.done);
-      if (ok && drained) unpinRegion(r);
+      if (ok) unpinRegion(r);
     }
+    if (drained) delete cbs;
     // Readers pin their regions in parallel, each before its first read.
     out_.stats.allocMs = setupMs + pinMs;
   }
@@ -572,11 +580,15 @@ Loaded* mapFile(int fd, uint64_t size, const std::string& path, Error& err) {
   out->size = size;
   if (size) {
     // MAP_PRIVATE: writes to a tensor copy its page and never reach the file.
-    // MAP_NORESERVE: those copies are not charged up front against overcommit.
+    // MAP_NORESERVE: those copies are not charged up front against overcommit, except under
+    // strict overcommit (vm.overcommit_memory=2), which charges a writable private mapping
+    // in full: there a mapping larger than what is left to commit fails with ENOMEM.
     void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE, fd, 0);
     if (p == MAP_FAILED) {
-      err.code = errno == ENOMEM ? "E_HOST_OOM" : "E_IO";
-      err.message = path + ": cannot map the file (" + std::to_string(size) + " bytes): " + std::strerror(errno);
+      const bool oom = errno == ENOMEM;
+      err.code = oom ? "E_HOST_OOM" : "E_IO";
+      err.message = path + ": cannot map the file (" + std::to_string(size) + " bytes): " + std::strerror(errno) +
+                    (oom ? " (with vm.overcommit_memory=2 a writable private mapping counts in full against the commit limit: load without --mmap)" : "");
       return nullptr;
     }
     out->base = p;

@@ -262,7 +262,7 @@ export async function load(path: string, opts: LoadOptions = {}): Promise<Loaded
         }
       }
       items.push(e.dataOffset, e.dataLength, mmap ? e.dataOffset : dst);
-      if (mmap && e.dataOffset % Math.max(1, (e.dtype as DTypeInfo).itemsize) !== 0) misaligned++;
+      if (mmap && e.dataLength > 0 && e.dataOffset % Math.max(1, (e.dtype as DTypeInfo).itemsize) !== 0) misaligned++;
       dataBytes += e.dataLength;
       dst += Math.ceil(e.dataLength / ALIGNMENT) * ALIGNMENT;
     }

@@ -19,11 +19,11 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { Agent, EnvHttpProxyAgent, request, type Dispatcher } from 'undici';
+import { Agent, request, type Dispatcher } from 'undici';
 import { TensorizeError } from '../errors.js';
 import { FileSource } from './file.js';
 import type { ByteSource, NetworkTarget } from './source.js';
-import { connectRequest, ProxyHttpAgent, ProxyHttpsAgent, proxiesConfigured, proxyFor } from './proxy.js';
+import { connectRequest, ProxyHttpAgent, ProxyHttpsAgent, ProxyRouter, proxiesConfigured, proxyFor } from './proxy.js';
 import { rangedRead, receiveBody, Retryable, retrying, type RetryOptions } from './retry.js';
 
 export interface HttpOptions extends RetryOptions {
@@ -131,7 +131,7 @@ export class HttpSource implements ByteSource {
     const base = { connections: opts.connections ?? 16, keepAliveTimeout: 30_000, connect: opts.ca ? { ca: opts.ca } : undefined };
     // Behind a proxy (see proxy.ts): per request, a CONNECT tunnel or a direct connection.
     if (proxiesConfigured()) proxyFor(url); // an unusable proxy setting fails here, clearly
-    const agent: Dispatcher = proxiesConfigured() ? new EnvHttpProxyAgent({ ...base, requestTls: opts.ca ? { ca: opts.ca } : undefined }) : new Agent(base);
+    const agent: Dispatcher = proxiesConfigured() ? new ProxyRouter({ ...base, ca: opts.ca }) : new Agent(base);
     try {
       // Redirects are followed here, once: the ranged reads then go straight to the final URL.
       let location = url;
@@ -313,6 +313,7 @@ async function send(agent: Dispatcher, url: string, headers: Record<string, stri
   try {
     return await request(url, { dispatcher: agent, method: 'GET', headers, headersTimeout: timeout, bodyTimeout: timeout });
   } catch (e) {
+    if (e instanceof TensorizeError) throw e; // e.g. an unusable proxy setting, from the router
     const code = (e as { code?: string }).code ?? '';
     const refused = /^Proxy response \((\d+)\)/.exec((e as Error).message ?? '');
     if (refused) {

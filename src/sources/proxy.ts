@@ -13,6 +13,7 @@ import http from 'node:http';
 import https from 'node:https';
 import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
+import { Agent, Dispatcher, ProxyAgent } from 'undici';
 import { TensorizeError } from '../errors.js';
 
 export interface ProxyConfig {
@@ -127,6 +128,64 @@ function tunnelled<T extends typeof http.Agent | typeof https.Agent>(Base: T, se
 
 function tlsServername(host: string): string | undefined {
   return /^[0-9.]+$/.test(host) || host.includes(':') ? undefined : host;
+}
+
+/**
+ * An undici dispatcher that routes each request with proxyFor(), the same decision the
+ * native fetcher and the Node agents make: directly, or through a ProxyAgent (CONNECT
+ * tunnel, credentials as computed here) per proxy. undici's own EnvHttpProxyAgent reads
+ * the environment by other rules (no scheme-less proxies, other fallbacks for empty
+ * variables, other NO_PROXY parsing), so it is not used.
+ */
+export class ProxyRouter extends Dispatcher {
+  private readonly direct: Agent;
+  private readonly viaProxy = new Map<string, ProxyAgent>();
+  constructor(private readonly opts: Agent.Options & { ca?: string | Buffer }) {
+    super();
+    this.direct = new Agent(opts);
+  }
+
+  override dispatch(options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
+    const proxy = proxyFor(String(options.origin));
+    if (!proxy) return this.direct.dispatch(options, handler);
+    const key = `${proxy.host}|${proxy.port}|${proxy.authorization ?? ''}`;
+    let agent = this.viaProxy.get(key);
+    if (!agent) {
+      const { ca, ...rest } = this.opts;
+      agent = new ProxyAgent({
+        ...rest,
+        uri: `http://${proxy.host.includes(':') ? `[${proxy.host}]` : proxy.host}:${proxy.port}`,
+        token: proxy.authorization,
+        requestTls: ca ? { ca } : undefined,
+      });
+      this.viaProxy.set(key, agent);
+    }
+    return agent.dispatch(options, handler);
+  }
+
+  private all(f: (d: Dispatcher) => Promise<void>): Promise<void> {
+    return Promise.all([f(this.direct), ...[...this.viaProxy.values()].map(f)]).then(() => undefined);
+  }
+
+  override close(): Promise<void>;
+  override close(callback: () => void): void;
+  override close(callback?: () => void): Promise<void> | void {
+    const p = this.all((d) => d.close());
+    if (!callback) return p;
+    void p.then(callback, callback);
+  }
+
+  override destroy(): Promise<void>;
+  override destroy(err: Error | null): Promise<void>;
+  override destroy(callback: () => void): void;
+  override destroy(err: Error | null, callback: () => void): void;
+  override destroy(a?: Error | null | (() => void), b?: () => void): Promise<void> | void {
+    const err = typeof a === 'function' ? null : (a ?? null);
+    const callback = typeof a === 'function' ? a : b;
+    const p = this.all((d) => d.destroy(err));
+    if (!callback) return p;
+    void p.then(callback, callback);
+  }
 }
 
 /** An http.Agent that tunnels through the environment's proxy where it applies. */
