@@ -238,7 +238,8 @@ t.test('tensorize doctor and nativeInfo(): what the addon was built with and wha
   t.same(doc.host.cpus, lib.nativeInfo().host.cpus);
   if (info) {
     t.equal(r.status, 0, r.stderr);
-    t.match(doc, { ok: true, available: true, compiledWithCuda: info.compiledWithCuda, hashImplementation: info.hashImplementation });
+    t.match(doc, { ok: true, available: true, compiledWithCuda: info.compiledWithCuda, hashImplementation: info.hashImplementation, populate: info.populate });
+    t.type(doc.populate, 'boolean');
     t.equal(doc.devices.length, info.deviceCount);
     t.equal(doc.noDeviceReason === undefined, info.deviceCount > 0, 'a reason exactly when no GPU is usable');
     if (info.compiledWithCuda) t.match(doc.cudaRuntime, /^[0-9]+\.[0-9]+$/);

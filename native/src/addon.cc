@@ -61,6 +61,7 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
   o.Set("deviceCount", r.deviceCount);
   o.Set("cudaError", r.cudaError);
   o.Set("hashImplementation", r.hashImplementation);
+  o.Set("populate", r.populate);
   Napi::Array devs = Napi::Array::New(env, r.devices.size());
   for (size_t i = 0; i < r.devices.size(); i++) {
     Napi::Object d = Napi::Object::New(env);

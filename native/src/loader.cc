@@ -743,6 +743,17 @@ Loaded* load(const Spec& s, Error& err) {
 RuntimeInfo runtimeInfo() {
   RuntimeInfo info;
   info.hashImplementation = hashImplementation();
+  {
+#ifndef MADV_POPULATE_READ
+    constexpr int MADV_POPULATE_READ = 22;
+#endif
+    const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+    void* p = mmap(nullptr, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p != MAP_FAILED) {
+      info.populate = madvise(p, page, MADV_POPULATE_READ) == 0;
+      munmap(p, page);
+    }
+  }
 #ifdef TENSORIZE_HAVE_CUDA
   info.compiledWithCuda = true;
   info.cudaToolkit = TENSORIZE_CUDA_VERSION;

@@ -101,6 +101,7 @@ struct RuntimeInfo {
   std::string cudaError;  // why no device, when none
   std::vector<DeviceInfo> devices;
   std::string hashImplementation;  // what CRC32 and SHA-256 run on
+  bool populate = false;           // MADV_POPULATE_READ/WRITE work here (Linux >= 5.14)
 };
 
 RuntimeInfo runtimeInfo();

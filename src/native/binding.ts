@@ -27,6 +27,8 @@ export interface NativeInfo {
   devices: NativeDevice[];
   /** What CRC32 and SHA-256 run on here, e.g. "sha-ni x2, pclmul" or "portable". */
   hashImplementation: string;
+  /** madvise(MADV_POPULATE_READ/WRITE) works here (Linux >= 5.14): --mmap maps pages in bulk. */
+  populate: boolean;
 }
 
 export interface NativeExpect {

@@ -26,6 +26,8 @@ export interface NativeReport {
   noDeviceReason?: string;
   /** What CRC32 and SHA-256 run on, e.g. `sha-ni x2, vpclmul`. */
   hashImplementation?: string;
+  /** MADV_POPULATE_READ/WRITE work (Linux >= 5.14): --mmap maps pages in bulk, copies prefault. */
+  populate?: boolean;
   host: {
     platform: string;
     arch: string;
@@ -94,6 +96,7 @@ export function nativeInfo(): NativeReport {
     devices: i.devices,
     noDeviceReason: i.deviceCount > 0 ? undefined : i.compiledWithCuda ? i.cudaError || 'no CUDA device found' : 'the addon was built without CUDA',
     hashImplementation: i.hashImplementation,
+    populate: i.populate,
     host,
   };
 }

@@ -26,6 +26,7 @@ CUDA runtime the addon was built with, no device, or an addon built without CUDA
           ...r.devices.map((d): [string, string] => [`cuda:${d.index}`, `${d.name}, ${formatBytes(d.totalMemory)}, PCI ${d.pciBusId}`]),
           ...(r.available && r.devices.length === 0 ? ([['GPU', `none usable: ${r.noDeviceReason}`]] as [string, string][]) : []),
           ['hashes', r.hashImplementation ?? '-'],
+          ['page mapping', r.populate === undefined ? '-' : r.populate ? 'MADV_POPULATE_READ/WRITE: --mmap maps pages in bulk, copies prefault theirs' : 'no MADV_POPULATE (Linux < 5.14): --mmap pages fault in on first use'],
           ['host', `${r.host.cpus} x ${r.host.cpuModel}, ${formatBytes(r.host.memoryBytes)} RAM, ${r.host.platform}-${r.host.arch} ${r.host.kernel}, Node ${r.host.node}`],
           ['huge pages', `${r.host.hugePages ? 'asked for' : 'not asked for'} in host-memory loads${r.host.freePageReporting ? ' (this VM hands free memory back to its host)' : ''}`],
         ];
