@@ -154,3 +154,19 @@ t.test('serialize a PyTorch checkpoint through the CLI (real worker pool, gather
   t.match(r.stderr, /refused global posix\.system/);
   t.notOk(existsSync(join(dir, 'evil.tensors')));
 });
+
+t.test('local commands start without loading the HTTP, S3 or input-parsing libraries', async (t) => {
+  // A resolve hook reports every import of undici, the AWS SDK or zod (about 0.2 s of
+  // module loading together): local loads, verifies and infos must need none of them.
+  const hook = 'data:text/javascript,export async function resolve(s,c,n){if(/^(undici|@aws-sdk|zod)(\\/|$)/.test(s))process.stderr.write("HEAVY "+s+"\\n");return n(s,c)}';
+  const register = `data:text/javascript,import{register}from"node:module";register(${JSON.stringify(hook)})`;
+  const f = join(VECTORS, 'dtypes_v1.tensors');
+  for (const args of [['load', f, '--device', 'cpu', '-q'], ['load', f, '--mmap', '--verify', '-q'], ['verify', f, '-q'], ['info', f, '--json']]) {
+    const r = spawnSync(process.execPath, ['--import', register, BIN, ...args], { encoding: 'utf8' });
+    t.equal(r.status, 0, `${args[0]}: ${r.stderr}`);
+    t.notMatch(r.stderr, /HEAVY/, `${args.join(' ')}: no network or input-parsing library imported`);
+  }
+  // The hook does see them where they are needed.
+  const remote = spawnSync(process.execPath, ['--import', register, BIN, 'info', 'http://127.0.0.1:9/x.tensors', '--retries', '0'], { encoding: 'utf8' });
+  t.match(remote.stderr, /HEAVY undici/, 'an http:// source loads undici');
+});

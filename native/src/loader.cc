@@ -223,17 +223,42 @@ class Run {
     return false;
   }
 
-  void mappedReader() {
+  // --mmap without hashes: runs of pieces that lie close together in the file (small
+  // tensors and the headers between them) are mapped in with one call, up to `chunk` bytes:
+  // a model of 20,000 small tensors is then ~80 calls, not 20,000.
+  struct MapRange {
+    uint64_t from, len;
+    size_t firstPiece, endPiece;
+  };
+  std::vector<MapRange> mapRanges() const {
+    constexpr uint64_t kGap = 64 << 10;
+    std::vector<MapRange> out;
+    for (size_t k = 0; k < plan_.pieces.size(); k++) {
+      const Piece& pc = plan_.pieces[k];
+      const uint64_t from = s_.items[pc.item].src + pc.off;
+      if (!out.empty()) {
+        MapRange& r = out.back();
+        const uint64_t end = r.from + r.len;
+        if (from >= end && from - end <= kGap && from + pc.len - r.from <= s_.chunk) {
+          r.len = from + pc.len - r.from;
+          r.endPiece = k + 1;
+          continue;
+        }
+      }
+      out.push_back({from, pc.len, k, k + 1});
+    }
+    return out;
+  }
+
+  void mappedReader(const std::vector<MapRange>& ranges) {
     for (;;) {
       uint64_t u = next_.fetch_add(1);
-      if (u >= plan_.units.size() || cancelled()) return;
-      const Unit& un = plan_.units[u];
-      const Item& it = s_.items[un.item];
-      for (uint64_t k = un.a; k < un.b; k++) {
-        const Piece& pc = plan_.pieces[k];
-        if (cancelled() || !populate(it.src + pc.off, pc.len, pc.item)) return;
-        progress(pc.len);
-        pieceDone(pc.item);
+      if (u >= ranges.size() || cancelled()) return;
+      const MapRange& r = ranges[u];
+      if (!populate(r.from, r.len, static_cast<uint32_t>(plan_.pieces[r.firstPiece].item))) return;
+      for (size_t k = r.firstPiece; k < r.endPiece; k++) {
+        progress(plan_.pieces[k].len);
+        pieceDone(plan_.pieces[k].item);
       }
     }
   }
@@ -331,7 +356,8 @@ class Run {
       // Each thread hashes two tensors at a time: more threads than half the tensors idle.
       readers = std::max<int>(1, std::min<int>(readers, static_cast<int>((order.size() + 1) / 2)));
     }
-    for (int i = 0; i < readers; i++) ts.emplace_back([&] { s_.verify ? mappedVerifier(order, nextJob) : mappedReader(); });
+    const std::vector<MapRange> ranges = s_.verify ? std::vector<MapRange>() : mapRanges();
+    for (int i = 0; i < readers; i++) ts.emplace_back([&] { s_.verify ? mappedVerifier(order, nextJob) : mappedReader(ranges); });
     for (auto& t : ts) t.join();
   }
 
@@ -431,9 +457,15 @@ class Run {
         if (h) h->update(slot.host, pc.len);
         e = cudaMemcpyAsync(static_cast<uint8_t*>(out_.base) + it.dst + pc.off, slot.host, pc.len, cudaMemcpyHostToDevice, r.stream);
         if (e != cudaSuccess) return errs.set(cudaCode(e), cudaMsg(e, "cudaMemcpyAsync"), pc.item);
-        cbs[k] = {this, pc.item};
-        e = cudaLaunchHostFunc(r.stream, onCopied, &cbs[k]);
-        if (e != cudaSuccess) return errs.set(cudaCode(e), cudaMsg(e, "cudaLaunchHostFunc"), pc.item);
+        // A host function per piece only until the first tensor is complete on the device
+        // (all it is for: the time to first tensor). Host functions run one at a time on
+        // CUDA's callback thread and hold their stream meanwhile: one per piece would cost
+        // a model of 20,000 small tensors tens of milliseconds.
+        if (!firstDone_.load(std::memory_order_relaxed)) {
+          cbs[k] = {this, pc.item};
+          e = cudaLaunchHostFunc(r.stream, onCopied, &cbs[k]);
+          if (e != cudaSuccess) return errs.set(cudaCode(e), cudaMsg(e, "cudaLaunchHostFunc"), pc.item);
+        }
         e = cudaEventRecord(slot.done, r.stream);
         if (e != cudaSuccess) return errs.set(cudaCode(e), cudaMsg(e, "cudaEventRecord"), pc.item);
         slot.used = true;
@@ -454,9 +486,12 @@ class Run {
     for (size_t i = 0; i < rs.size() && !errs.failed(); i++) {
       Reader& r = rs[i];
       CUDA_OK(cudaStreamCreateWithFlags(&r.stream, cudaStreamNonBlocking), "cudaStreamCreate", errs);
-      // BlockingSync: a reader waiting for its slot sleeps instead of spinning a core.
-      for (int k = 0; k < 2 && !errs.failed(); k++)
-        CUDA_OK(cudaEventCreateWithFlags(&r.slots[k].done, cudaEventDisableTiming | cudaEventBlockingSync), "cudaEventCreate", errs);
+      // A reader waiting for its slot: by default CUDA's own choice (spin while the process
+      // has fewer contexts than cores: microseconds per wait, which matters for models of
+      // many small tensors); TENSORIZE_CUDA_SYNC=block sleeps instead (frees the core).
+      const char* sync = getenv("TENSORIZE_CUDA_SYNC");
+      const unsigned flags = cudaEventDisableTiming | (sync && std::string(sync) == "block" ? cudaEventBlockingSync : 0);
+      for (int k = 0; k < 2 && !errs.failed(); k++) CUDA_OK(cudaEventCreateWithFlags(&r.slots[k].done, flags), "cudaEventCreate", errs);
     }
     const double setupMs = msSince(t0_);
     if (!errs.failed()) {

@@ -80,6 +80,17 @@ if left $((BUDGET - 120)) && [ -f $W/tzb/model.tensors ]; then
     TENSORIZE_PINNED=alloc node bin/tensorize.js load $W/tzb/model.tensors --device $DEV --plaid --json 2>/dev/null |
       node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const j=JSON.parse(s);process.stdout.write(` ${(j.bytes/j.totalMs/1e6).toFixed(2)} (${j.allocMs.toFixed(0)} ms)`)})'
   done; echo "  <- defaults, ring from cudaHostAlloc instead of mmap + cudaHostRegister (TENSORIZE_PINNED=alloc)"
+  for k in 1 2; do
+    TENSORIZE_CUDA_SYNC=block node bin/tensorize.js load $W/tzb/model.tensors --device $DEV --plaid --json 2>/dev/null |
+      node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const j=JSON.parse(s);process.stdout.write(` ${(j.bytes/j.totalMs/1e6).toFixed(2)} (${j.allocMs.toFixed(0)} ms)`)})'
+  done; echo "  <- defaults, readers sleep on their slot's event (TENSORIZE_CUDA_SYNC=block)"
+fi
+
+if left $((BUDGET - 100)); then
+  step "many small tensors: 20,000 bf16 tensors of 64 KiB (1.3 GB), written by torch + safetensors, $DEV"
+  timeout 60 ${TORCH_PYTHON} -c "import torch; from safetensors.torch import save_file; save_file({f'model.experts.{i}.w': torch.randn(128, 256).bfloat16() for i in range(20000)}, '$W/many.safetensors')" &&
+    timeout 90 node bin/tensorize.js bench $W/many.safetensors --dir $W/many --runs 2 --device $DEV --methods plaid,simple 2>&1 | tail -8
+  echo "exit $?"
 fi
 
 if left $((BUDGET - 80)) && [ -f $W/tzb/model.tensors ]; then

@@ -19,7 +19,8 @@ import { onInterrupt } from '../util/interrupt.js';
 import { formatBytes, gbps } from '../cli/output.js';
 import type { BenchSourceKind } from './run.js';
 
-export const DEFAULT_BENCH_SIZE = 2 ** 30;
+export { DEFAULT_BENCH_SIZE } from './run.js';
+import { DEFAULT_BENCH_SIZE } from './run.js';
 
 export interface Step {
   what: 'make' | 'serialize' | 'verify';

@@ -34,6 +34,8 @@ import { H2D_PROBE_BYTES, H2D_PROBE_ITERATIONS, REMOTE_RANGE, type MethodId, typ
 
 export const METHOD_IDS: readonly MethodId[] = ['plaid', 'mmap', 'simple', 'naive'];
 export const DEFAULT_RUNS = 5;
+/** The synthetic model's size when bench is given no source. */
+export const DEFAULT_BENCH_SIZE = 2 ** 30;
 export const DEFAULT_CONCURRENCY = 8;
 /** Eviction "worked" when at most this fraction of the file's pages is still cached. */
 export const EVICTION_TOLERANCE = 0.02;

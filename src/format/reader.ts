@@ -167,10 +167,24 @@ function readU256(b: Buffer, o: number): bigint {
   return v;
 }
 
+/** A little-endian u64 as a number, or Infinity when it is above 2^53 (no BigInt: models carry tens of thousands of entries). */
+function u64(b: Buffer, o: number): number {
+  const hi = b.readUInt32LE(o + 4);
+  return hi >= 0x200000 ? Infinity : hi * 0x100000000 + b.readUInt32LE(o);
+}
+
+/** Elements x item size, exact while below 2^53; larger products come out as at least 2^53. */
+function byteSizeOf(shape: readonly number[], itemsize: number): number {
+  let n = itemsize;
+  for (const d of shape) n *= d;
+  return Number.isSafeInteger(n) ? n : Number(numel(shape) * BigInt(itemsize));
+}
+
 function parseMetadata(f: string, meta: Buffer, count: number, fileSize: number): TensorEntry[] {
   const base = METADATA_OFFSET;
   const entries: TensorEntry[] = [];
   const registry = new PathRegistry();
+  const dtypes = new Map<string, DTypeInfo>(); // a model repeats a handful of dtype strings
   let o = 0;
   const need = (n: number, what: string, i: number) => {
     if (o + n > meta.length) {
@@ -197,26 +211,30 @@ function parseMetadata(f: string, meta: Buffer, count: number, fileSize: number)
     const dtypeLen = meta.readUInt8(o); o += 1;
     need(dtypeLen + 1, 'dtype', i);
     const dtypeString = meta.subarray(o, o + dtypeLen).toString('latin1'); o += dtypeLen;
-    let dtype: DTypeInfo;
-    try {
-      dtype = parseTensorizerDtype(dtypeString);
-    } catch (e) {
-      throw new TensorizeError('E_FORMAT', `${at(f, base + o - dtypeLen, name)}: ${(e as Error).message}`);
+    let dtype = dtypes.get(dtypeString);
+    if (!dtype) {
+      try {
+        dtype = parseTensorizerDtype(dtypeString);
+      } catch (e) {
+        throw new TensorizeError('E_FORMAT', `${at(f, base + o - dtypeLen, name)}: ${(e as Error).message}`);
+      }
+      dtypes.set(dtypeString, dtype);
     }
     const ndim = meta.readUInt8(o); o += 1;
     need(4 * ndim + 24, 'shape and offsets', i);
     const shape: number[] = [];
     for (let d = 0; d < ndim; d++) { shape.push(meta.readUInt32LE(o)); o += 4; }
-    const offs = [meta.readBigUInt64LE(o), meta.readBigUInt64LE(o + 8), meta.readBigUInt64LE(o + 16)];
     const offsAt = base + o;
-    o += 24;
-    for (const v of offs) {
-      if (v > BigInt(fileSize)) {
-        throw new TensorizeError('E_FORMAT', `${at(f, offsAt, name)}: offset or length ${v} points past the end of the ${fileSize}-byte file`);
+    const headerOffset = u64(meta, o);
+    const dataOffset = u64(meta, o + 8);
+    const dataLength = u64(meta, o + 16);
+    for (const [v, k] of [[headerOffset, 0], [dataOffset, 8], [dataLength, 16]] as const) {
+      if (v > fileSize) {
+        throw new TensorizeError('E_FORMAT', `${at(f, offsAt, name)}: offset or length ${meta.readBigUInt64LE(o + k)} points past the end of the ${fileSize}-byte file`);
       }
     }
-    const [headerOffset, dataOffset, dataLength] = offs.map(Number) as [number, number, number];
-    const byteSize64 = numel(shape) * BigInt(dtype.itemsize);
+    o += 24;
+    const byteSize = byteSizeOf(shape, dtype.itemsize);
     const minHeader = 8 + 2 + 1 + 2 + nameLen + 1 + dtypeLen + 1 + 4 * ndim + 2 + 1 + 8;
     const problem =
       headerOffset !== prevEnd && i > 0
@@ -229,12 +247,12 @@ function parseMetadata(f: string, meta: Buffer, count: number, fileSize: number)
               ? `its header would be ${dataOffset - headerOffset} bytes, over the ${MAX_HEADER_BYTES}-byte limit`
               : dataOffset + dataLength > fileSize
                 ? `its data (bytes ${dataOffset}..${dataOffset + dataLength}) runs past the end of the ${fileSize}-byte file`
-                : dataLength !== 0 && BigInt(dataLength) !== byteSize64
-                  ? `its data length ${dataLength} is not ${byteSize64} (${shape.length ? shape.join('x') : 'scalar'} of ${dtype.name})`
+                : dataLength !== 0 && dataLength !== byteSize
+                  ? `its data length ${dataLength} is not ${numel(shape) * BigInt(dtype.itemsize)} (${shape.length ? shape.join('x') : 'scalar'} of ${dtype.name})`
                   : undefined;
     if (problem) throw new TensorizeError('E_FORMAT', `${at(f, entryStart, name)}: metadata entry ${i}: ${problem}`);
-    if (byteSize64 > BigInt(Number.MAX_SAFE_INTEGER)) {
-      throw new TensorizeError('E_FORMAT', `${at(f, entryStart, name)}: metadata entry ${i}: shape [${shape}] of ${dtype.name} would be ${byteSize64} bytes; refusing such an absurdly large tensor`);
+    if (byteSize > Number.MAX_SAFE_INTEGER) {
+      throw new TensorizeError('E_FORMAT', `${at(f, entryStart, name)}: metadata entry ${i}: shape [${shape}] of ${dtype.name} would be ${numel(shape) * BigInt(dtype.itemsize)} bytes; refusing such an absurdly large tensor`);
     }
     if (type !== TensorType.STATE_DICT && !isPlain(path)) {
       throw new TensorizeError('E_FORMAT', `${at(f, entryStart, name)}: metadata entry ${i}: a structured tensor path needs the state_dict type, not ${TensorType[type]} (tensorizer refuses such files too)`);
@@ -252,7 +270,7 @@ function parseMetadata(f: string, meta: Buffer, count: number, fileSize: number)
       headerOffset,
       dataOffset,
       dataLength,
-      byteSize: Number(byteSize64),
+      byteSize,
     });
     prevEnd = dataOffset + dataLength;
   }

@@ -17,7 +17,7 @@ import { sourceBytes, writeFully, type SourceData } from '../engine/job.js';
 import { fetchedHashes, fetchNative, incrementally, networkTargetOf } from '../engine/fetch.js';
 import { readRemote } from '../engine/remote.js';
 import type { ByteSource } from '../sources/source.js';
-import { MultipartUpload, type UploadOptions } from '../outputs/s3upload.js';
+import type { MultipartUpload, UploadOptions } from '../outputs/s3upload.js';
 import { sourceKind } from '../sources/open.js';
 import { onInterrupt } from '../util/interrupt.js';
 import { JobRunner } from '../engine/runner.js';
@@ -413,7 +413,7 @@ async function writeTensorizerToS3(out: string, tensors: readonly WriteTensor[],
     await runner.close();
 
     // Pass 2: the bytes in file order, into the multipart upload.
-    upload = await MultipartUpload.start(out, { ...opts.s3, expectedBytes: fileBytes });
+    upload = await (await import('../outputs/s3upload.js')).MultipartUpload.start(out, { ...opts.s3, expectedBytes: fileBytes });
     const up = upload;
     unhook = onInterrupt(() => up.abort());
     await upload.write(encodePrologue(planned, version, metadataLength));

@@ -1,7 +1,11 @@
-/** One entry point for every byte source: a local path, an http(s):// URL or s3://bucket/key. */
+/**
+ * One entry point for every byte source: a local path, an http(s):// URL or s3://bucket/key.
+ * The HTTP and S3 clients (undici, the AWS SDK: about 0.2 s of module loading) are imported
+ * only when such a source is opened, so a local load starts without them.
+ */
 import { FileSource } from './file.js';
-import { HttpSource, type HttpOptions } from './http.js';
-import { S3Source, type S3Options } from './s3.js';
+import type { HttpOptions } from './http.js';
+import type { S3Options } from './s3.js';
 import type { ByteSource } from './source.js';
 
 export interface SourceOptions {
@@ -20,9 +24,9 @@ export function sourceKind(spec: string): SourceKind {
 export async function openSource(spec: string, opts: SourceOptions = {}): Promise<ByteSource> {
   switch (sourceKind(spec)) {
     case 'http':
-      return HttpSource.open(spec, opts.http);
+      return (await import('./http.js')).HttpSource.open(spec, opts.http);
     case 's3':
-      return S3Source.open(spec, opts.s3);
+      return (await import('./s3.js')).S3Source.open(spec, opts.s3);
     default:
       return FileSource.open(spec);
   }

@@ -1,9 +1,9 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
-import { DEFAULT_BENCH_SIZE, prepareBenchSource } from '../../bench/prepare.js';
+
 import { formatText, renderHtml, renderSvg } from '../../bench/report.js';
-import { DEFAULT_RUNS, METHOD_IDS, runBench } from '../../bench/run.js';
+import { DEFAULT_BENCH_SIZE, DEFAULT_RUNS, METHOD_IDS, runBench } from '../../bench/run.js';
 import type { MethodId } from '../../bench/measure.js';
 import { TensorizeError, usageError } from '../../errors.js';
 import { onInterrupt } from '../../util/interrupt.js';
@@ -100,6 +100,7 @@ Examples:
       const unhook = onInterrupt(async () => {
         interrupted = true;
       });
+      const { prepareBenchSource } = await import('../../bench/prepare.js'); // the input readers load only here
       const prepared = await prepareBenchSource(source, { size: opts.size, dir: opts.dir, log }).catch((e: unknown) => {
         unhook();
         throw interrupted ? new TensorizeError('E_INTERRUPTED', 'interrupted') : e;

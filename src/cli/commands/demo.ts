@@ -1,5 +1,5 @@
 import { Command } from 'commander';
-import { makeSyntheticModel, workDir } from '../../bench/prepare.js';
+
 import { parseSize } from '../options.js';
 import { formatBytes, gbps, log, peakRssBytes, printJson, type CommonOptions } from '../output.js';
 
@@ -16,6 +16,7 @@ export function demoCommand(): Command {
     .option('--json', 'print one JSON document on stdout')
     .option('-q, --quiet', 'no output on stderr')
     .action(async (opts: Opts) => {
+      const { makeSyntheticModel, workDir } = await import('../../bench/prepare.js');
       const w = await workDir(opts.dir, 'tensorize-demo-');
       try {
         const m = await makeSyntheticModel(w.dir, opts.size, (l) => log(opts, l));

@@ -3,7 +3,7 @@ import { basename, dirname, join } from 'node:path';
 import { stat } from 'node:fs/promises';
 import { TensorType } from '../../format/constants.js';
 import { checkAlign, writeTensorizer } from '../../format/writer.js';
-import { closeInput, openInput } from '../../inputs/index.js';
+import type { InputModel } from '../../inputs/index.js';
 import { sourceKind } from '../../sources/open.js';
 import { addHttpOptions, addS3Options, parseCount, parsePositiveInt, parseSize, sourceOptions, type SourceCliOptions } from '../options.js';
 import { formatBytes, gbps, log, peakRssBytes, printJson, Progress, warn, type CommonOptions } from '../output.js';
@@ -98,6 +98,8 @@ local copy is made; on any failure or Ctrl-C the upload is aborted and no object
     .action(async (input: string, opts: Opts, cmd: Command) => {
       const t0 = performance.now();
       const src = sourceOptions({ ...opts, concurrency: opts.readConcurrency, verbose: cmd.optsWithGlobals().verbose }, (l) => warn(opts, l));
+      // The input readers (zod, the unpickler) load only for serialize.
+      const { closeInput, openInput } = await import('../../inputs/index.js');
       const model = await openInput(input, { key: opts.key, source: src });
       try {
         await serializeModel(input, model, opts, src, t0);
@@ -107,7 +109,7 @@ local copy is made; on any failure or Ctrl-C the upload is aborted and no object
     });
 }
 
-async function serializeModel(input: string, model: Awaited<ReturnType<typeof openInput>>, opts: Opts, src: ReturnType<typeof sourceOptions>, t0: number): Promise<void> {
+async function serializeModel(input: string, model: InputModel, opts: Opts, src: ReturnType<typeof sourceOptions>, t0: number): Promise<void> {
   for (const w of model.warnings) warn(opts, w);
   const out = opts.output ?? (await defaultOutput(input));
   log(opts, `serializing ${model.tensors.length} tensors from ${model.files.length} ${model.format} file(s) to ${out}`);
