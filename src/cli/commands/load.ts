@@ -49,9 +49,12 @@ allocation at 256-byte aligned offsets; tensors not matched by --filter are not 
 from disk what is not cached (MADV_POPULATE_READ). The tensors then sit at their offsets in
 the file; the pages are the page cache's, so they count in RSS without being new memory,
 and writing to a tensor copies the pages it touches (the file is never written). With
---verify each tensor is hashed where it lies. As with any memory-mapped weights, a file
-truncated or rewritten by another process while it is mapped changes or faults the
-tensors (SIGBUS); copy (no --mmap) when the file may change.
+--verify each tensor's bytes are hashed as they are mapped in (a file truncated meanwhile
+is an error, E_FILE_CHANGED). Tensorizer files carry no alignment, so mapped tensors can
+start at odd offsets: the report counts them (misaligned), and serialize --align 64 writes
+files without any. As with any memory-mapped weights, a file truncated or rewritten by
+another process after the load changes or faults the tensors (SIGBUS on a later read);
+copy (no --mmap) when the file may change.
 
 The report gives the time to open the file and read its index, the time until the first
 tensor was complete on the device, the transfer time, the total, GB/s, peak RSS, pinned
