@@ -146,9 +146,10 @@ t.test('a proxy that refuses: wrong credentials, a denied host, no proxy listeni
 
 t.test('every client routes a request the same way: scheme-less proxies, a user without a password, empty variables', { skip }, async (t) => {
   const http = await startHttpServer(VECTORS);
+  const https = await startHttpServer(VECTORS, { tls: TLS });
   const plain = await startForwardProxy();
   const tokened = await startForwardProxy({ auth: ['token', ''] });
-  t.teardown(async () => Promise.all([http.close(), plain.close(), tokened.close()]));
+  t.teardown(async () => Promise.all([http.close(), https.close(), plain.close(), tokened.close()]));
   const hostPort = (u: string) => new URL(u).host;
   for (const net of ['native', 'js']) {
     if (net === 'js') process.env.TENSORIZE_NET = 'js';
@@ -159,6 +160,15 @@ t.test('every client routes a request the same way: scheme-less proxies, a user 
       ['an empty http_proxy wins over HTTP_PROXY: direct', { http_proxy: '', HTTP_PROXY: plain.url }, undefined],
       ['an unusable HTTPS_PROXY does not matter to http://', { HTTP_PROXY: plain.url, HTTPS_PROXY: 'socks5://nowhere:1' }, plain],
     ];
+    // An empty http_proxy with HTTPS_PROXY set: http:// goes direct, https:// through the proxy, for every client.
+    proxyEnv(t, { http_proxy: '', HTTPS_PROXY: plain.url });
+    const before = plain.tunnels.length;
+    const direct = await loadCount(`${http.url}/dtypes_v1.tensors`, 'dtypes_v1.tensors', { source: { http: FAST } });
+    t.equal(direct.same, direct.total);
+    t.equal(plain.tunnels.length, before, `${net}: http:// direct when only HTTPS_PROXY applies`);
+    const viaTls = await loadCount(`https://localhost:${new URL(https.url).port}/dtypes_v1.tensors`, 'dtypes_v1.tensors', { source: { http: { ...FAST, ca: CA } } });
+    t.equal(viaTls.same, viaTls.total);
+    t.ok(plain.tunnels.length > before && plain.tunnels.slice(before).every((x) => x === `localhost:${new URL(https.url).port}`), `${net}: https:// through HTTPS_PROXY, every connection`);
     for (const [what, env, via] of cases) {
       proxyEnv(t, env);
       const before = [plain.tunnels.length, tokened.tunnels.length];

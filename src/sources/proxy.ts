@@ -33,7 +33,7 @@ function envProxy(protocol: string, env: NodeJS.ProcessEnv): string | undefined 
   return httpProxy;
 }
 
-/** Whether NO_PROXY sends `hostname:port` directly (undici's rules). */
+/** Whether NO_PROXY sends `hostname:port` directly (undici's rules, plus bare and bracketed IPv6). */
 export function bypassesProxy(hostname: string, port: number, noProxy: string): boolean {
   if (noProxy.trim() === '*') return true;
   const host = hostname.replace(/^\[(.*)\]$/, '$1').toLowerCase();
@@ -70,7 +70,7 @@ export function proxyFor(url: string | URL, env: NodeJS.ProcessEnv = process.env
 
 /** Whether any proxy variable is set (then clients route per request). */
 export function proxiesConfigured(env: NodeJS.ProcessEnv = process.env): boolean {
-  return !!(env.http_proxy ?? env.HTTP_PROXY ?? env.https_proxy ?? env.HTTPS_PROXY);
+  return !!(envProxy('http:', env) || envProxy('https:', env));
 }
 
 /** The CONNECT request that opens a tunnel to host:port through `proxy`. */
