@@ -5,7 +5,6 @@
 #include <cmath>
 #include <condition_variable>
 #include <fcntl.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -21,6 +20,7 @@
 
 #ifdef TENSORIZE_HAVE_CUDA
 #include "cuda_errors.h"
+#include "pinned.h"
 #endif
 
 namespace tz {
@@ -245,10 +245,8 @@ class FetchRun {
  private:
   bool cancelled() const { return errs_.failed() || (s_.cancel && s_.cancel->load(std::memory_order_relaxed)); }
 
-  // The receive slots of all connections: one allocation, pinned for a GPU (one region
-  // instead of two per connection: each pinning call costs milliseconds). Pinned as the
-  // loader's ring is: anonymous memory, prefaulted, cudaHostRegister'ed (TENSORIZE_PINNED=alloc:
-  // cudaHostAlloc).
+  // The receive slots of all connections: one allocation, pinned for a GPU (pinned.h; one
+  // region instead of two per connection: each pinning call costs milliseconds).
   bool allocateRing(size_t slots, uint64_t size) {
     if (!slots_ || slots == 0) return true;
     const uint64_t ringBytes = slots * size;
@@ -260,28 +258,16 @@ class FetchRun {
 #ifdef TENSORIZE_HAVE_CUDA
     if (device_ >= 0) {
       cudaError_t e = cudaSetDevice(device_);
-      const char* how = getenv("TENSORIZE_PINNED");
-      ringHostAlloc_ = how && std::string(how) == "alloc";
-      if (e == cudaSuccess && ringHostAlloc_) {
-        e = cudaHostAlloc(reinterpret_cast<void**>(&ring_), ringBytes, cudaHostAllocDefault);
-        if (e != cudaSuccess) ring_ = nullptr;
-      } else if (e == cudaSuccess) {
-        void* p = mmap(nullptr, ringBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (p == MAP_FAILED) {
-          errs_.set("E_HOST_OOM", "cannot map " + std::to_string(ringBytes) + " bytes of host memory for the pinned ring: " + std::strerror(errno));
-          return false;
-        }
-        prefault(p, ringBytes);
-        e = cudaHostRegister(p, ringBytes, cudaHostRegisterDefault);
-        if (e == cudaSuccess) ring_ = static_cast<uint8_t*>(p);
-        else munmap(p, ringBytes);
-      }
       if (e != cudaSuccess) {
-        errs_.set(e == cudaErrorMemoryAllocation ? "E_HOST_OOM" : cudaCode(e), cudaMsg(e, ("pinning the receive ring (" + std::to_string(ringBytes) + " bytes)").c_str()));
+        errs_.set(cudaCode(e), cudaMsg(e, "cudaSetDevice"));
         return false;
       }
-      ringPinned_ = true;
-      ringBytes_ = ringBytes;
+      Error pe;
+      if (!pinnedRing_.allocate(ringBytes, "the receive ring", pe)) {
+        errs_.set(pe.code, pe.message);
+        return false;
+      }
+      ring_ = pinnedRing_.data();
       out_.pinnedBytes = ringBytes;
       return true;
     }
@@ -293,13 +279,8 @@ class FetchRun {
 
   void freeRing() {
 #ifdef TENSORIZE_HAVE_CUDA
-    if (ringPinned_ && ringHostAlloc_) cudaFreeHost(ring_);
-    else if (ringPinned_) {
-      cudaHostUnregister(ring_);
-      munmap(ring_, ringBytes_);
-    } else {
-      std::free(ring_);
-    }
+    if (pinnedRing_.pinned()) pinnedRing_.release();
+    else std::free(ring_);
 #else
     std::free(ring_);
 #endif
@@ -818,9 +799,9 @@ class FetchRun {
   std::unique_ptr<ItemState[]> items_;
   int outFd_ = -1;
   uint8_t* ring_ = nullptr;
-  uint64_t ringBytes_ = 0;
-  bool ringHostAlloc_ = false;
-  bool ringPinned_ = false;
+#ifdef TENSORIZE_HAVE_CUDA
+  PinnedHost pinnedRing_;  // ring_ points into it for a GPU destination
+#endif
   std::vector<std::vector<uint32_t>> byItem_;  // piece indices of each item, in order (hashing)
   const Endpoint* endpoint_ = nullptr;
   TlsContext tls_;

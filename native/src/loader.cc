@@ -17,6 +17,7 @@
 #include "copy.h"
 #include "hash.h"
 #include "io.h"
+#include "pinned.h"
 
 #ifdef TENSORIZE_HAVE_CUDA
 #include "cuda_errors.h"
@@ -118,12 +119,14 @@ class Run {
   void progress(uint64_t n) {
     if (s_.progress) s_.progress->fetch_add(n, std::memory_order_relaxed);
   }
-  // Called when a piece is on its destination; the first tensor to complete sets the time.
+  // The first tensor to be complete in its destination sets the time to first tensor.
+  void tensorDone() {
+    bool expected = false;
+    if (firstDone_.compare_exchange_strong(expected, true)) out_.stats.firstTensorMs = msSince(t0_);
+  }
+  // Called when a piece is on its destination.
   void pieceDone(uint32_t item) {
-    if (remaining_[item].fetch_sub(1) == 1) {
-      bool expected = false;
-      if (firstDone_.compare_exchange_strong(expected, true)) out_.stats.firstTensorMs = msSince(t0_);
-    }
+    if (remaining_[item].fetch_sub(1) == 1) tensorDone();
   }
   void start() { t0_ = Clock::now(); }
 
@@ -153,19 +156,22 @@ class Run {
   // tensors per thread with the interleaved SHA-256, in 1 MiB steps that stay in cache.
   // Largest tensors first, so that lanes stay paired to the end (in file order a third of
   // the hashing ran single-stream); the first tensor to complete is then a large one.
-  void runHostVerified(int readers) {
+  // `mapped` (--mmap --verify): the engine only hashes, reading with pread into its own
+  // buffers (the same page-cache pages as the mapping, but a file truncated meanwhile is
+  // then E_FILE_CHANGED, not SIGBUS), and each tensor's pages are mapped in once it is hashed.
+  void runHostVerified(int readers, bool mapped) {
     CopySpec c;
     c.inputs = {s_.path};
-    c.memory = static_cast<uint8_t*>(out_.base);
+    c.memory = mapped ? nullptr : static_cast<uint8_t*>(out_.base);
     c.threads = readers;
     c.chunk = std::max<uint64_t>(4096, std::min<uint64_t>(s_.chunk, 1 << 20) / 4096 * 4096);
     c.largestFirst = true;
     c.shortReadCode = "E_FILE_CHANGED";
     c.progress = s_.progress;
     c.cancel = s_.cancel;
-    c.onJobDone = [this](size_t) {
-      bool expected = false;
-      if (firstDone_.compare_exchange_strong(expected, true)) out_.stats.firstTensorMs = msSince(t0_);
+    c.onJobDone = [this, mapped](size_t i) {
+      if (mapped && !populate(s_.items[i].src, s_.items[i].len, static_cast<uint32_t>(i))) return;
+      tensorDone();
     };
     c.jobs.resize(s_.items.size());
     for (size_t i = 0; i < s_.items.size(); i++) {
@@ -173,7 +179,7 @@ class Run {
       const Expect& e = s_.expect[i];
       CopyJob& j = c.jobs[i];
       j.ranges = {it.src, it.len};
-      j.dst = static_cast<int64_t>(it.dst);
+      j.dst = mapped ? -1 : static_cast<int64_t>(it.dst);
       j.prefix = e.prefix;
       j.crc = e.crc;
       j.sha = e.sha;
@@ -184,6 +190,7 @@ class Run {
       if (err.code != "E_INTERRUPTED") errs.set(err.code, err.message, err.tensor);
       return;
     }
+    if (errs.failed()) return;  // a mapping failed (onJobDone)
     for (size_t i = 0; i < c.jobs.size(); i++) {
       std::string why = hashMismatch(s_.expect[i], c.jobs[i].crc32, c.jobs[i].sha256);
       if (!why.empty()) return errs.set("E_HASH_MISMATCH", "tensor #" + std::to_string(i) + ": " + why, static_cast<int64_t>(i));
@@ -263,101 +270,12 @@ class Run {
     }
   }
 
-  // --mmap --verify: each tensor's pages are mapped in, and its bytes hashed two tensors per
-  // thread with the interleaved SHA-256 (largest first, as runHostVerified does). The bytes
-  // hashed are read with pread into a small buffer per lane, not from the mapping: they are
-  // the same page-cache pages, but a file truncated meanwhile then gives E_FILE_CHANGED
-  // instead of SIGBUS.
-  void mappedVerifier(const std::vector<uint32_t>& order, std::atomic<size_t>& nextJob) {
-    struct Lane {
-      int64_t item = -1;
-      uint64_t off = 0;
-      uint32_t crc = 0;
-      Sha256 sha;
-      std::unique_ptr<uint8_t[]> buf;
-    };
-    constexpr uint64_t kStep = 256 << 10;  // two lanes' buffers stay in L2
-    Lane lanes[2];
-    for (Lane& l : lanes) l.buf.reset(new uint8_t[kStep]);
-    auto grab = [&](Lane& l) {
-      size_t j = nextJob.fetch_add(1);
-      l.item = j < order.size() ? static_cast<int64_t>(order[j]) : -1;
-      if (l.item < 0) return;
-      const Expect& e = s_.expect[l.item];
-      l.off = 0;
-      l.crc = e.crc ? crc32(0, e.prefix.data(), e.prefix.size()) : 0;
-      l.sha.reset();
-      if (e.sha) l.sha.update(e.prefix.data(), e.prefix.size());
-    };
-    auto finish = [&](Lane& l) {
-      const uint32_t item = static_cast<uint32_t>(l.item);
-      uint8_t got[32] = {};
-      if (s_.expect[item].sha) l.sha.final(got);
-      std::string why = hashMismatch(s_.expect[item], l.crc, got);
-      if (!why.empty()) errs.set("E_HASH_MISMATCH", "tensor #" + std::to_string(item) + ": " + why, item);
-      bool expected = false;
-      if (firstDone_.compare_exchange_strong(expected, true)) out_.stats.firstTensorMs = msSince(t0_);
-      l.item = -1;
-    };
-    // Map in and read n bytes of a lane's tensor into its buffer, CRC them (and SHA them
-    // when `sha`); false on error.
-    auto advance = [&](Lane& l, uint64_t n, bool sha) {
-      const Item& it = s_.items[l.item];
-      const uint32_t item = static_cast<uint32_t>(l.item);
-      if (!populate(it.src + l.off, n, item)) return false;
-      if (!preadFully(fd_, l.buf.get(), n, it.src + l.off, s_.path, errs, item, "E_FILE_CHANGED")) return false;
-      if (s_.expect[l.item].crc) l.crc = crc32(l.crc, l.buf.get(), n);
-      if (sha) l.sha.update(l.buf.get(), n);
-      return true;
-    };
-    for (;;) {
-      for (Lane& l : lanes) {
-        if (l.item < 0) grab(l);
-        while (l.item >= 0 && l.off == s_.items[l.item].len) {
-          finish(l);
-          grab(l);
-        }
-      }
-      if (lanes[0].item < 0 && lanes[1].item < 0) return;
-      if (cancelled()) return;
-      uint64_t n[2] = {0, 0};
-      for (int i = 0; i < 2; i++)
-        if (lanes[i].item >= 0) n[i] = std::min(kStep, s_.items[lanes[i].item].len - lanes[i].off);
-      Lane &a = lanes[0], &b = lanes[1];
-      if (a.item >= 0 && b.item >= 0 && s_.expect[a.item].sha && s_.expect[b.item].sha) {
-        const uint64_t m = std::min(n[0], n[1]);
-        if (!advance(a, m, false) || !advance(b, m, false)) return;
-        sha256UpdateX2(a.sha, a.buf.get(), b.sha, b.buf.get(), m);
-        a.off += m;
-        b.off += m;
-        progress(2 * m);
-      } else {
-        for (int i = 0; i < 2; i++) {
-          if (lanes[i].item < 0) continue;
-          if (!advance(lanes[i], n[i], true)) return;
-          lanes[i].off += n[i];
-          progress(n[i]);
-        }
-      }
-      for (Lane& l : lanes)
-        if (l.item >= 0 && l.off == s_.items[l.item].len) finish(l);
-    }
-  }
-
   void runHostMapped(int readers) {
     out_.stats.allocMs = msSince(t0_);
+    if (s_.verify) return runHostVerified(readers, true);
+    const std::vector<MapRange> ranges = mapRanges();
     std::vector<std::thread> ts;
-    std::vector<uint32_t> order;
-    std::atomic<size_t> nextJob{0};
-    if (s_.verify) {
-      order.resize(s_.items.size());
-      for (uint32_t i = 0; i < order.size(); i++) order[i] = i;
-      std::stable_sort(order.begin(), order.end(), [this](uint32_t x, uint32_t y) { return s_.items[x].len > s_.items[y].len; });
-      // Each thread hashes two tensors at a time: more threads than half the tensors idle.
-      readers = std::max<int>(1, std::min<int>(readers, static_cast<int>((order.size() + 1) / 2)));
-    }
-    const std::vector<MapRange> ranges = s_.verify ? std::vector<MapRange>() : mapRanges();
-    for (int i = 0; i < readers; i++) ts.emplace_back([&] { s_.verify ? mappedVerifier(order, nextJob) : mappedReader(ranges); });
+    for (int i = 0; i < readers; i++) ts.emplace_back([&] { mappedReader(ranges); });
     for (auto& t : ts) t.join();
   }
 
@@ -372,57 +290,16 @@ class Run {
     cudaEvent_t done = nullptr;
     bool used = false;
   };
-  // One reader's pinned staging: its two slots in one region, pinned by the reader itself on
-  // its own thread (so reading starts after one region is pinned, not the whole ring). By
-  // default page-aligned anonymous memory, prefaulted, then cudaHostRegister'ed: public
-  // measurements put per-load cudaHostAlloc at hundreds of ms for a few hundred MiB and
-  // register as cheaper (docs/benchmarks.md); TENSORIZE_PINNED=alloc uses cudaHostAlloc.
+  // One reader's pinned staging: its two slots in one region (pinned.h), pinned by the
+  // reader itself on its own thread, so reading starts after one region is pinned, not the
+  // whole ring.
   struct Reader {
     cudaStream_t stream = nullptr;
     Slot slots[2];
-    void* region = nullptr;
-    bool registered = false, hostAlloc = false;
+    PinnedHost region;
     double pinMs = 0;
   };
 
-  bool pinRegion(Reader& r) {
-    const uint64_t bytes = 2 * s_.chunk;
-    auto t0 = Clock::now();
-    const char* how = getenv("TENSORIZE_PINNED");
-    cudaError_t e;
-    if (how && std::string(how) == "alloc") {
-      e = cudaHostAlloc(&r.region, bytes, cudaHostAllocDefault);
-      if (e != cudaSuccess) r.region = nullptr;
-      r.hostAlloc = e == cudaSuccess;
-    } else {
-      void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-      if (p == MAP_FAILED) {
-        errs.set("E_HOST_OOM", "cannot map " + std::to_string(bytes) + " bytes of host memory for the pinned ring: " + std::strerror(errno));
-        return false;
-      }
-      r.region = p;
-      prefault(p, bytes);
-      e = cudaHostRegister(p, bytes, cudaHostRegisterDefault);
-      r.registered = e == cudaSuccess;
-    }
-    if (e != cudaSuccess) {
-      errs.set(e == cudaErrorMemoryAllocation ? "E_HOST_OOM" : cudaCode(e), cudaMsg(e, r.hostAlloc || (how && std::string(how) == "alloc") ? "cudaHostAlloc (pinned ring)" : "cudaHostRegister (pinned ring)") + " (" + std::to_string(bytes) + " bytes)");
-      return false;
-    }
-    for (int k = 0; k < 2; k++) r.slots[k].host = static_cast<uint8_t*>(r.region) + k * s_.chunk;
-    r.pinMs = msSince(t0);
-    return true;
-  }
-
-  // Only once the reader's stream has drained (no copy still reads the region).
-  void unpinRegion(Reader& r) {
-    if (r.hostAlloc) cudaFreeHost(r.region);
-    else if (r.region) {
-      if (r.registered) cudaHostUnregister(r.region);
-      munmap(r.region, 2 * s_.chunk);
-    }
-    r.region = nullptr;
-  }
   struct Callback {
     Run* run;
     uint32_t item;
@@ -435,7 +312,11 @@ class Run {
   void cudaReader(Reader& r, std::vector<Callback>& cbs) {
     cudaError_t e = cudaSetDevice(s_.device);
     if (e != cudaSuccess) return errs.set(cudaCode(e), cudaMsg(e, "cudaSetDevice"));
-    if (!pinRegion(r)) return;
+    auto p0 = Clock::now();
+    Error pe;
+    if (!r.region.allocate(2 * s_.chunk, "the pinned ring", pe)) return errs.set(pe.code, pe.message);
+    for (int k = 0; k < 2; k++) r.slots[k].host = r.region.data() + k * s_.chunk;
+    r.pinMs = msSince(p0);
     int which = 0;
     for (;;) {
       uint64_t u = next_.fetch_add(1);
@@ -482,7 +363,7 @@ class Run {
     std::vector<Reader> rs(readers);
     // On the heap: if a stream fails to drain, its pending host functions may still point
     // here, so it is then left allocated (and the stream alive) rather than freed.
-    auto* cbs = new std::vector<Callback>(plan_.pieces.size());
+    auto cbs = std::make_unique<std::vector<Callback>>(plan_.pieces.size());
     for (size_t i = 0; i < rs.size() && !errs.failed(); i++) {
       Reader& r = rs[i];
       CUDA_OK(cudaStreamCreateWithFlags(&r.stream, cudaStreamNonBlocking), "cudaStreamCreate", errs);
@@ -496,14 +377,14 @@ class Run {
     const double setupMs = msSince(t0_);
     if (!errs.failed()) {
       std::vector<std::thread> ts;
-      for (auto& r : rs) ts.emplace_back([this, &r, cbs] { cudaReader(r, *cbs); });
+      for (auto& r : rs) ts.emplace_back([this, &r, &cbs] { cudaReader(r, *cbs); });
       for (auto& t : ts) t.join();
     }
     double pinMs = 0;
     bool drained = true;
     for (auto& r : rs) {
       pinMs = std::max(pinMs, r.pinMs);
-      if (r.registered || r.hostAlloc) out_.stats.pinnedBytes += 2 * s_.chunk;
+      if (r.region.pinned()) out_.stats.pinnedBytes += 2 * s_.chunk;
       bool ok = true;
       if (r.stream) {
         cudaError_t e = cudaStreamSynchronize(r.stream);
@@ -519,9 +400,10 @@ class Run {
       }
       for (auto& sl : r.slots)
         if (sl.done) cudaEventDestroy(sl.done);
-      if (ok) unpinRegion(r);
+      if (ok) r.region.release();
+      else r.region.abandon();
     }
-    if (drained) delete cbs;
+    if (!drained) cbs.release();  // deliberately never freed (see above)
     // Readers pin their regions in parallel, each before its first read.
     out_.stats.allocMs = setupMs + pinMs;
   }
@@ -575,7 +457,7 @@ class Run {
 
   void runHostPlaid(int readers) {
     out_.stats.allocMs = msSince(t0_);
-    if (s_.verify) return runHostVerified(readers);
+    if (s_.verify) return runHostVerified(readers, false);
     std::vector<std::thread> ts;
     for (int i = 0; i < readers; i++) ts.emplace_back([this] { hostReader(); });
     for (auto& t : ts) t.join();

@@ -151,17 +151,22 @@ void fetchTests() {
   tz::RuntimeInfo info = tz::runtimeInfo();
   std::vector<int> devices = {-1, -2, -3};  // host memory, hash only, a file
   if (info.deviceCount > 0) devices.push_back(0);
-
-  for (int round = 0; round < 30; round++) {
-    // Random non-overlapping tensors, in file order with random gaps, some empty.
+  // A fetch of the whole test object from the in-process server, fast retries.
+  auto specOf = [&](const char* name) {
     tz::FetchSpec s;
     s.endpoint.host = "127.0.0.1";
     s.endpoint.port = srv.port;
     s.head = "GET /f HTTP/1.1\r\nHost: 127.0.0.1\r\n";
-    s.name = "http://127.0.0.1/f";
+    s.name = name;
     s.objectSize = file.size();
-    s.etag = "\"t\"";
     s.baseDelayMs = 1;
+    return s;
+  };
+
+  for (int round = 0; round < 30; round++) {
+    // Random non-overlapping tensors, in file order with random gaps, some empty.
+    tz::FetchSpec s = specOf("http://127.0.0.1/f");
+    s.etag = "\"t\"";
     s.timeoutMs = 5000;
     uint64_t pos = rng() % 1000, dst = 0;
     while (pos < file.size()) {
@@ -238,13 +243,7 @@ void fetchTests() {
   srv.closeEach = false;
 
   // Failures: a plan past the object's end, a connection refused, 503s beyond the retries.
-  tz::FetchSpec s;
-  s.endpoint.host = "127.0.0.1";
-  s.endpoint.port = srv.port;
-  s.head = "GET /f HTTP/1.1\r\nHost: 127.0.0.1\r\n";
-  s.name = "u";
-  s.objectSize = file.size();
-  s.baseDelayMs = 1;
+  tz::FetchSpec s = specOf("u");
   s.items = {{file.size() - 10, 20, 0}};
   tz::FetchResult out;
   tz::Error err;

@@ -69,21 +69,20 @@ if left $((BUDGET - 200)); then
 fi
 
 if left $((BUDGET - 120)) && [ -f $W/tzb/model.tensors ]; then
+  # two fresh --plaid loads of the bench model with extra options (environment variables go
+  # before the call): " GB/s of the whole load (ms allocating)" each
+  twice() {
+    for k in 1 2; do
+      node bin/tensorize.js load $W/tzb/model.tensors --device $DEV --plaid "$@" --json 2>/dev/null |
+        node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const j=JSON.parse(s);process.stdout.write(` ${(j.bytes/j.totalMs/1e6).toFixed(2)} (${j.allocMs.toFixed(0)} ms)`)})'
+    done
+  }
   step "--plaid sweep onto $DEV: readers x chunk size, 2 fresh loads each (GB/s of the whole load; ms allocating)"
   for r in 4 8 16; do for c in 4MiB 16MiB 64MiB; do
-    for k in 1 2; do
-      node bin/tensorize.js load $W/tzb/model.tensors --device $DEV --plaid --readers $r --chunk-size $c --json 2>/dev/null |
-        node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const j=JSON.parse(s);process.stdout.write(` ${(j.bytes/j.totalMs/1e6).toFixed(2)} (${j.allocMs.toFixed(0)} ms)`)})'
-    done; echo "  <- readers $r, chunk $c"
+    twice --readers $r --chunk-size $c; echo "  <- readers $r, chunk $c"
   done; done
-  for k in 1 2; do
-    TENSORIZE_PINNED=alloc node bin/tensorize.js load $W/tzb/model.tensors --device $DEV --plaid --json 2>/dev/null |
-      node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const j=JSON.parse(s);process.stdout.write(` ${(j.bytes/j.totalMs/1e6).toFixed(2)} (${j.allocMs.toFixed(0)} ms)`)})'
-  done; echo "  <- defaults, ring from cudaHostAlloc instead of mmap + cudaHostRegister (TENSORIZE_PINNED=alloc)"
-  for k in 1 2; do
-    TENSORIZE_CUDA_SYNC=block node bin/tensorize.js load $W/tzb/model.tensors --device $DEV --plaid --json 2>/dev/null |
-      node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const j=JSON.parse(s);process.stdout.write(` ${(j.bytes/j.totalMs/1e6).toFixed(2)} (${j.allocMs.toFixed(0)} ms)`)})'
-  done; echo "  <- defaults, readers sleep on their slot's event (TENSORIZE_CUDA_SYNC=block)"
+  TENSORIZE_PINNED=alloc twice; echo "  <- defaults, ring from cudaHostAlloc instead of mmap + cudaHostRegister (TENSORIZE_PINNED=alloc)"
+  TENSORIZE_CUDA_SYNC=block twice; echo "  <- defaults, readers sleep on their slot's event (TENSORIZE_CUDA_SYNC=block)"
 fi
 
 if left $((BUDGET - 100)); then

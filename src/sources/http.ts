@@ -130,8 +130,9 @@ export class HttpSource implements ByteSource {
     checkHeaders(opts.headers ?? {});
     const base = { connections: opts.connections ?? 16, keepAliveTimeout: 30_000, connect: opts.ca ? { ca: opts.ca } : undefined };
     // Behind a proxy (see proxy.ts): per request, a CONNECT tunnel or a direct connection.
-    if (proxiesConfigured()) proxyFor(url); // an unusable proxy setting fails here, clearly
-    const agent: Dispatcher = proxiesConfigured() ? new ProxyRouter({ ...base, ca: opts.ca }) : new Agent(base);
+    const viaProxies = proxiesConfigured();
+    if (viaProxies) proxyFor(url); // an unusable proxy setting fails here, clearly
+    const agent: Dispatcher = viaProxies ? new ProxyRouter({ ...base, ca: opts.ca }) : new Agent(base);
     try {
       // Redirects are followed here, once: the ranged reads then go straight to the final URL.
       let location = url;
