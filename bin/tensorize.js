@@ -8,15 +8,24 @@ if (!existsSync(main)) {
   process.stderr.write('tensorize: error: the CLI is not built (dist/ is missing)\n  hint: run `npm install` (or `npm run build`) in the tensorize directory\n');
   process.exit(1);
 }
-const { run, interrupted } = await import(main.href);
-// On a signal, stop native threads and abort uploads first (temporary files are removed at
-// exit); a second signal exits at once.
+const { run, interrupted, outputFailed } = await import(main.href);
+// On a signal, stop native threads, child processes and uploads first (temporary files and
+// directories are removed at exit); a second signal exits at once. A closed stdout or
+// stderr (EPIPE: `tensorize ... | head`) stops the command the same way, silently, with
+// exit code 141: what a shell reports for a process killed by SIGPIPE.
 let stopping = false;
-const onSignal = (code) => () => {
-  if (stopping) process.exit(code);
+const stop = (code, undo) => {
+  if (stopping) return;
   stopping = true;
-  interrupted().finally(() => process.exit(code));
+  process.exitCode = code;
+  undo().finally(() => process.exit(code));
 };
+const onSignal = (code) => () => (stopping ? process.exit(code) : stop(code, interrupted));
 process.on('SIGINT', onSignal(130));
 process.on('SIGTERM', onSignal(143));
-process.exitCode = await run(process.argv.slice(2));
+process.on('SIGHUP', onSignal(129));
+for (const [name, stream] of [['stdout', process.stdout], ['stderr', process.stderr]]) {
+  stream.on('error', (e) => stop(e?.code === 'EPIPE' ? 141 : 1, () => outputFailed(e, name)));
+}
+const code = await run(process.argv.slice(2));
+if (!stopping) process.exitCode = code;

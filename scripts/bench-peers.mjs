@@ -14,7 +14,8 @@
 // kept when --dir is given). A .safetensors source is converted to DIR/model.tensors and
 // safetensors loads the original; for a .tensors source pass --safetensors FILE (the same
 // tensors) to include safetensors. Python: --python, else $TORCH_PYTHON, else python3.
-// Prints the table on stderr and, with --json, the bench's JSON document (peers included).
+// Prints the table on stdout (progress on stderr); with --json, the bench's JSON document
+// (peers included) on stdout instead, and the table on stderr.
 import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -84,7 +85,8 @@ try {
     log,
   });
   result.skipped.push(...skipped);
-  log(`\n${bench.formatText(result)}`);
+  if (args.includes('--json')) log(`\n${bench.formatText(result)}`);
+  else process.stdout.write(`${bench.formatText(result)}\n`);
   if (report) {
     writeFileSync(report, /\.svg$/i.test(report) ? bench.renderSvg(result) : bench.renderHtml(result));
     log(`wrote ${report}`);

@@ -26,23 +26,38 @@ t.test('serialize, info, verify, export through the CLI', async (t) => {
 
   r = cli('serialize', join(dir, 'm.safetensors'));
   t.equal(r.code, 0);
-  t.match(r.stderr, /wrote .*m\.tensors: 2 tensors, 320 B in .* s \(.* GB\/s\), peak RSS .*, data version 2/);
-  t.equal(r.stdout, '', 'nothing on stdout without --json');
+  t.match(r.stdout, /^wrote .*m\.tensors: 2 tensors, 320 B in .* s \(.* GB\/s\), peak RSS .*, data version 2\n$/, 'the summary is the result: stdout');
+  t.match(r.stderr, /^serializing 2 tensors \(320 B\) from 1 safetensors file\(s\)/, 'progress on stderr');
+  t.notMatch(r.stderr, /wrote/);
+  t.equal(cli('serialize', join(dir, 'm.safetensors'), '-q').stdout, '', '-q: nothing');
 
   r = cli('info', join(dir, 'm.tensors'));
   t.equal(r.code, 0);
-  t.match(r.stderr, /data version:\s+2/);
-  t.match(r.stderr, /a\.weight\s+state_dict\s+bfloat16\s+\[16, 8\]\s+256/);
+  t.equal(r.stderr, '', 'the table is the result: stdout');
+  t.match(r.stdout, /data version:\s+2/);
+  t.match(r.stdout, /a\.weight\s+state_dict\s+bfloat16\s+\[16, 8\]\s+256/);
+  t.match(cli('info', join(dir, 'm.tensors')).stdout.split('\n').filter((l) => /^a\.bias/.test(l)), [/^a\.bias\s+state_dict\s+float32\s+\[16\]\s+64$/], 'grep finds a tensor');
+  const q = cli('info', join(dir, 'm.tensors'), '-q');
+  t.same([q.code, q.stdout, q.stderr], [0, '', ''], 'info -q');
   r = cli('info', join(dir, 'm.tensors'), '--json');
   t.match(JSON.parse(r.stdout), { dataVersion: 2, tensorCount: 2, dataBytes: 320, tensors: [{ name: 'a.weight', dtype: 'bfloat16', shape: [16, 8], bytes: 256 }, { name: 'a.bias' }] });
 
   r = cli('verify', join(dir, 'm.tensors'));
   t.equal(r.code, 0);
-  t.match(r.stderr, /^OK .*2 tensors.*4 hashes checked/m);
+  t.match(r.stdout, /^OK .*2 tensors.*4 hashes checked/m);
+  t.equal(r.stderr, '');
 
   r = cli('export', join(dir, 'm.tensors'), '-o', join(dir, 'back.safetensors'));
   t.equal(r.code, 0, r.stderr);
-  t.same(readFileSync(join(dir, 'back.safetensors')).subarray(-320), readFileSync(join(dir, 'm.safetensors')).subarray(-320));
+  t.match(r.stdout, /^wrote .*back\.safetensors: 2 tensors/);
+  // Largest element size first (as the safetensors writer orders them): a.bias (F32), then a.weight (BF16).
+  const back = readFileSync(join(dir, 'back.safetensors'));
+  const src = readFileSync(join(dir, 'm.safetensors'));
+  t.same(back.subarray(-320), Buffer.concat([src.subarray(-64), src.subarray(-320, -64)]), 'the same bytes, F32 first');
+  const hlen = Number(back.readBigUInt64LE(0));
+  const header = JSON.parse(back.subarray(8, 8 + hlen).toString());
+  t.same(header['a.bias'].data_offsets, [0, 64]);
+  t.same(header['a.weight'].data_offsets, [64, 320]);
 });
 
 t.test('verify names the tensor and the hash that failed, exit 1', async (t) => {
@@ -54,9 +69,9 @@ t.test('verify names the tensor and the hash that failed, exit 1', async (t) => 
   writeFileSync(f, b);
   const r = cli('verify', f);
   t.equal(r.code, 1);
-  t.match(r.stderr, /FAILED: tensor "[^"]+" \(#14\): CRC32 mismatch: stored [0-9a-f]{8}, computed [0-9a-f]{8}/);
-  t.match(r.stderr, /SHA-256 mismatch/);
-  t.match(r.stderr, /tensorize: error: .*2 hash check\(s\) failed in 1 tensor\(s\)/);
+  t.match(r.stdout, /FAILED: tensor "[^"]+" \(#14\): CRC32 mismatch: stored [0-9a-f]{8}, computed [0-9a-f]{8}/);
+  t.match(r.stdout, /SHA-256 mismatch/);
+  t.match(r.stderr, /tensorize: error: .*: tensor "[^"]+" does not match its stored CRC32 and SHA-256\n/);
   const j = cli('verify', f, '--json');
   t.equal(j.code, 1);
   const doc = JSON.parse(j.stdout);
@@ -69,9 +84,20 @@ t.test('exit codes: 2 for usage errors, 1 for bad input; no stack traces', async
   const dir = t.testdir({ 'junk.bin': 'not a model at all, just some text here' });
   let r = cli('serialize');
   t.equal(r.code, 2);
-  t.match(r.stderr, /missing required argument/);
+  t.match(r.stderr, /^tensorize: error: missing required argument 'input'\n  hint: see tensorize serialize --help\n$/);
   r = cli('frobnicate');
   t.equal(r.code, 2);
+  t.match(r.stderr, /^tensorize: error: unknown command 'frobnicate'\n  hint: see tensorize --help\n$/);
+  t.equal(cli('--verbose').code, 2, 'global options but no command: a usage error too');
+  r = cli();
+  t.equal(r.code, 2, 'no command is a usage error');
+  t.match(r.stderr, /Usage: tensorize \[options\] \[command\][^]*tensorize: error: no command given\n$/);
+  t.equal(r.stdout, '');
+  r = cli('load', join(VECTORS, 'dtypes_v1.tensors'), '--bogus');
+  t.equal(r.code, 2);
+  t.match(r.stderr, /^tensorize: error: unknown option '--bogus'\n  hint: see tensorize load --help\n$/, 'the same prefix as other errors, and where the usage is');
+  for (const c of ['verify', 'info', 'load', 'export', 'bench', 'serialize']) t.notMatch(cli(c, '--help').stdout, /\(default: \{\}\)/, `${c} --help shows no empty default`);
+  t.notMatch(cli('demo', '--help').stdout, /268435456/, 'demo --help shows sizes as sizes');
   r = cli('serialize', 'x.safetensors', '--threads', 'many');
   t.equal(r.code, 2);
   t.match(r.stderr, /--threads must be a positive integer/);
@@ -121,7 +147,7 @@ t.test('Ctrl-C during serialize leaves no output and no temporary file', async (
   let err = '';
   child.stderr.on('data', (d) => (err += d));
   // Wait until the copy has started (the temporary file exists), then interrupt.
-  for (let i = 0; i < 200 && !readdirSync(dir).some((n) => n.includes('.tmp-')); i++) await new Promise((r) => setTimeout(r, 10));
+  while (!readdirSync(dir).some((n) => n.includes('.tmp-')) && child.exitCode === null) await new Promise((r) => setTimeout(r, 10));
   child.kill('SIGINT');
   const code = await new Promise((r) => child.on('exit', (c) => r(c)));
   t.equal(code, 130, err);

@@ -134,11 +134,10 @@ t.test('faults are retried and resumed: resets, 503 SlowDown, 500, stalls, close
   // A server that stops sending mid-body: the idle timeout fails the attempt, which resumes.
   logs.length = 0;
   http.faults.stallAfterBytes = 500;
-  const t0 = performance.now();
   r = await loadAndCheck(url, f, { verify: true, concurrency: 1, source: source({ timeoutMs: 400 }) });
   t.equal(r.same, r.total, 'a stalled body is abandoned after the timeout and resumed');
   t.match(logs.join('\n'), /no data for 0 s after 500 of/);
-  t.ok(performance.now() - t0 < 5000, 'within the timeout, not forever');
+  // Not forever: the tap timeout guards a hang; the log above shows the timeout fired.
 
   // The server closes every connection after its answer without saying so: the fetcher's
   // next request on a reused connection fails before any answer, which costs no retry.
@@ -234,9 +233,7 @@ t.test('a hostile or broken server: garbage, endless heads, wrong ranges and len
   ];
   for (const [what, hostile, want] of cases) {
     const srv = await rawServer(file, hostile);
-    const t0 = performance.now();
     await t.rejects(load(srv.url, { device: 'cpu', concurrency: 2, source: { http: { retries: 2, baseDelayMs: 1, timeoutMs: 300 } } }), want, what);
-    t.ok(performance.now() - t0 < 10_000, `${what}: no hang`);
     await srv.close();
   }
   await t.rejects(load(`${(await startHttpServer(VECTORS).then((h) => (t.teardown(() => h.close()), h))).url}/dtypes_v1.tensors`, { device: 'cpu', source: { http: { headers: { 'x-evil': 'a\r\nHost: elsewhere' } } } }), { code: 'E_USAGE', message: /not a valid HTTP header/ }, 'header injection is refused');
@@ -272,7 +269,8 @@ t.test('a cancel stops a native fetch within moments', { skip }, async (t) => {
   const t0 = performance.now();
   await cancelAllNative();
   await t.rejects(p, { code: 'E_INTERRUPTED' });
-  t.ok(performance.now() - t0 < 2000, 'stopped in under 2 s');
+  // The fetch would otherwise wait out its 60 s timeout: half of it is no bound a busy machine reaches.
+  t.ok(performance.now() - t0 < 30_000, `stopped by the cancel, not the timeout (${(performance.now() - t0).toFixed(0)} ms)`);
 });
 
 t.test('an HTTP/1.0 server without range support that closes after each answer (python -m http.server)', { skip }, async (t) => {

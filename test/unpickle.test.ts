@@ -2,7 +2,6 @@
 // the right values, dicts stay Maps, and everything that could run code or exhaust memory
 // is refused with a TensorizeError naming the problem and its byte offset.
 import t from 'tap';
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { TensorizeError } from '../src/errors.js';
 import { PyBytes, PyDtype, PyStorage, PyTensor, PyTuple, unpickle, type PyValue } from '../src/inputs/pytorch/pickle.js';
@@ -124,7 +123,7 @@ t.test('every truncation and many bit flips of a real data.pkl fail cleanly or d
   t.teardown(() => src.close());
   const zip = await ZipArchive.open(src);
   const pkl = await zip.read(zip.entries.get('zip/data.pkl')!, 1 << 20);
-  const pl = (pid: PyValue): PyValue => new PyStorage('0', { name: 'float32', itemsize: 4, tensorizer: '<f4', opaque: false }, 1 << 20, 'cpu');
+  const pl = (_pid: PyValue): PyValue => new PyStorage('0', { name: 'float32', itemsize: 4, tensorizer: '<f4', opaque: false }, 1 << 20, 'cpu');
   t.ok(unpickle(pkl, { persistentLoad: pl }).value instanceof Map, 'the intact pickle decodes');
   let errors = 0;
   for (let n = 0; n < pkl.length; n++) {

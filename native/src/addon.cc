@@ -313,8 +313,8 @@ Napi::Value Copy(const Napi::CallbackInfo& info) {
 // into `output` (an existing file, at the items' dst offsets) or only hashed.
 // spec: {host, port, tls, ca?, head, name, size, etag?, output?, items: Float64Array
 // (src, len, dst triples), hashes?: [{crc32: bool, sha256: bool, prefix: Buffer}],
-// chunkSize, maxGap, connections, retries, baseDelayMs, timeoutMs, total}. The handle works
-// with read() and free() like a load's.
+// chunkSize, maxGap, connections, retries, baseDelayMs, timeoutMs, speedLimit, speedTimeMs,
+// total}. The handle works with read() and free() like a load's.
 struct FetchTicket : Handle {
   tz::FetchSpec fetch;
   tz::FetchResult result;
@@ -415,6 +415,8 @@ Napi::Value Fetch(const Napi::CallbackInfo& info) {
   s.retries = static_cast<int>(u64(o, "retries", 5));
   s.baseDelayMs = static_cast<double>(u64(o, "baseDelayMs", 200));
   s.timeoutMs = static_cast<double>(u64(o, "timeoutMs", 30000));
+  s.speedLimit = u64(o, "speedLimit", 1024);
+  s.speedTimeMs = static_cast<double>(u64(o, "speedTimeMs", 30000));
   s.items = parseItems(o);
   if (o.Get("hashes").IsArray()) {
     Napi::Array hs = o.Get("hashes").As<Napi::Array>();

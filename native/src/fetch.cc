@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <deque>
@@ -572,6 +573,28 @@ class FetchRun {
     const uint64_t from = r.from + got, to = r.from + r.len - 1;
     std::string req = s_.head + "Range: bytes=" + std::to_string(from) + "-" + std::to_string(to) + "\r\n\r\n";
     requests_.fetch_add(1, std::memory_order_relaxed);
+    // The low-speed limit, in consecutive windows of speedTimeMs from the request on: each
+    // must bring speedLimit body bytes/s on average (the wait for the head counts as time
+    // without bytes), else the attempt fails.
+    uint64_t windowFrom = got;
+    auto window = Clock::now();
+    auto tooSlow = [&](std::string& msg) {
+      if (s_.speedLimit == 0) return false;
+      const double ms = msSince(window);
+      if (ms < s_.speedTimeMs) return false;
+      const uint64_t n = got - windowFrom;
+      if (static_cast<double>(n) >= static_cast<double>(s_.speedLimit) * ms / 1000) {
+        window = Clock::now();
+        windowFrom = got;
+        return false;
+      }
+      char b[160];
+      std::snprintf(b, sizeof b, "too slow: under %llu bytes/s for %g s (%llu bytes in %.1f s)", static_cast<unsigned long long>(s_.speedLimit), s_.speedTimeMs / 1000,
+                    static_cast<unsigned long long>(n), ms / 1000);
+      msg = b;
+      return true;
+    };
+    std::string slow;
     if (!w.conn.writeAll(req.data(), req.size(), s_.timeoutMs, s_.cancel, why)) {
       a.stale = reused;
       return retry("sending the request failed: " + why);
@@ -590,11 +613,13 @@ class FetchRun {
         if (pr < 0) return fatal("E_IO", "the server sent " + why);
         if (pr > 0) break;
         if (hn == sizeof hb) return fatal("E_IO", "the server's response head is larger than 32 KiB");
+        if (tooSlow(slow)) return retry(slow + ", waiting for the answer");
         continue;
       }
       if (k == -2) {
         if (cancelled()) return retry("cancelled");
         if (msSince(idle) > s_.timeoutMs) return retry("no answer within " + std::to_string(static_cast<int>(s_.timeoutMs / 1000)) + " s");
+        if (tooSlow(slow)) return retry(slow + ", waiting for the answer");
         continue;
       }
       a.stale = reused && hn == 0;
@@ -658,13 +683,19 @@ class FetchRun {
         got += static_cast<uint64_t>(k);
         if (!slotBuf && useful) progress(static_cast<uint64_t>(k));
         idle = Clock::now();
-        continue;
-      }
-      if (k == -2) {
+      } else if (k == -2) {
         if (cancelled()) break;
         if (msSince(idle) > s_.timeoutMs) {
           wire_.fetch_add(got - start, std::memory_order_relaxed);
+          if (slotBuf) progress(usefulIn(r, start, got));
           return retry("no data for " + std::to_string(static_cast<int>(s_.timeoutMs / 1000)) + " s after " + std::to_string(got) + " of " + std::to_string(r.len) + " bytes");
+        }
+      }
+      if (k > 0 || k == -2) {
+        if (got < r.len && tooSlow(slow)) {
+          wire_.fetch_add(got - start, std::memory_order_relaxed);
+          if (slotBuf) progress(usefulIn(r, start, got));
+          return retry(slow + ", after " + std::to_string(got) + " of " + std::to_string(r.len) + " bytes");
         }
         continue;
       }

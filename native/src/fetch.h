@@ -13,9 +13,9 @@
 // order) advance as its pieces arrive: hasher threads (half the cores) take the tensors
 // whose next piece is in place, two at a time, with the interleaved two-stream SHA-256; a
 // slot is reused only once its pieces are hashed. A failed request (reset, timeout, short
-// body, 5xx, 429, 503 SlowDown) is retried with backoff and resumed from the last byte
-// received; an answer that does not fit the object (Content-Range total, ETag, 412, 416)
-// is E_FILE_CHANGED.
+// body, 5xx, 429, 503 SlowDown, slower than the low-speed limit) is retried with backoff
+// and resumed from the last byte received; an answer that does not fit the object
+// (Content-Range total, ETag, 412, 416) is E_FILE_CHANGED.
 #pragma once
 #include <atomic>
 #include <cstdint>
@@ -47,6 +47,11 @@ struct FetchSpec {
   int retries = 5;
   double baseDelayMs = 200;
   double timeoutMs = 30000;  // no progress for this long: the attempt fails (and is retried)
+  // The low-speed limit (as curl's --speed-limit/--speed-time): an attempt that receives
+  // fewer than speedLimit bytes/s on average over a window of speedTimeMs (from its request
+  // on, the wait for the answer included) fails and is retried like a timeout. 0: off.
+  uint64_t speedLimit = 1024;
+  double speedTimeMs = 30000;
   std::atomic<uint64_t>* progress = nullptr;
   std::atomic<bool>* cancel = nullptr;
 };

@@ -40,16 +40,18 @@ namespace {
 
 
 
-// Running CRC32 + SHA-256 of one tensor (prefix first, then its data in order).
-// Empty when the computed hashes match the stored ones, else which one failed.
+// Empty when the computed hashes of a tensor match the stored ones; else every one that
+// does not, as "CRC32 mismatch (stored x, computed y); SHA-256 mismatch (...)" (the
+// TypeScript side reads this back to report it as verify does).
 std::string hashMismatch(const Expect& e, uint32_t crc, const uint8_t* sha) {
+  std::string why;
   if (e.crc && crc != e.crc32) {
     char buf[64];
     snprintf(buf, sizeof buf, "CRC32 mismatch (stored %08x, computed %08x)", e.crc32, crc);
-    return buf;
+    why = buf;
   }
-  if (e.sha && std::memcmp(sha, e.sha256, 32) != 0) return "SHA-256 mismatch (stored " + hex(e.sha256, 32) + ", computed " + hex(sha, 32) + ")";
-  return "";
+  if (e.sha && std::memcmp(sha, e.sha256, 32) != 0) why += (why.empty() ? "" : "; ") + std::string("SHA-256 mismatch (stored ") + hex(e.sha256, 32) + ", computed " + hex(sha, 32) + ")";
+  return why;
 }
 
 // Running CRC32 + SHA-256 of one tensor (prefix first, then its data in order).

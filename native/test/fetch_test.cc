@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <random>
@@ -73,6 +74,7 @@ class Server {
   std::atomic<int> cutAfter{-1};     // the next body is cut after this many bytes
   std::atomic<int> unavailable{0};   // answer this many requests with 503
   std::atomic<bool> closeEach{false};  // close every connection after its answer, silently
+  std::atomic<int> trickle{0};       // send this many next bodies one byte every 50 ms
   std::atomic<int> requests{0};
 
  private:
@@ -116,10 +118,20 @@ class Server {
         send(c, r.data(), r.size(), MSG_NOSIGNAL);
         continue;
       }
+      // Decided before the head goes out: once a client has its answer, later settings apply.
+      const bool slow = trickle.load() > 0 && trickle-- > 0;
       std::string r = "HTTP/1.1 206 Partial Content\r\nContent-Length: " + std::to_string(b - a + 1) + "\r\nContent-Range: bytes " + std::to_string(a) + "-" +
                       std::to_string(b) + "/" + std::to_string(data_.size()) + "\r\nETag: \"t\"\r\n\r\n";
       send(c, r.data(), r.size(), MSG_NOSIGNAL);
       size_t len = b - a + 1;
+      if (slow) {
+        for (size_t i = 0; i < len; i++) {
+          if (stop_ || send(c, data_.data() + a + i, 1, MSG_NOSIGNAL) != 1) break;
+          std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        }
+        close(c);
+        return;
+      }
       int cut = cutAfter.exchange(-1);
       if (cut >= 0 && static_cast<size_t>(cut) < len) {
         send(c, data_.data() + a, static_cast<size_t>(cut), MSG_NOSIGNAL);
@@ -258,6 +270,35 @@ void fetchTests() {
   err = {};
   CHECK(!tz::fetch(s, nullptr, out, err) && err.code == "E_FILE_CHANGED", "another total size is a changed object");
   s.objectSize = file.size();
+
+  // The low-speed limit: a body that trickles fails the attempt, which is retried; a retry
+  // that is fast completes, and trickling beyond the retries ends with a clear error.
+  s.items = {{1000, 100000, 0}};
+  // 20 bytes/s against 1 KiB/s; a fast answer brings its 100000 bytes in one window.
+  s.speedLimit = 1024;
+  s.speedTimeMs = 500;
+  s.retries = 1;
+  srv.trickle = 1;
+  {
+    err = {};
+    out = {};
+    tz::Loaded* dest = tz::allocate(-1, 100000, err);
+    bool ok = dest && tz::fetch(s, dest, out, err);
+    std::vector<uint8_t> back(100000);
+    CHECK(ok && out.retries == 1 && dest->read(0, back.size(), back.data()).ok() && std::memcmp(back.data(), file.data() + 1000, back.size()) == 0,
+          ("a trickling first attempt, then a fast retry: every byte (" + err.message + ", " + std::to_string(out.retries) + " retries)").c_str());
+    const std::string log = out.retryLog.empty() ? "no retry" : out.retryLog[0];
+    CHECK(log.find("too slow: under 1024 bytes/s for 0.5 s") != std::string::npos, ("the retry says it was too slow: " + log).c_str());
+    delete dest;
+  }
+  srv.trickle = 100;
+  err = {};
+  out = {};
+  CHECK(!tz::fetch(s, nullptr, out, err) && err.code == "E_IO" && err.message.find("u: bytes 1000..101000: giving up after 2 attempts: too slow: under 1024 bytes/s for 0.5 s") != std::string::npos,
+        ("a body trickling beyond the retries: " + err.message).c_str());
+  srv.trickle = 0;
+
+  s.items = {{0, 100, 0}};
   s.endpoint.port = 1;
   s.retries = 1;
   err = {};

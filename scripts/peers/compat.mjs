@@ -19,8 +19,10 @@
 // Prints one line per model and `compat: K/N models OK`; exit 1 if any failed,
 // 2 if the Python side (tensorizer, torch) cannot be imported or on a usage error.
 //
-// Environment: TENSORIZER_PYTHON (default /usr/bin/python3), TENSORIZER_PATH
-// (default /work/peers/tensorizer; prepended to PYTHONPATH).
+// Environment: TENSORIZER_PYTHON (default: the peers venv of scripts/peers/setup.sh,
+// $TENSORIZE_PEER_PYTHON or ~/.cache/tensorize/peers/bin/python, with tensorizer 2.12.1;
+// else /usr/bin/python3), TENSORIZER_PATH (prepended to PYTHONPATH; default none with the
+// venv, else /work/peers/tensorizer). An older version: TENSORIZER_PATH=<venv>/tensorizer-2.10.1.
 //
 // Plain Node ESM, no dependencies beyond node built-ins.
 
@@ -35,8 +37,10 @@ const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(HERE, '..', '..');
 const CLI = path.join(ROOT, 'bin', 'tensorize.js');
 const CHECKER = path.join(HERE, 'tensorizer_check.py');
-const PYTHON = process.env.TENSORIZER_PYTHON || '/usr/bin/python3';
-const TZ_PATH = process.env.TENSORIZER_PATH || '/work/peers/tensorizer';
+// The peers venv of scripts/peers/setup.sh when there is one, else a tensorizer checkout.
+const VENV_PYTHON = process.env.TENSORIZE_PEER_PYTHON || path.join(os.homedir(), '.cache', 'tensorize', 'peers', 'bin', 'python');
+const PYTHON = process.env.TENSORIZER_PYTHON || (fs.existsSync(VENV_PYTHON) ? VENV_PYTHON : '/usr/bin/python3');
+const TZ_PATH = process.env.TENSORIZER_PATH ?? (PYTHON === VENV_PYTHON ? '' : '/work/peers/tensorizer');
 
 // safetensors dtype -> [torch dtype name, element size]
 const DTYPES = {

@@ -11,7 +11,7 @@
 //   - N (default 8) fresh random checkpoints written by real torch just now
 //     (scripts/peers/torch_random_checkpoints.py; zip and legacy alternate).
 // Prints one line per file and `pytorch compat: K/N files OK`; exit 1 if any failed.
-// Environment: TENSORIZER_PYTHON (default /usr/bin/python3), TENSORIZER_PATH (default /work/peers/tensorizer).
+// Environment: TENSORIZER_PYTHON, TENSORIZER_PATH: as for compat.mjs (default: the peers venv of setup.sh).
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -21,8 +21,10 @@ import { fileURLToPath } from 'node:url';
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(HERE, '..', '..');
 const CLI = path.join(ROOT, 'bin', 'tensorize.js');
-const PYTHON = process.env.TENSORIZER_PYTHON || '/usr/bin/python3';
-const TZ_PATH = process.env.TENSORIZER_PATH || '/work/peers/tensorizer';
+// The peers venv of scripts/peers/setup.sh when there is one, else a tensorizer checkout.
+const VENV_PYTHON = process.env.TENSORIZE_PEER_PYTHON || path.join(os.homedir(), '.cache', 'tensorize', 'peers', 'bin', 'python');
+const PYTHON = process.env.TENSORIZER_PYTHON || (fs.existsSync(VENV_PYTHON) ? VENV_PYTHON : '/usr/bin/python3');
+const TZ_PATH = process.env.TENSORIZER_PATH ?? (PYTHON === VENV_PYTHON ? '' : '/work/peers/tensorizer');
 const args = process.argv.slice(2);
 const opt = (name, dflt) => {
   const i = args.indexOf(name);

@@ -3,7 +3,7 @@
 
 Usage:
     PYTHONPATH=/work/peers/tensorizer /usr/bin/python3 \
-        scripts/peers/tensorizer_check.py FILE.tensors MANIFEST.json \
+        scripts/peers/tensorizer_check.py FILE.tensors [FILE.tensors...] MANIFEST.json \
         [--num-readers 1,3] [--no-lazy]
 
 The manifest looks like /work/shared/vectors/*.json:
@@ -13,7 +13,7 @@ The manifest looks like /work/shared/vectors/*.json:
                   "meta": true (optional; no data, must load as zeros)}],
      "key_hex": "<64 hex>" | "passphrase": "..." (optional; encrypted files)}
 
-The file is opened with TensorDeserializer(path, device="cpu",
+Each file (all holding the manifest's tensors) is opened with TensorDeserializer(path, device="cpu",
 verify_hash=True) once per configuration: eager loading with each
 --num-readers value, then (unless --no-lazy) lazy loading with one reader.
 Every tensor is fetched as a torch tensor through the Mapping API (d[key],
@@ -201,7 +201,7 @@ def check_once(path, manifest, num_readers, lazy, problems):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("file")
+    ap.add_argument("file", nargs="+")
     ap.add_argument("manifest")
     ap.add_argument(
         "--num-readers",
@@ -220,8 +220,11 @@ def main(argv=None):
         configs.append((1, True))
 
     problems = []
-    for num_readers, lazy in configs:
-        check_once(args.file, manifest, num_readers, lazy, problems)
+    for file in args.file:
+        found = []
+        for num_readers, lazy in configs:
+            check_once(file, manifest, num_readers, lazy, found)
+        problems += [f"{file}: {p}" if len(args.file) > 1 else p for p in found]
 
     if _UNREPRESENTABLE:
         print(

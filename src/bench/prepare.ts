@@ -4,18 +4,17 @@
  * .tensors file as is, or an http(s):// / s3:// URL as is. Making and converting use the
  * same code as `tensorize serialize` (the native copy engine), and the result is verified.
  */
-import { mkdir, mkdtemp, open, rm, stat } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, open, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { TensorizeError } from '../errors.js';
 import { MAGIC, TensorType } from '../format/constants.js';
 import { verifyFile } from '../format/verify.js';
-import { writeTensorizer, type WriteSummary } from '../format/writer.js';
+import { DEFAULT_ALIGN, writeTensorizer, type WriteSummary } from '../format/writer.js';
 import { openInput } from '../inputs/index.js';
 import { FileSource, fsError } from '../sources/file.js';
 import { sourceKind } from '../sources/open.js';
 import { writeSyntheticSafetensors } from '../synthetic.js';
-import { onInterrupt } from '../util/interrupt.js';
+import { TempDir } from '../util/tempfile.js';
 import { formatBytes, gbps } from '../cli/output.js';
 import type { BenchSourceKind } from './run.js';
 
@@ -48,6 +47,7 @@ export async function serializeAndVerify(input: string, out: string, log: (line:
   const summary = await writeTensorizer(
     out,
     model.tensors.map((x) => ({ path: x.path, type: TensorType.STATE_DICT, dtype: x.dtype, shape: x.shape, data: x.data })),
+    { align: DEFAULT_ALIGN },
   );
   const serS = since(t);
   steps.push({ what: 'serialize', seconds: serS, bytes: summary.dataBytes });
@@ -75,22 +75,18 @@ export async function makeSyntheticModel(dir: string, size: number, log: (line: 
   return { safetensors, tensors, tensorCount: summary.tensors, dataBytes: summary.dataBytes, version: summary.version, hashesChecked, steps };
 }
 
-/** A directory for the files: `dir` (created, kept) or a new temporary one (removed by cleanup, and on Ctrl-C). */
+/**
+ * A directory for the files: `dir` (created, kept) or a new temporary one, removed by
+ * cleanup() and, on every other way out (Ctrl-C, SIGTERM, a closed pipe, a crash), by the
+ * exit hook of util/tempfile.ts: after an interrupt has stopped the native threads.
+ */
 export async function workDir(dir: string | undefined, prefix: string): Promise<{ dir: string; cleanup: () => Promise<void> }> {
   if (dir) {
     await mkdir(dir, { recursive: true });
     return { dir: resolve(dir), cleanup: async () => {} };
   }
-  const tmp = await mkdtemp(join(tmpdir(), prefix));
-  const remove = () => rm(tmp, { recursive: true, force: true });
-  const unhook = onInterrupt(remove);
-  return {
-    dir: tmp,
-    cleanup: async () => {
-      unhook();
-      await remove();
-    },
-  };
+  const tmp = await TempDir.create(prefix);
+  return { dir: tmp.path, cleanup: () => tmp.remove() };
 }
 
 export interface PreparedSource {

@@ -1,11 +1,11 @@
 /**
- * What `tensorize bench` shows: the table (stderr, and in the HTML report), and the chart:
+ * What `tensorize bench` shows: the table (stdout, and in the HTML report), and the chart:
  * one bar per method at its median GB/s with min-max whiskers, the ceilings drawn as
  * lines (the one results are held against in red), as a self-contained SVG, or an HTML
  * page holding the SVG, the table and the notes (no scripts, no external fonts or files).
  */
 import { formatBytes, table } from '../cli/output.js';
-import type { BenchEntry, BenchResult } from './run.js';
+import type { BenchEntry, BenchResult, Summary } from './run.js';
 
 export function escapeXml(s: string): string {
   return s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
@@ -15,6 +15,18 @@ const fix = (x: number, d = 2) => x.toFixed(d);
 /** GB/s with two decimals, or two significant digits below 0.1 (tiny files). */
 export const formatRate = (x: number): string => (x >= 0.1 || x === 0 ? x.toFixed(2) : x.toPrecision(2));
 const pct = (f: number | undefined) => (f === undefined ? '-' : `${Math.round(f * 100)}%`);
+
+/** A probe is steady when its runs spread (max - min) over at most this fraction of its median. */
+export const STEADY_SPREAD = 0.5;
+
+/** (max - min) / median: 0 for a single run. */
+export function spreadOf(g: Summary): number {
+  return g.median > 0 ? (g.max - g.min) / g.median : 0;
+}
+
+/** Marks --mmap's "of ceiling" cell, pointing at the footnote that says why it can pass 100%. */
+export const MMAP_MARK = '\u2020';
+const MMAP_FOOTNOTE = `${MMAP_MARK} --mmap can exceed 100% of the ceiling: it maps the file's cached pages into the process without copying them, while the ceiling is a read that copies every byte.`;
 
 function machineLine(r: BenchResult): string {
   const m = r.machine;
@@ -41,7 +53,7 @@ export function tableRows(r: BenchResult): Rows {
     e.label,
     formatRate(e.gbPerSecond.median),
     `${formatRate(e.gbPerSecond.min)}-${formatRate(e.gbPerSecond.max)}`,
-    pct(e.fractionOfCeiling),
+    e.id === 'mmap' ? `${pct(e.fractionOfCeiling)} ${MMAP_MARK}` : pct(e.fractionOfCeiling),
     e.firstTensorMs ? `${fix(e.firstTensorMs.median, 1)} ms` : '-',
     `${fix(e.seconds.median, 3)} s`,
     e.peakRssBytes ? formatBytes(e.peakRssBytes) : '-',
@@ -54,7 +66,18 @@ export function tableRows(r: BenchResult): Rows {
   };
 }
 
-/** The report as text, for stderr. */
+/** Footnotes under the table: what the ceiling is and why, how steady it was, why --mmap can pass it. */
+function footnotes(r: BenchResult): string[] {
+  const out = [`* ceiling: ${r.ceiling.label}, ${formatRate(r.ceiling.gbPerSecond)} GB/s${r.ceiling.reason ? ` (${r.ceiling.reason})` : ''}; "of ceiling" is each median over it`];
+  const c = r.ceilings.find((x) => x.id === r.ceiling.id);
+  if (c && c.samples.length > 1 && spreadOf(c.gbPerSecond) > STEADY_SPREAD) {
+    out.push(`  its runs spread from ${formatRate(c.gbPerSecond.min)} to ${formatRate(c.gbPerSecond.max)} GB/s: the fractions of it are rough (more --runs, or a quieter machine, narrow it)`);
+  }
+  if (r.methods.some((m) => m.id === 'mmap')) out.push(MMAP_FOOTNOTE);
+  return out;
+}
+
+/** The report as text: the table and what it needs to be read (stdout in the CLI). */
 export function formatText(r: BenchResult): string {
   const t = tableRows(r);
   return [
@@ -66,7 +89,7 @@ export function formatText(r: BenchResult): string {
     '',
     table(t.headers, t.rows, t.numeric),
     '',
-    `* ceiling: ${r.ceiling.label}, ${formatRate(r.ceiling.gbPerSecond)} GB/s; "of ceiling" is each median over it`,
+    ...footnotes(r),
     ...r.skipped.map((s) => `skipped: ${s.label}: ${s.reason}`),
   ].join('\n');
 }
@@ -94,6 +117,38 @@ function wrap(s: string, width: number): string[] {
   return lines;
 }
 
+const yOf = (v: number, max: number, top: number, plotH: number) => top + plotH - (v / max) * plotH;
+
+/** Text extends about this much of its font size above its baseline, and this much below. */
+export const ASCENT = 0.8;
+export const DESCENT = 0.25;
+/** From the value label's baseline to the fraction label's; the clearance kept from a ceiling line. */
+const LABEL_GAP = 14;
+const CLEARANCE = 3;
+
+/**
+ * The baselines of each bar's value label (12px, with the 11px fraction label LABEL_GAP
+ * below it) so that neither crosses a ceiling line: 22px above the whisker, then moved up
+ * above each line the pair would touch. Undefined when a pair would reach the title lines.
+ */
+function layoutBarLabels(bars: readonly BenchEntry[], ceilings: readonly number[], max: number, top: number, plotH: number): number[] | undefined {
+  const lineYs = ceilings.map((v) => yOf(v, max, top, plotH));
+  const out: number[] = [];
+  for (const b of bars) {
+    let base = yOf(Math.max(b.gbPerSecond.median, b.gbPerSecond.max), max, top, plotH) - 22;
+    for (;;) {
+      const boxTop = base - 12 * ASCENT - CLEARANCE;
+      const boxBottom = base + LABEL_GAP + 11 * DESCENT + CLEARANCE;
+      const hit = lineYs.find((ly) => ly >= boxTop && ly <= boxBottom);
+      if (hit === undefined) break;
+      base = hit - CLEARANCE - LABEL_GAP - 11 * DESCENT - 1;
+    }
+    if (base - 12 * ASCENT < top - 12) return undefined;
+    out.push(base);
+  }
+  return out;
+}
+
 const COLORS: Record<string, string> = { plaid: '#1d4ed8', mmap: '#0f766e', simple: '#60a5fa', naive: '#9ca3af' };
 const PEER_COLORS = ['#f59e0b', '#10b981', '#a855f7', '#ef4444'];
 
@@ -109,8 +164,18 @@ export function renderSvg(r: BenchResult): string {
   const plotH = H - top - bottom;
   const bars = r.methods;
   const highest = Math.max(r.ceiling.gbPerSecond, ...r.ceilings.map((c) => c.gbPerSecond.median), ...bars.map((b) => b.gbPerSecond.max));
-  const { max, step } = axis(highest * 1.08);
-  const y = (v: number) => top + plotH - (v / max) * plotH;
+  const ceilingValues = r.ceilings.map((c) => c.gbPerSecond.median);
+  // Each bar's two labels (its GB/s, and its fraction of the ceiling) sit above its whisker,
+  // moved up past any ceiling line they would cross; if that pushes them into the title
+  // lines, the axis grows a step and the layout is done again.
+  let { max, step } = axis(highest * 1.08);
+  let labelAt = layoutBarLabels(bars, ceilingValues, max, top, plotH);
+  for (let k = 0; !labelAt && k < 20; k++) {
+    max += step;
+    labelAt = layoutBarLabels(bars, ceilingValues, max, top, plotH);
+  }
+  labelAt ??= bars.map((b) => yOf(Math.max(b.gbPerSecond.median, b.gbPerSecond.max), max, top, plotH) - 22);
+  const y = (v: number) => yOf(v, max, top, plotH);
   const out: string[] = [];
   const textTo = (to: string[], x: number, yy: number, s: string, attrs = '') => to.push(`<text x="${fix(x, 1)}" y="${fix(yy, 1)}"${attrs ? ` ${attrs}` : ''}>${escapeXml(s)}</text>`);
   const text = (x: number, yy: number, s: string, attrs = '') => textTo(out, x, yy, s, attrs);
@@ -153,11 +218,11 @@ export function renderSvg(r: BenchResult): string {
         `<g class="whisker" stroke="#111827" stroke-width="1.5"><line x1="${fix(cx, 1)}" x2="${fix(cx, 1)}" y1="${fix(y1, 1)}" y2="${fix(y2, 1)}"/><line x1="${fix(cx - 8, 1)}" x2="${fix(cx + 8, 1)}" y1="${fix(y1, 1)}" y2="${fix(y1, 1)}"/><line x1="${fix(cx - 8, 1)}" x2="${fix(cx + 8, 1)}" y1="${fix(y2, 1)}" y2="${fix(y2, 1)}"/></g>`,
       );
     }
-    const labelY = Math.min(y(g.median), y(g.max)) - 22;
-    // A white halo keeps the labels readable where a ceiling line crosses them.
+    const labelY = labelAt[i]!;
+    // A white halo keeps the labels readable over the grid lines (ceiling lines they avoid).
     const halo = 'paint-order="stroke" stroke="#ffffff" stroke-width="4" stroke-linejoin="round"';
     textTo(labels, cx, labelY, `${formatRate(g.median)} GB/s`, `class="value" data-id="${escapeXml(b.id)}" text-anchor="middle" font-weight="600" fill="#111827" ${halo}`);
-    textTo(labels, cx, labelY + 14, `${pct(b.fractionOfCeiling)} of ceiling`, `text-anchor="middle" fill="#4b5563" font-size="11" ${halo}`);
+    textTo(labels, cx, labelY + LABEL_GAP, `${pct(b.fractionOfCeiling)} of ceiling`, `class="fraction" data-id="${escapeXml(b.id)}" text-anchor="middle" fill="#4b5563" font-size="11" ${halo}`);
     const lines = wrap(b.label, Math.max(12, Math.floor((slot - 16) / 7.5))).slice(0, 3);
     lines.forEach((line, k) => text(cx, top + plotH + 18 + k * 14, line, 'text-anchor="middle" fill="#111827"'));
     if (b.peakRssBytes) text(cx, top + plotH + 18 + lines.length * 14, `peak RSS ${formatBytes(b.peakRssBytes)}`, 'text-anchor="middle" fill="#6b7280" font-size="11"');
@@ -208,6 +273,7 @@ table { border-collapse: collapse; margin: 16px 0; font-size: 13px; }
 th, td { padding: 4px 10px; border-bottom: 1px solid #e5e7eb; text-align: left; white-space: nowrap; }
 th { border-bottom: 2px solid #9ca3af; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+.foot { font-size: 13px; }
 pre { background: #f3f4f6; padding: 12px; overflow: auto; font-size: 11px; }
 svg { max-width: 100%; height: auto; }
 </style>
@@ -224,6 +290,7 @@ ${renderSvg(r)}
 ${t.rows.map((row) => `<tr>${row.map((c, i) => cell(c, i, 'td')).join('')}</tr>`).join('\n')}
 </tbody>
 </table>
+${footnotes(r).map((f) => `<p class="foot">${escapeXml(f.trim())}</p>`).join('\n')}
 <ul>
 ${[...r.notes, ...r.skipped.map((s) => `Skipped: ${s.label}: ${s.reason}`)].map((n) => `<li>${escapeXml(n)}</li>`).join('\n')}
 ${r.methods.filter((m) => m.command).map((m) => `<li>${escapeXml(`The same load by hand (${m.label}): ${m.command}`)}</li>`).join('\n')}

@@ -1,6 +1,6 @@
 /** Option parsers shared by commands: they throw commander's InvalidArgumentError (exit 2). */
 import { readFileSync } from 'node:fs';
-import { InvalidArgumentError, type Command } from 'commander';
+import { InvalidArgumentError, Option, type Command } from 'commander';
 import { usageError } from '../errors.js';
 import type { SourceOptions } from '../sources/open.js';
 
@@ -33,10 +33,12 @@ export interface SourceCliOptions {
   anonymous?: boolean;
   concurrency?: number;
   retries?: number;
+  speedLimit?: number;
+  speedTime?: number;
   verbose?: boolean;
 }
 
-function collectHeader(v: string, prev: Record<string, string>): Record<string, string> {
+function collectHeader(v: string, prev: Record<string, string> | undefined): Record<string, string> {
   const i = v.indexOf(':');
   if (i <= 0) throw new InvalidArgumentError(`--header "${v}" is not "Name: value"`);
   return { ...prev, [v.slice(0, i).trim().toLowerCase()]: v.slice(i + 1).trim() };
@@ -45,7 +47,7 @@ function collectHeader(v: string, prev: Record<string, string>): Record<string, 
 /** --header and --ca-file (HTTP(S) sources, and https:// S3 endpoints). */
 export function addHttpOptions(c: Command): Command {
   return c
-    .option('--header <"Name: value">', 'HTTP(S): an extra request header, e.g. Authorization (repeatable)', collectHeader, {})
+    .option('--header <"Name: value">', 'HTTP(S): an extra request header, e.g. Authorization (repeatable)', collectHeader)
     .option('--ca-file <pem>', 'HTTPS and https:// S3 endpoints: trust the certificate authorities in this PEM file (S3 default: $AWS_CA_BUNDLE)')
     .addHelpText('after', '\nProxies come from the environment, as for curl: HTTPS_PROXY, HTTP_PROXY, NO_PROXY (or lower case);\nevery connection is a CONNECT tunnel, credentials from the URL: http://user:password@proxy:3128.');
 }
@@ -53,7 +55,24 @@ export function addHttpOptions(c: Command): Command {
 export function addSourceOptions(c: Command): Command {
   return addS3Options(addHttpOptions(c))
     .option('--concurrency <n>', 'HTTP/S3: range requests in flight (default 8)', parsePositiveInt('--concurrency', 256))
-    .option('--retries <n>', 'HTTP/S3: retries of a failed or interrupted request, resumed where it stopped (default 5)', parseCount('--retries', 100));
+    .option('--retries <n>', 'HTTP/S3: retries of a failed or interrupted request, resumed where it stopped (default 5)', parseCount('--retries', 100))
+    .addOption(speedLimitOption())
+    .addOption(speedTimeOption());
+}
+
+/** The low-speed limit of HTTP/S3 reads, as curl's --speed-limit and --speed-time (see sources/retry.ts). */
+export function speedLimitOption(): Option {
+  return new Option('--speed-limit <bytes/s>', 'HTTP/S3: a request slower than this on average over --speed-time is retried, then an error; 0: off (default 1KiB)').argParser((v: string) =>
+    /^\s*0+\s*$/.test(v) ? 0 : parseSize(v.replace(/\/s$/i, '')),
+  );
+}
+
+export function speedTimeOption(): Option {
+  return new Option('--speed-time <seconds>', 'HTTP/S3: the window of --speed-limit (default 30)').argParser((v: string) => {
+    const n = Number(v);
+    if (!/^[0-9]+(\.[0-9]+)?$/.test(v.trim()) || !(n > 0) || n > 86400) throw new InvalidArgumentError('--speed-time must be a number of seconds above 0, at most 86400');
+    return n;
+  });
 }
 
 /** S3 client settings (for reading s3:// sources and for serialize -o s3://). */
@@ -75,6 +94,7 @@ export function parseCount(name: string, max: number): (v: string) => number {
 /** SourceOptions for openSource() from the command line; warnings and retries go to stderr. */
 export function sourceOptions(o: SourceCliOptions, warn: (line: string) => void): SourceOptions {
   const onRetry = o.verbose ? (m: string) => process.stderr.write(`retry: ${m}\n`) : undefined;
+  const speed = { speedLimit: o.speedLimit, speedTimeMs: o.speedTime === undefined ? undefined : o.speedTime * 1000 };
   return {
     http: {
       headers: o.header,
@@ -83,8 +103,9 @@ export function sourceOptions(o: SourceCliOptions, warn: (line: string) => void)
       retries: o.retries,
       onRetry,
       onWarning: warn,
+      ...speed,
     },
-    s3: { endpoint: o.endpoint, region: o.region, pathStyle: o.pathStyle, anonymous: o.anonymous, connections: o.concurrency, retries: o.retries, onRetry, ca: o.caFile ? readCa(o.caFile) : undefined },
+    s3: { endpoint: o.endpoint, region: o.region, pathStyle: o.pathStyle, anonymous: o.anonymous, connections: o.concurrency, retries: o.retries, onRetry, ca: o.caFile ? readCa(o.caFile) : undefined, ...speed },
   };
 }
 

@@ -1,20 +1,12 @@
 /** Shared CLI plumbing: byte formatting, peak RSS, the progress bar, tables, JSON output. */
 import cliProgress from 'cli-progress';
+import { formatBytes } from '../util/units.js';
+
+export { formatBytes };
 
 export interface CommonOptions {
   json?: boolean;
   quiet?: boolean;
-}
-
-export function formatBytes(n: number): string {
-  const units = ['B', 'kB', 'MB', 'GB', 'TB'];
-  let i = 0;
-  let v = n;
-  while (v >= 1000 && i < units.length - 1) {
-    v /= 1000;
-    i++;
-  }
-  return i === 0 ? `${n} B` : `${v.toFixed(v >= 100 ? 0 : v >= 10 ? 1 : 2)} ${units[i]}`;
 }
 
 /** Peak resident set size of this process (all threads) in bytes, from getrusage. */
@@ -26,9 +18,22 @@ export function gbps(bytes: number, seconds: number): number {
   return seconds > 0 ? bytes / seconds / 1e9 : 0;
 }
 
-/** Everything human goes to stderr; stdout is reserved for --json. */
+/**
+ * Progress and logs: stderr, never with --quiet or --json. Results (tables, reports, the
+ * summary of what was done) go to stdout through report(); warnings to stderr through warn().
+ */
 export function log(opts: CommonOptions, line: string): void {
   if (!opts.quiet && !opts.json) process.stderr.write(`${line}\n`);
+}
+
+/** A command's result for people (a table, a report, what was written): stdout, not with --quiet or --json (which prints its own document). */
+export function report(opts: CommonOptions, text: string): void {
+  if (!opts.quiet && !opts.json) result(`${text}\n`);
+}
+
+/** Write result text to stdout as it is. */
+export function result(text: string): void {
+  process.stdout.write(text);
 }
 
 export function warn(opts: CommonOptions, line: string): void {

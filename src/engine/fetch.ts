@@ -8,6 +8,7 @@
  */
 import { TensorizeError } from '../errors.js';
 import { native, nativeAvailable, type NativeFetchStats, type NativeHandle } from '../native/binding.js';
+import { DEFAULT_SPEED_LIMIT, DEFAULT_SPEED_TIME_MS, TOO_SLOW_HINT } from '../sources/retry.js';
 import type { ByteSource, NetworkTarget } from '../sources/source.js';
 import { DEFAULT_CONCURRENCY, DEFAULT_REMOTE_CHUNK } from './remote.js';
 
@@ -72,6 +73,8 @@ export async function fetchNative(src: Pick<ByteSource, 'name' | 'size'>, net: N
     retries: net.retry.retries ?? 5,
     baseDelayMs: net.retry.baseDelayMs ?? 200,
     timeoutMs: net.retry.timeoutMs ?? 30_000,
+    speedLimit: net.retry.speedLimit ?? DEFAULT_SPEED_LIMIT,
+    speedTimeMs: net.retry.speedTimeMs ?? DEFAULT_SPEED_TIME_MS,
   });
   let timer: NodeJS.Timeout | undefined;
   if (opts.onProgress) timer = setInterval(() => opts.onProgress!(bin.progress(handle)), 100);
@@ -88,6 +91,7 @@ export async function fetchNative(src: Pick<ByteSource, 'name' | 'size'>, net: N
     if (e instanceof TensorizeError && /certificate|TLS/.test(e.message) && !e.hints.length) {
       throw new TensorizeError(e.code, e.message, { hints: ["pass the server's CA with --ca-file"], cause: e });
     }
+    if (e instanceof TensorizeError && / too slow: /.test(e.message) && !e.hints.length) throw new TensorizeError(e.code, e.message, { hints: [TOO_SLOW_HINT], cause: e });
     throw e;
   } finally {
     if (timer) clearInterval(timer);

@@ -32,6 +32,8 @@ export function encodePath(p: TensorPath): Buffer {
     if (typeof c === 'number' ? !Number.isSafeInteger(c) || c < 0 : typeof c !== 'string') {
       throw new TensorizeError('E_INPUT', `tensor path ${JSON.stringify(p)}: components must be strings or non-negative integers`);
     }
+    // No UTF-8 form: written out it would become U+FFFD, and two names could become one.
+    if (typeof c === 'string' && /\p{Cs}/u.test(c)) throw new TensorizeError('E_INPUT', `tensor name ${JSON.stringify(pathToString(p))} holds a lone UTF-16 surrogate, which has no UTF-8 form`);
   }
   if (isPlain(p)) {
     const s = p[0];

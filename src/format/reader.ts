@@ -25,6 +25,15 @@ import { decodePath, isPlain, PathRegistry, pathToString, type TensorPath } from
 export const MAX_METADATA_BYTES = 512 * 1024 * 1024;
 /** A single tensor header larger than this is refused (legit headers are far smaller). */
 export const MAX_HEADER_BYTES = 64 * 1024 * 1024;
+/**
+ * readHeaders(): records spanning at most HEADER_BATCH bytes are read together, across the
+ * data of tensors of at most HEADER_BATCH_GAP bytes (a read that small costs about what a
+ * request or syscall of its own would; larger data is not read twice).
+ */
+const HEADER_BATCH = 1 << 20;
+const HEADER_BATCH_GAP = 64 << 10;
+/** readHeaders(): reads in flight. */
+const HEADER_READS = 8;
 const MIN_ENTRY = metadataEntrySize(1, 0, 0);
 
 export interface TensorEntry {
@@ -56,20 +65,31 @@ export interface FileInfo {
   fileSize: number;
 }
 
+export interface OpenOptions {
+  /**
+   * Parse the whole index even when its records run past the end of the file (a file cut
+   * short in its data section), recording that in `truncated` instead of throwing: for
+   * `info`, which shows the index and then reports the damage. Every other reader refuses.
+   */
+  allowTruncated?: boolean;
+}
+
 export class TensorizerFile {
   private constructor(
     readonly source: ByteSource,
     readonly info: FileInfo,
     readonly entries: TensorEntry[],
-    /** Bytes after the last record (tensorizer writes an 8-byte zero end marker). */
+    /** Bytes after the last record (tensorizer writes an 8-byte zero end marker); negative when truncated. */
     readonly trailingBytes: number,
+    /** With `allowTruncated`: why the file is too short for its index (undefined when it is not). */
+    readonly truncated?: string,
   ) {}
 
   get name(): string {
     return this.source.name;
   }
 
-  static async open(source: ByteSource): Promise<TensorizerFile> {
+  static async open(source: ByteSource, opts: OpenOptions = {}): Promise<TensorizerFile> {
     const f = source.name;
     if (source.size < METADATA_OFFSET) {
       if (source.size >= 5 && !(await source.read(0, 5)).equals(MAGIC)) throw notTensorizer(f);
@@ -109,9 +129,32 @@ export class TensorizerFile {
       metadataLength: m,
       fileSize: source.size,
     };
-    const entries = parseMetadata(f, meta, count, source.size);
+    const damage: string[] = [];
+    const entries = parseMetadata(f, meta, count, source.size, opts.allowTruncated ? damage : undefined);
     const last = entries[entries.length - 1]!;
-    return new TensorizerFile(source, info, entries, source.size - (last.dataOffset + last.dataLength));
+    return new TensorizerFile(source, info, entries, source.size - (last.dataOffset + last.dataLength), damage[0]);
+  }
+
+  /**
+   * What is wrong with the bytes after the last record, or undefined when they are sound.
+   * Only tensorizer's 8-byte zero end marker may follow it: other bytes mean a damaged index
+   * (a lowered tensor count hides records) or appended data, and a file cut short inside the
+   * marker was cut short; no hash covers any of them. Reads at most 8 bytes.
+   */
+  async endProblem(): Promise<string | undefined> {
+    if (this.truncated) return this.truncated;
+    const n = this.trailingBytes;
+    if (n === 0) return undefined;
+    const at = this.source.size - n;
+    if (n === 8) {
+      const tail = await this.source.read(at, 8);
+      if (tail.every((b) => b === 0)) return undefined;
+      return `the 8 bytes after the last tensor record (byte ${at}) are not tensorizer's zero end marker; the index may be damaged`;
+    }
+    if (n > 0 && n < 8 && (await this.source.read(at, n)).every((b) => b === 0)) {
+      return `the file ends ${n} bytes into tensorizer's 8-byte end marker (byte ${at}): it was cut short`;
+    }
+    return `${n} unexpected bytes follow the last tensor record (byte ${at}); the index may be damaged`;
   }
 
   /**
@@ -119,12 +162,73 @@ export class TensorizerFile {
    * equal the span the index gives, and name, type, dtype, shape and length must agree.
    */
   async readHeader(e: TensorEntry): Promise<{ header: TensorHeader; raw: Buffer }> {
-    const f = this.name;
     const span = e.dataOffset - e.headerOffset;
     checkRange(this.source, e.headerOffset, span, `header of tensor ${JSON.stringify(e.name)}`);
     const raw = await this.source.read(e.headerOffset, span).catch((err: unknown) => {
       throw inTensor(err, e.name);
     });
+    return { header: this.checkHeader(e, raw), raw };
+  }
+
+  /**
+   * Every tensor header, checked as readHeader() checks one, in index order. Runs of small
+   * records are read together (headers and the small data between them, up to HEADER_BATCH
+   * bytes a read), a few reads at a time: a model of 20,000 small tensors costs tens of
+   * reads, not 20,000, from a disk or a server.
+   */
+  async readHeaders(): Promise<{ entry: TensorEntry; header: TensorHeader; raw: Buffer }[]> {
+    const entries = this.entries;
+    const groups: [number, number][] = [];
+    for (let i = 0; i < entries.length; ) {
+      let j = i + 1;
+      while (j < entries.length && entries[j - 1]!.dataLength <= HEADER_BATCH_GAP && entries[j]!.dataOffset - entries[i]!.headerOffset <= HEADER_BATCH) j++;
+      groups.push([i, j]);
+      i = j;
+    }
+    const out: { entry: TensorEntry; header: TensorHeader; raw: Buffer }[] = new Array(entries.length);
+    let next = 0;
+    // The error of the first failing group in index order, whatever order reads finish in.
+    const errors: unknown[] = [];
+    const worker = async () => {
+      while (next < groups.length && errors.length === 0) {
+        const g = next++;
+        await readGroup(g).catch((e: unknown) => (errors[g] = e));
+      }
+    };
+    const readGroup = async (g: number) => {
+      const [i, j] = groups[g]!;
+      if (j === i + 1) {
+        out[i] = { entry: entries[i]!, ...(await this.readHeader(entries[i]!)) };
+        return;
+      }
+      const start = entries[i]!.headerOffset;
+      const end = entries[j - 1]!.dataOffset;
+      checkRange(this.source, start, end - start, `headers of tensors ${JSON.stringify(entries[i]!.name)} to ${JSON.stringify(entries[j - 1]!.name)}`);
+      const buf = await this.source.read(start, end - start).catch((err: unknown) => {
+        if (this.source.localPath === undefined) throw inTensor(err, entries[i]!.name);
+        return undefined;
+      });
+      if (!buf) {
+        // A short read of a local file (cut meanwhile): one header at a time, so the error names the tensor.
+        for (let k = i; k < j; k++) out[k] = { entry: entries[k]!, ...(await this.readHeader(entries[k]!)) };
+        return;
+      }
+      for (let k = i; k < j; k++) {
+        const e = entries[k]!;
+        const raw = Buffer.from(buf.subarray(e.headerOffset - start, e.dataOffset - start));
+        out[k] = { entry: e, header: this.checkHeader(e, raw), raw };
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(HEADER_READS, groups.length) }, worker));
+    const first = errors.findIndex((e) => e !== undefined);
+    if (first >= 0) throw errors[first];
+    return out;
+  }
+
+  /** Decode one header (its bytes, as the index spans them) and check it against its index entry. */
+  private checkHeader(e: TensorEntry, raw: Buffer): TensorHeader {
+    const f = this.name;
+    const span = e.dataOffset - e.headerOffset;
     const size = raw.readBigUInt64LE(0);
     if (size !== BigInt(span)) {
       throw new TensorizeError(
@@ -139,10 +243,12 @@ export class TensorizerFile {
     if (header.type !== e.type) throw mismatch('type', header.type, e.type);
     if (header.dtypeString !== e.dtypeString) throw mismatch('dtype', JSON.stringify(header.dtypeString), JSON.stringify(e.dtypeString));
     if (header.shape.join(',') !== e.shape.join(',')) throw mismatch('shape', `[${header.shape}]`, `[${e.shape}]`);
-    // A meta tensor has a zero length in its header; the index may still reserve its bytes
-    // (tensorizer's 0-dim meta quirk). Otherwise the two lengths must agree.
-    if (header.dataLength !== e.dataLength && header.dataLength !== 0) throw mismatch('data length', header.dataLength, e.dataLength);
-    return { header, raw };
+    // The two lengths agree, except in tensorizer's 0-dim meta quirk: a scalar meta tensor
+    // has a zero length in its header while the index reserves one item of bytes for it.
+    if (header.dataLength !== e.dataLength && !(header.dataLength === 0 && e.shape.length === 0 && e.dataLength === e.byteSize)) {
+      throw mismatch('data length', header.dataLength, e.dataLength);
+    }
+    return header;
   }
 
   /** A meta tensor: elements but no data in the file (loads as zeros). */
@@ -180,7 +286,8 @@ function byteSizeOf(shape: readonly number[], itemsize: number): number {
   return Number.isSafeInteger(n) ? n : Number(numel(shape) * BigInt(itemsize));
 }
 
-function parseMetadata(f: string, meta: Buffer, count: number, fileSize: number): TensorEntry[] {
+/** `damage`: collect "runs past the end of the file" problems there instead of throwing (OpenOptions.allowTruncated). */
+function parseMetadata(f: string, meta: Buffer, count: number, fileSize: number, damage?: string[]): TensorEntry[] {
   const base = METADATA_OFFSET;
   const entries: TensorEntry[] = [];
   const registry = new PathRegistry();
@@ -230,7 +337,8 @@ function parseMetadata(f: string, meta: Buffer, count: number, fileSize: number)
     const dataLength = u64(meta, o + 16);
     for (const [v, k] of [[headerOffset, 0], [dataOffset, 8], [dataLength, 16]] as const) {
       if (v > fileSize) {
-        throw new TensorizeError('E_FORMAT', `${at(f, offsAt, name)}: offset or length ${meta.readBigUInt64LE(o + k)} points past the end of the ${fileSize}-byte file`);
+        // Allowed a truncated file, the check of the data's end below records it.
+        if (!damage || v === Infinity) throw new TensorizeError('E_FORMAT', `${at(f, offsAt, name)}: offset or length ${meta.readBigUInt64LE(o + k)} points past the end of the ${fileSize}-byte file`);
       }
     }
     o += 24;
@@ -245,12 +353,15 @@ function parseMetadata(f: string, meta: Buffer, count: number, fileSize: number)
             ? `its data offset ${dataOffset} leaves less room than the smallest possible header after its header offset ${headerOffset}`
             : dataOffset - headerOffset > MAX_HEADER_BYTES
               ? `its header would be ${dataOffset - headerOffset} bytes, over the ${MAX_HEADER_BYTES}-byte limit`
-              : dataOffset + dataLength > fileSize
+              : dataOffset + dataLength > fileSize && !damage
                 ? `its data (bytes ${dataOffset}..${dataOffset + dataLength}) runs past the end of the ${fileSize}-byte file`
                 : dataLength !== 0 && dataLength !== byteSize
                   ? `its data length ${dataLength} is not ${numel(shape) * BigInt(dtype.itemsize)} (${shape.length ? shape.join('x') : 'scalar'} of ${dtype.name})`
                   : undefined;
     if (problem) throw new TensorizeError('E_FORMAT', `${at(f, entryStart, name)}: metadata entry ${i}: ${problem}`);
+    if (damage && dataOffset + dataLength > fileSize) {
+      damage.push(`tensor ${JSON.stringify(name)} (metadata entry ${i}, byte ${entryStart}): its data (bytes ${dataOffset}..${dataOffset + dataLength}) runs past the end of the ${fileSize}-byte file; the file was cut short, or its index is damaged`);
+    }
     if (byteSize > Number.MAX_SAFE_INTEGER) {
       throw new TensorizeError('E_FORMAT', `${at(f, entryStart, name)}: metadata entry ${i}: shape [${shape}] of ${dtype.name} would be ${numel(shape) * BigInt(dtype.itemsize)} bytes; refusing such an absurdly large tensor`);
     }

@@ -1,6 +1,13 @@
 /**
  * Full check of a .tensors file: the structure (via TensorizerFile) and every stored
  * CRC32 and SHA-256, recomputed exactly as tensorizer computes them (§5.1).
+ *
+ * checkStructure() is the one structural validation that every command reading a file's
+ * tensors runs before it hands anything out (verify, load --verify, export): every tensor
+ * header read and checked against the index, the bytes after the last record, tensors
+ * without hashes, and the hashes of tensors without data (meta and empty tensors: their
+ * hashes cover the header alone). verifyError() is the error they all throw for what it
+ * finds, so a file verify rejects is rejected everywhere with the same message.
  */
 import { createHash } from 'node:crypto';
 import { crc32 } from 'node:zlib';
@@ -45,62 +52,151 @@ export interface VerifyOptions {
   onProgress?: (bytes: number) => void;
 }
 
-/** Read and check every tensor header. Encrypted files stop here with E_UNSUPPORTED. */
-export async function readAllHeaders(tf: TensorizerFile): Promise<{ entry: TensorEntry; header: TensorHeader; raw: Buffer }[]> {
-  const out = [];
-  for (const entry of tf.entries) out.push({ entry, ...(await tf.readHeader(entry)) });
-  const encrypted = out.filter((h) => h.header.crypt && h.header.crypt.chunks.length > 0);
+/** One tensor whose header was read and checked against its index entry. */
+export interface CheckedTensor {
+  entry: TensorEntry;
+  header: TensorHeader;
+  raw: Buffer;
+  /** The header bytes its hashes cover (hash values zeroed, crypt info cut out), hashed before the data. */
+  prefix: Buffer[];
+  /** The stored CRC32, when there is one. */
+  crc32?: number;
+  /** The stored SHA-256, when there is one. */
+  sha256?: Buffer;
+  /** Elements but no data in the file (loads as zeros). */
+  meta: boolean;
+}
+
+export interface CheckedFile {
+  tf: TensorizerFile;
+  tensors: CheckedTensor[];
+  /** Reasons the file does not pass other than a hash mismatch (no hashes, trailing bytes). */
+  problems: string[];
+  /** Mismatches already found: tensors without data bytes, whose hashes cover their header alone. */
+  failures: HashFailure[];
+  /** Hashes compared so far (those of the tensors without data). */
+  hashesChecked: number;
+}
+
+/** The recomputed hashes of one tensor (prefix, then data). */
+export interface Computed {
+  crc32?: number;
+  sha256?: Uint8Array;
+}
+
+/**
+ * Read and check every tensor header; then the end of the file and, with `hashes` (the
+ * default), that every tensor stores a hash and that tensors without data match theirs.
+ * Structural errors throw (E_FORMAT); encrypted files throw E_UNSUPPORTED; what remains is
+ * returned as problems and failures for the caller to report (verify) or throw (assertSound).
+ */
+export async function checkStructure(tf: TensorizerFile, opts: { hashes?: boolean } = {}): Promise<CheckedFile> {
+  const hashes = opts.hashes ?? true;
+  const tensors: CheckedTensor[] = [];
+  for (const { entry, header, raw } of await tf.readHeaders()) {
+    const crc = header.hashes.find((h) => h.type === HashType.CRC32);
+    const sha = header.hashes.find((h) => h.type === HashType.SHA256);
+    tensors.push({
+      entry,
+      header,
+      raw,
+      prefix: hashedHeaderParts(raw, header),
+      crc32: crc?.value.readUInt32LE(0),
+      sha256: sha ? Buffer.from(sha.value) : undefined,
+      meta: TensorizerFile.isMeta(entry, header),
+    });
+  }
+  const encrypted = tensors.filter((h) => h.header.crypt && h.header.crypt.chunks.length > 0);
   if (encrypted.length > 0) {
     throw new TensorizeError(
       'E_UNSUPPORTED',
-      `${tf.name}: encrypted: not supported yet (${encrypted.length} of ${out.length} tensors are encrypted; their hashes cover the decrypted data). The structure of all ${out.length} tensor headers is valid.`,
+      `${tf.name}: encrypted: not supported yet (${encrypted.length} of ${tensors.length} tensors are encrypted; their hashes cover the decrypted data). The structure of all ${tensors.length} tensor headers is valid.`,
     );
+  }
+  const problems: string[] = [];
+  const end = await tf.endProblem();
+  if (end) problems.push(end);
+  const failures: HashFailure[] = [];
+  let hashesChecked = 0;
+  if (hashes) {
+    for (const t of tensors) {
+      if (t.crc32 === undefined && t.sha256 === undefined) {
+        problems.push(`tensor ${JSON.stringify(t.entry.name)} (#${t.entry.index}) stores no hashes, so its data cannot be checked`);
+      } else if (t.header.dataLength === 0) {
+        failures.push(...compareHashes(t, hashParts(t.prefix)));
+        hashesChecked += (t.crc32 === undefined ? 0 : 1) + (t.sha256 === undefined ? 0 : 1);
+      }
+    }
+  }
+  return { tf, tensors, problems, failures, hashesChecked };
+}
+
+/** CRC32 and SHA-256 of some bytes held in memory (a header alone). */
+function hashParts(parts: readonly Buffer[]): Computed {
+  let c = 0;
+  const s = createHash('sha256');
+  for (const p of parts) {
+    c = crc32(p, c);
+    s.update(p);
+  }
+  return { crc32: c >>> 0, sha256: s.digest() };
+}
+
+/** The stored hashes of `t` that `got` disagrees with. */
+export function compareHashes(t: CheckedTensor, got: Computed): HashFailure[] {
+  const out: HashFailure[] = [];
+  const base = { tensor: t.entry.name, index: t.entry.index };
+  if (t.crc32 !== undefined && got.crc32 !== t.crc32) out.push({ ...base, hash: 'crc32', expected: hex32(t.crc32), actual: got.crc32 === undefined ? '?' : hex32(got.crc32) });
+  if (t.sha256 !== undefined) {
+    const actual = got.sha256 ? Buffer.from(got.sha256).toString('hex') : '?';
+    if (actual !== t.sha256.toString('hex')) out.push({ ...base, hash: 'sha256', expected: t.sha256.toString('hex'), actual });
   }
   return out;
 }
 
+/**
+ * The error for a file that does not pass: the same for verify, load and export. Problems
+ * of structure come first (E_FORMAT: every command finds them before reading any tensor
+ * data); otherwise the tensors whose hashes do not match (E_HASH_MISMATCH). verify lists
+ * every fault in its report; load and export stop at the first they meet, so for a file
+ * with one fault all of them say exactly the same.
+ */
+export function verifyError(file: string, failures: readonly HashFailure[], problems: readonly string[], opts: { reported?: boolean } = {}): TensorizeError {
+  const hints = ['the file is corrupt: re-create or re-download it'];
+  if (problems.length) return new TensorizeError('E_FORMAT', `${file}: ${problems.join('; ')}`, { hints, reported: opts.reported });
+  const byTensor = new Map<string, string[]>();
+  for (const f of failures) byTensor.set(f.tensor, [...(byTensor.get(f.tensor) ?? []), f.hash === 'crc32' ? 'CRC32' : 'SHA-256']);
+  const which = (hs: string[]) => [...new Set(hs)].join(' and ');
+  const [[first, hs]] = [...byTensor] as [string, string[]][];
+  const message =
+    byTensor.size === 1
+      ? `tensor ${JSON.stringify(first)} does not match its stored ${which(hs!)}`
+      : `${byTensor.size} tensors do not match their stored hashes: ${[...byTensor].slice(0, 3).map(([n, h]) => `${JSON.stringify(n)} (${which(h)})`).join(', ')}${byTensor.size > 3 ? ', ...' : ''}`;
+  return new TensorizeError('E_HASH_MISMATCH', `${file}: ${message}`, { hints, reported: opts.reported });
+}
+
+/**
+ * Throw verifyError() when the structural check found anything: problems of structure
+ * first, then the tensors without data whose hashes failed.
+ */
+export function assertSound(c: CheckedFile): void {
+  if (c.problems.length) throw verifyError(c.tf.name, [], c.problems);
+  if (c.failures.length) throw verifyError(c.tf.name, c.failures, []);
+}
+
 export async function verifyFile(source: ByteSource, opts: VerifyOptions = {}): Promise<VerifyResult> {
   const tf = await TensorizerFile.open(source);
-  const headers = await readAllHeaders(tf);
-  const warnings: string[] = [];
-  const problems: string[] = [];
-  // Nothing may follow the last record but tensorizer's 8-byte zero end marker: other bytes
-  // mean a damaged index (a lower tensor count) or appended data, neither covered by a hash.
-  if (tf.trailingBytes !== 0) {
-    const tail = tf.trailingBytes === 8 ? await source.read(source.size - 8, 8) : undefined;
-    if (!tail || tail.some((b) => b !== 0)) {
-      problems.push(`${tf.trailingBytes} unexpected bytes follow the last tensor record (byte ${source.size - tf.trailingBytes}); the index may be damaged`);
-    }
-  }
-  const failures: HashFailure[] = [];
-  let hashesChecked = 0;
-  let meta = 0;
-  const dataBytes = headers.reduce((n, h) => n + h.header.dataLength, 0);
+  const c = await checkStructure(tf);
+  const failures = [...c.failures];
+  let hashesChecked = c.hashesChecked;
+  const dataBytes = c.tensors.reduce((n, h) => n + h.header.dataLength, 0);
   opts.onStart?.(dataBytes);
-  // What each tensor's hashes must be, and the jobs that recompute them.
-  const checks = headers.flatMap(({ entry, header, raw }) => {
-    if (TensorizerFile.isMeta(entry, header)) meta++;
-    const crc = header.hashes.find((h) => h.type === HashType.CRC32);
-    const sha = header.hashes.find((h) => h.type === HashType.SHA256);
-    if (!crc && !sha) {
-      problems.push(`tensor ${JSON.stringify(entry.name)} (#${entry.index}) stores no hashes, so its data cannot be checked`);
-      return [];
-    }
-    return [{ entry, header, crc, sha, prefix: hashedHeaderParts(raw, header) }];
-  });
+  // Tensors with data and a hash: recompute over the header parts and the data.
+  const checks = c.tensors.filter((t) => t.header.dataLength > 0 && (t.crc32 !== undefined || t.sha256 !== undefined));
   const got = await recompute(source, checks, opts);
-  checks.forEach(({ entry, crc, sha }, i) => {
-    const r = got[i]!;
-    if (crc) {
-      hashesChecked++;
-      const want = crc.value.readUInt32LE(0);
-      if (r.crc32 !== want) failures.push({ tensor: entry.name, index: entry.index, hash: 'crc32', expected: hex32(want), actual: hex32(r.crc32!) });
-    }
-    if (sha) {
-      hashesChecked++;
-      const actual = Buffer.from(r.sha256!).toString('hex');
-      if (actual !== sha.value.toString('hex')) failures.push({ tensor: entry.name, index: entry.index, hash: 'sha256', expected: sha.value.toString('hex'), actual });
-    }
+  checks.forEach((t, i) => {
+    hashesChecked += (t.crc32 === undefined ? 0 : 1) + (t.sha256 === undefined ? 0 : 1);
+    failures.push(...compareHashes(t, got[i]!));
   });
   failures.sort((a, b) => a.index - b.index || a.hash.localeCompare(b.hash));
   return {
@@ -109,30 +205,22 @@ export async function verifyFile(source: ByteSource, opts: VerifyOptions = {}): 
     tensors: tf.entries.length,
     dataBytes,
     hashesChecked,
-    meta,
+    meta: c.tensors.filter((t) => t.meta).length,
     failures,
-    problems,
-    warnings,
-    ok: failures.length === 0 && problems.length === 0,
+    problems: c.problems,
+    warnings: [],
+    ok: failures.length === 0 && c.problems.length === 0,
   };
-}
-
-interface Check {
-  entry: TensorEntry;
-  header: TensorHeader;
-  crc?: unknown;
-  sha?: unknown;
-  prefix: Buffer[];
 }
 
 /**
  * CRC32 and SHA-256 of each checked tensor's header parts and data: local files on the job
  * runner (native engine when built), remote sources by ordered parallel range reads.
  */
-async function recompute(source: ByteSource, checks: Check[], opts: VerifyOptions): Promise<{ crc32?: number; sha256?: Uint8Array }[]> {
+async function recompute(source: ByteSource, checks: CheckedTensor[], opts: VerifyOptions): Promise<Computed[]> {
   const path = source.localPath;
   if (path === undefined) {
-    const jobs = checks.map((c) => ({ offset: c.entry.dataOffset, length: c.header.dataLength, dst: 0, prefix: c.prefix, crc32: !!c.crc, sha256: !!c.sha }));
+    const jobs = checks.map((c) => ({ offset: c.entry.dataOffset, length: c.header.dataLength, dst: 0, prefix: c.prefix, crc32: c.crc32 !== undefined, sha256: c.sha256 !== undefined }));
     const net = await networkTargetOf(source);
     if (net) {
       const onProgress = incrementally(opts.onProgress);
@@ -144,22 +232,13 @@ async function recompute(source: ByteSource, checks: Check[], opts: VerifyOption
   const pool = new JobRunner(opts.threads, opts.onProgress);
   try {
     return await Promise.all(
-      checks.map(async ({ entry, header, crc, sha, prefix }) => {
-        if (header.dataLength === 0) {
-          let c = 0;
-          const s = createHash('sha256');
-          for (const p of prefix) {
-            c = crc32(p, c);
-            s.update(p);
-          }
-          return { crc32: c >>> 0, sha256: s.digest() };
-        }
-        return pool
-          .run({ id: entry.index, src: { path, ranges: [{ offset: entry.dataOffset, length: header.dataLength }] }, prefix, crc32: !!crc, sha256: !!sha })
+      checks.map(({ entry, header, crc32: crc, sha256: sha, prefix }) =>
+        pool
+          .run({ id: entry.index, src: { path, ranges: [{ offset: entry.dataOffset, length: header.dataLength }] }, prefix, crc32: crc !== undefined, sha256: sha !== undefined })
           .catch((e: unknown) => {
             throw inTensor(e, entry.name);
-          });
-      }),
+          }),
+      ),
     );
   } finally {
     await pool.close();

@@ -58,13 +58,20 @@ export interface WriteOptions {
   /**
    * Start every tensor's data at a multiple of this many bytes (a power of two up to 1 MiB),
    * by zero padding at the end of its header (see encodeHeader). Default 1: no padding,
-   * the bytes tensorizer itself writes. Aligned data lets mmap'd tensors (load --mmap) be
-   * used in place with typed views and vector loads.
+   * the bytes tensorizer itself writes (`tensorize serialize` passes DEFAULT_ALIGN). Aligned
+   * data lets mmap'd tensors (load --mmap) be used in place with typed views and vector loads.
    */
   align?: number;
 }
 
 export const MAX_ALIGN = 1 << 20;
+
+/**
+ * The alignment `tensorize serialize` (and bench's conversions) write by default: a cache
+ * line, a multiple of every element size (so load --mmap finds no misaligned tensor) and of
+ * the widest vector loads (AVX-512). tensorizer 2.10.1, 2.11.1 and 2.12.1 read such files.
+ */
+export const DEFAULT_ALIGN = 64;
 
 /** Validate an alignment: a power of two from 1 to MAX_ALIGN. */
 export function checkAlign(align: number): number {
@@ -375,6 +382,16 @@ async function writeTensorizerToS3(out: string, tensors: readonly WriteTensor[],
   const runner = new JobRunner(opts.threads, opts.onProgress, opts.chunkSize);
   let upload: MultipartUpload | undefined;
   let unhook = () => {};
+  // Abort the upload once, and say what happened once, whoever asks first: the interrupt
+  // hook (the process exits right after it, so it must say so itself) or the error path.
+  let aborted: Promise<void> | undefined;
+  const abort = (interrupted: boolean): Promise<void> =>
+    (aborted ??= upload
+      ? upload.abort().then(
+          () => void (interrupted && opts.onWarning?.(`${out}: interrupted; the multipart upload was aborted and no object was created`)),
+          (e: unknown) => void opts.onWarning?.(describeFailure(e)),
+        )
+      : Promise.resolve());
   try {
     if (gathered) {
       const fh = await open(gathered.path, 'w');
@@ -414,8 +431,7 @@ async function writeTensorizerToS3(out: string, tensors: readonly WriteTensor[],
 
     // Pass 2: the bytes in file order, into the multipart upload.
     upload = await (await import('../outputs/s3upload.js')).MultipartUpload.start(out, { ...opts.s3, expectedBytes: fileBytes });
-    const up = upload;
-    unhook = onInterrupt(() => up.abort());
+    unhook = onInterrupt(() => abort(true));
     await upload.write(encodePrologue(planned, version, metadataLength));
     const files = new Map<string, FileHandle>();
     const chunk = Buffer.allocUnsafeSlow(8 << 20);
@@ -460,7 +476,7 @@ async function writeTensorizerToS3(out: string, tensors: readonly WriteTensor[],
     await upload.complete();
   } catch (e) {
     await runner.close();
-    await upload?.abort().catch(() => {});
+    await abort(false);
     throw e instanceof TensorizeError ? e : fsError(e, out);
   } finally {
     unhook();
@@ -468,6 +484,12 @@ async function writeTensorizerToS3(out: string, tensors: readonly WriteTensor[],
     await cleanup();
   }
   return { path: out, tensors: planned.length, dataBytes, fileBytes, version, warnings };
+}
+
+/** An error with its hints, as one warning. */
+function describeFailure(e: unknown): string {
+  if (!(e instanceof TensorizeError)) return String((e as Error)?.message ?? e);
+  return [e.message, ...e.hints.map((h) => `  hint: ${h}`)].join('\n');
 }
 
 /** Byte-swap every group of `unit` bytes (big-endian inputs), as the copy jobs do. */

@@ -15,6 +15,9 @@ import { parseStrictJson, type Json, type JsonObject } from '../util/json.js';
 import type { InputModel, InputTensor } from './model.js';
 import { mergeModels, openShardedIndex, toPlain } from './sharded.js';
 
+/** A UTF-16 surrogate not paired with another (with the u flag, pairs are one code point). */
+const LONE_SURROGATE = /\p{Cs}/u;
+
 /** The reference implementation refuses headers larger than this. */
 export const MAX_HEADER_SIZE = 100_000_000;
 
@@ -63,6 +66,9 @@ export async function readSafetensorsHeader(src: ByteSource): Promise<Safetensor
   const metadata = new Map<string, string>();
   const tensors: SafetensorsHeader['tensors'] = [];
   for (const [name, v] of root) {
+    // JSON escapes can spell a lone UTF-16 surrogate ("\ud800"), which has no UTF-8 form:
+    // written out it would become U+FFFD and could collide with another name.
+    if (LONE_SURROGATE.test(name)) throw bad(f, `tensor name ${JSON.stringify(name)} holds a lone UTF-16 surrogate, which is not text and has no UTF-8 form; the file cannot be converted as it is`);
     if (name === '__metadata__') {
       if (!(v instanceof Map)) throw bad(f, '__metadata__ is not an object of strings');
       for (const [k, s] of v as JsonObject) {

@@ -10,18 +10,18 @@
 import { constants } from 'node:buffer';
 import { stat } from 'node:fs/promises';
 import { TensorizeError, usageError } from '../errors.js';
-import { HashType, TENSOR_TYPE_NAMES } from '../format/constants.js';
+import { TENSOR_TYPE_NAMES } from '../format/constants.js';
 import type { DTypeInfo } from '../format/dtypes.js';
-import { hashedHeaderParts } from '../format/header.js';
 import type { TensorPath } from '../format/paths.js';
 import { TensorizerFile } from '../format/reader.js';
+import { assertSound, checkStructure, compareHashes, verifyError, type CheckedTensor } from '../format/verify.js';
 import { FileSource } from '../sources/file.js';
 import { openSource, sourceKind, type SourceOptions } from '../sources/open.js';
 import type { ByteSource } from '../sources/source.js';
 import { DEFAULT_CONCURRENCY, DEFAULT_REMOTE_CHUNK, readRemote, type RemoteJob } from '../engine/remote.js';
 import { fetchedHashes, fetchNative, networkTargetOf } from '../engine/fetch.js';
 import { hugePagesByDefault } from '../util/memory.js';
-import { noDeviceHints } from '../native/report.js';
+import { noDeviceHints, noDeviceReason } from '../native/report.js';
 import { native, type NativeExpect, type NativeHandle, type NativeInfo, type NativeStats } from '../native/binding.js';
 
 export const ALIGNMENT = 256;
@@ -34,7 +34,11 @@ export interface LoadOptions {
   plaid?: boolean;
   readers?: number;
   chunkSize?: number;
-  /** Glob (`*`, `?`) or `/regex/flags`: load only the tensors whose names match. */
+  /**
+   * Load only the tensors whose names match: a glob (`*` any characters, dots included; `?`
+   * one) matching the whole name or its end after a dot (`layers.*.weight` matches
+   * `model.layers.0.mlp.weight`), or `/regex/flags` searched anywhere in the name.
+   */
   filter?: string;
   verify?: boolean;
   /**
@@ -58,6 +62,8 @@ export interface LoadOptions {
   concurrency?: number;
   onStart?: (totalBytes: number) => void;
   onProgress?: (bytesDone: number) => void;
+  /** Things the user should know before the load runs (e.g. that it goes to host memory for want of a GPU). */
+  onWarning?: (message: string) => void;
 }
 
 export interface LoadedTensor {
@@ -102,11 +108,13 @@ export interface LoadStats {
   /**
    * Tensors whose data does not start at a multiple of their element size (only with
    * mmap, where tensors sit at their file offsets: files written without alignment
-   * padding, as tensorizer writes them; `serialize --align` writes aligned ones).
+   * padding, as tensorizer writes them; `serialize` writes aligned ones by default).
    */
   misaligned: number;
   /** The host destination was advised to use huge pages. */
   hugePages: boolean;
+  /** No device was asked for and no GPU is usable: why the load went to host memory. */
+  noGpu?: string;
   tensors: number;
   skipped: number;
   /** HTTP(S) and S3 sources: how the bytes came. */
@@ -131,8 +139,7 @@ export function parseDevice(d: string | undefined, info: () => NativeInfo): numb
   if (!m) throw usageError(`--device must be cpu, cuda or cuda:N, not ${JSON.stringify(d)}`);
   const n = Number(m[1] ?? 0);
   const i = info();
-  if (!i.compiledWithCuda) throw new TensorizeError('E_NO_DEVICE', 'the native loader was built without CUDA', { hints: noDeviceHints(i) });
-  if (i.deviceCount === 0) throw new TensorizeError('E_NO_DEVICE', `no CUDA device is usable: ${i.cudaError || 'none found'}`, { hints: noDeviceHints(i) });
+  if (i.deviceCount === 0) throw new TensorizeError('E_NO_DEVICE', `no CUDA device is usable: ${noDeviceReason(i)}`, { hints: noDeviceHints(i) });
   if (n >= i.deviceCount) throw new TensorizeError('E_NO_DEVICE', `there is no cuda:${n} (${i.deviceCount} device(s) found)`);
   return n;
 }
@@ -148,7 +155,9 @@ export function compileFilter(f: string | undefined): ((name: string) => boolean
       throw usageError(`--filter: invalid regular expression: ${(e as Error).message}`);
     }
   }
-  const glob = new RegExp(`^${f.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`, 's');
+  // The whole name, or its end from a component boundary (a dot): Hugging Face names carry
+  // prefixes (model., transformer.) that a pattern such as layers.*.weight should not need.
+  const glob = new RegExp(`^(?:.*\\.)?${f.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`, 's');
   return (n) => glob.test(n);
 }
 
@@ -219,6 +228,7 @@ export async function load(path: string, opts: LoadOptions = {}): Promise<Loaded
   const tensors: LoadedTensor[] = [];
   const items: number[] = [];
   const expect: NativeExpect[] = [];
+  const verifiedTensors: CheckedTensor[] = [];
   let skipped = 0;
   let misaligned = 0;
   let dataBytes = 0;
@@ -226,6 +236,18 @@ export async function load(path: string, opts: LoadOptions = {}): Promise<Loaded
   try {
     const tf = await TensorizerFile.open(src);
     fileSize = remote ? src.size : (await stat(localPath)).size;
+    // --verify: the structural check verify runs, on every tensor (filtered out or not),
+    // before anything is read into the destination. Without it the index is trusted, but
+    // the end of the file is still checked (a lowered tensor count, a file cut short).
+    let checked: CheckedTensor[] | undefined;
+    if (verify) {
+      const c = await checkStructure(tf);
+      assertSound(c);
+      checked = c.tensors;
+    } else {
+      const end = await tf.endProblem();
+      if (end) throw verifyError(tf.name, [], [end]);
+    }
     let dst = 0;
     const devName = device < 0 ? 'cpu' : `cuda:${device}`;
     for (const e of tf.entries) {
@@ -233,7 +255,8 @@ export async function load(path: string, opts: LoadOptions = {}): Promise<Loaded
         skipped++;
         continue;
       }
-      const meta = e.dataLength === 0 && e.byteSize > 0;
+      const c = checked?.[e.index];
+      const meta = c ? c.meta : e.dataLength === 0 && e.byteSize > 0;
       const entry: LoadedTensor = {
         name: e.name,
         path: e.path,
@@ -247,19 +270,12 @@ export async function load(path: string, opts: LoadOptions = {}): Promise<Loaded
       };
       tensors.push(entry);
       if (meta) continue;
-      if (verify || tf.info.hasCryptInfo) {
-        const { header, raw } = await tf.readHeader(e);
+      if (c) {
+        expect.push({ crc32: c.crc32, sha256: c.sha256, prefix: Buffer.concat(c.prefix) });
+        verifiedTensors.push(c);
+      } else if (tf.info.hasCryptInfo) {
+        const { header } = await tf.readHeader(e);
         if (header.crypt && header.crypt.chunks.length > 0) throw new TensorizeError('E_UNSUPPORTED', `${path}: encrypted: not supported yet (tensor ${JSON.stringify(e.name)} is encrypted)`);
-        if (verify) {
-          const crc = header.hashes.find((h) => h.type === HashType.CRC32);
-          const sha = header.hashes.find((h) => h.type === HashType.SHA256);
-          if (!crc && !sha) throw new TensorizeError('E_FORMAT', `${path}: tensor ${JSON.stringify(e.name)} stores no hashes, so --verify cannot check it`);
-          expect.push({
-            crc32: crc ? Buffer.from(crc.value).readUInt32LE(0) : undefined,
-            sha256: sha ? Buffer.from(sha.value) : undefined,
-            prefix: Buffer.concat(hashedHeaderParts(raw, header)),
-          });
-        }
       }
       items.push(e.dataOffset, e.dataLength, mmap ? e.dataOffset : dst);
       if (mmap && e.dataLength > 0 && e.dataOffset % Math.max(1, (e.dtype as DTypeInfo).itemsize) !== 0) misaligned++;
@@ -270,8 +286,10 @@ export async function load(path: string, opts: LoadOptions = {}): Promise<Loaded
     const total = mmap ? fileSize : dst;
     const openMs = performance.now() - t0;
     opts.onStart?.(dataBytes);
-    const stat0 = { device, devName, plaid, mmap, readers, chunkSize, verify, hugePages, openMs, skipped, info };
-    if (remote) return await loadRemote(src, path, tensors, items, expect, total, stat0, opts, t0);
+    const noGpu = device < 0 && opts.device === undefined && !mmap ? noDeviceReason(info()) : undefined;
+    if (noGpu) opts.onWarning?.(`no usable GPU (${noGpu}): loading into host memory (--device cpu says so and silences this)`);
+    const stat0 = { device, devName, plaid, mmap, readers, chunkSize, verify, hugePages, openMs, skipped, info, noGpu };
+    if (remote) return await loadRemote(src, path, tensors, items, verifiedTensors, total, stat0, opts, t0);
     const { handle, done } = bin.start({ path: localPath!, device, plaid, mmap, readers, chunkSize, verify, hugePages, total, fileSize, items: Float64Array.from(items), expect: verify ? expect : undefined });
     let timer: NodeJS.Timeout | undefined;
     if (opts.onProgress) timer = setInterval(() => opts.onProgress!(bin.progress(handle)), 100);
@@ -279,7 +297,7 @@ export async function load(path: string, opts: LoadOptions = {}): Promise<Loaded
     try {
       st = await done;
     } catch (e) {
-      throw nameTensor(e, tensors.filter((x) => !x.meta));
+      throw nameTensor(e, tensors.filter((x) => !x.meta), src.name);
     } finally {
       if (timer) clearInterval(timer);
     }
@@ -306,6 +324,7 @@ export async function load(path: string, opts: LoadOptions = {}): Promise<Loaded
       mappedBytes: st.mappedBytes,
       misaligned,
       hugePages,
+      ...(noGpu ? { noGpu } : {}),
       tensors: tensors.length,
       skipped,
     }, handle);
@@ -326,6 +345,7 @@ interface Planned {
   openMs: number;
   skipped: number;
   info: () => NativeInfo;
+  noGpu?: string;
 }
 
 /**
@@ -338,7 +358,7 @@ async function loadRemote(
   path: string,
   tensors: LoadedTensor[],
   items: number[],
-  expect: NativeExpect[],
+  expect: CheckedTensor[],
   total: number,
   p: Planned,
   opts: LoadOptions,
@@ -346,11 +366,10 @@ async function loadRemote(
 ): Promise<LoadedModel> {
   const bin = native();
   const tStart = performance.now();
-  const withData = tensors.filter((x) => !x.meta);
   const jobs: (RemoteJob & { dst: number })[] = [];
   for (let k = 0; k < items.length; k += 3) {
     const e = p.verify ? expect[k / 3]! : undefined;
-    jobs.push({ offset: items[k]!, length: items[k + 1]!, dst: items[k + 2]!, prefix: e ? [e.prefix] : [], crc32: e?.crc32 !== undefined, sha256: e?.sha256 !== undefined });
+    jobs.push({ offset: items[k]!, length: items[k + 1]!, dst: items[k + 2]!, prefix: e ? e.prefix : [], crc32: e?.crc32 !== undefined, sha256: e?.sha256 !== undefined });
   }
   const concurrency = opts.concurrency ?? DEFAULT_CONCURRENCY;
   let handle: NativeHandle | undefined;
@@ -387,11 +406,8 @@ async function loadRemote(
       network = { engine: 'js', connections: concurrency, requests: -1, retries: -1, wireBytes: -1 };
     }
     if (p.verify) {
-      hashes.forEach((r, k) => {
-        const e = expect[k]!;
-        const bad = e.crc32 !== undefined && r.crc32 !== e.crc32 ? 'CRC32' : e.sha256 !== undefined && !Buffer.from(r.sha256!).equals(e.sha256) ? 'SHA-256' : undefined;
-        if (bad) throw new TensorizeError('E_HASH_MISMATCH', `${path}: ${bad} mismatch (tensor ${JSON.stringify(withData[k]!.name)})`, { hints: [`run: tensorize verify ${path}`] });
-      });
+      const failures = hashes.flatMap((r, k) => compareHashes(expect[k]!, r));
+      if (failures.length) throw verifyError(src.name, failures, []);
     }
   } catch (e) {
     if (handle) bin.free(handle);
@@ -420,17 +436,36 @@ async function loadRemote(
     mappedBytes: 0,
     misaligned: 0,
     hugePages: p.hugePages,
+    ...(p.noGpu ? { noGpu: p.noGpu } : {}),
     tensors: tensors.length,
     skipped: p.skipped,
     network,
   }, handle);
 }
 
-/** Native errors carry the index of the tensor (among those with data); put its name in the message. */
-function nameTensor(e: unknown, withData: LoadedTensor[]): unknown {
+/**
+ * Native errors carry the index of the tensor (among those with data); put its name in the
+ * message, and for a hash mismatch the file, as verify reports it.
+ */
+function nameTensor(e: unknown, withData: LoadedTensor[], file: string): unknown {
   if (!(e instanceof TensorizeError)) return e;
   const idx = (e as TensorizeError & { tensorIndex?: number }).tensorIndex;
   const t = idx === undefined ? undefined : withData[idx];
   if (!t) return e;
-  return new TensorizeError(e.code, `${e.message.replace(/^tensor #[0-9]+: /, '')} (tensor ${JSON.stringify(t.name)})`, { hints: e.hints, cause: e });
+  const what = e.message.replace(/^tensor #[0-9]+: /, '');
+  if (e.code === 'E_HASH_MISMATCH') {
+    // "CRC32 mismatch (stored x, computed y); SHA-256 mismatch (...)": reported as verify reports it.
+    const failures = [...what.matchAll(/(CRC32|SHA-256) mismatch \(stored ([0-9a-f]+), computed ([0-9a-f]+)\)/g)].map((m) => ({
+      tensor: t.name,
+      index: 0,
+      hash: m[1] === 'CRC32' ? ('crc32' as const) : ('sha256' as const),
+      expected: m[2]!,
+      actual: m[3]!,
+    }));
+    if (failures.length) {
+      const v = verifyError(file, failures, []);
+      return new TensorizeError(v.code, v.message, { hints: v.hints, cause: e });
+    }
+  }
+  return new TensorizeError(e.code, `${what} (tensor ${JSON.stringify(t.name)})`, { hints: e.hints, cause: e });
 }

@@ -144,6 +144,9 @@ export interface NativeFetchSpec extends NativeFetchTarget {
   retries: number;
   baseDelayMs: number;
   timeoutMs: number;
+  /** The low-speed limit: an attempt under this many bytes/s over speedTimeMs is retried (0: off). */
+  speedLimit: number;
+  speedTimeMs: number;
 }
 
 export interface NativeFetchStats {

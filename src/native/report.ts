@@ -48,6 +48,20 @@ export function cudaVersionString(v: number): string {
   return v > 0 ? `${Math.floor(v / 1000)}.${Math.floor((v % 1000) / 10)}` : '0';
 }
 
+/**
+ * Why no GPU is usable, in words (undefined when one is): the cause the user can act on,
+ * not the CUDA error it surfaced as (a missing driver reads "cudaErrorInsufficientDriver").
+ */
+export function noDeviceReason(i: NativeInfo): string | undefined {
+  if (i.deviceCount > 0) return undefined;
+  if (!i.compiledWithCuda) return 'the native addon was built without CUDA';
+  if (i.driverVersion === 0) return 'no NVIDIA driver found (libcuda.so.1 is not installed)';
+  if (i.driverVersion < i.cudaRuntimeVersion) {
+    return `the NVIDIA driver supports CUDA ${cudaVersionString(i.driverVersion)}, older than the CUDA ${cudaVersionString(i.cudaRuntimeVersion)} the addon was built with`;
+  }
+  return i.cudaError || 'no CUDA device found';
+}
+
 /** What to do when the addon finds no usable GPU (empty when it found one). */
 export function noDeviceHints(i: NativeInfo): string[] {
   if (i.deviceCount > 0) return [];
@@ -94,7 +108,7 @@ export function nativeInfo(): NativeReport {
     cudaRuntime: i.compiledWithCuda ? cudaVersionString(i.cudaRuntimeVersion) : undefined,
     cudaDriver: i.compiledWithCuda ? cudaVersionString(i.driverVersion) : undefined,
     devices: i.devices,
-    noDeviceReason: i.deviceCount > 0 ? undefined : i.compiledWithCuda ? i.cudaError || 'no CUDA device found' : 'the addon was built without CUDA',
+    noDeviceReason: noDeviceReason(i),
     hashImplementation: i.hashImplementation,
     populate: i.populate,
     host,

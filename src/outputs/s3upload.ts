@@ -37,6 +37,8 @@ export class MultipartUpload {
   private readonly inFlight = new Set<Promise<void>>();
   private failed?: unknown;
   private finished = false;
+  /** The abort under way or done: every caller of abort() waits for the same outcome. */
+  private aborting?: Promise<void>;
   /** Cancels part uploads in flight when the upload is aborted. */
   private readonly cancel = new AbortController();
   bytes = 0;
@@ -49,13 +51,14 @@ export class MultipartUpload {
     private readonly opts: UploadOptions,
     private readonly from: string,
     private readonly partSize: number,
+    private readonly endpoint?: string,
   ) {
     this.part = Buffer.allocUnsafeSlow(partSize);
   }
 
   static async start(url: string, opts: UploadOptions = {}): Promise<MultipartUpload> {
     const loc = parseS3Url(url);
-    const { client, from } = makeS3Client(opts);
+    const { client, from, endpoint } = makeS3Client(opts);
     let partSize = Math.max(5 << 20, opts.partSize ?? DEFAULT_PART_SIZE);
     if (opts.expectedBytes) partSize = Math.max(partSize, Math.ceil(opts.expectedBytes / (MAX_PARTS - 1) / (1 << 20)) * (1 << 20));
     try {
@@ -67,7 +70,7 @@ export class MultipartUpload {
         }
       });
       if (!r.UploadId) throw new TensorizeError('E_IO', `${url}: CreateMultipartUpload returned no upload id`);
-      return new MultipartUpload(url, client, loc, r.UploadId, opts, from, partSize);
+      return new MultipartUpload(url, client, loc, r.UploadId, opts, from, partSize, endpoint);
     } catch (e) {
       client.destroy();
       throw e;
@@ -136,11 +139,21 @@ export class MultipartUpload {
     this.client.destroy();
   }
 
-  /** Abort the upload (idempotent; nothing after complete()): parts in flight are cancelled. */
-  async abort(): Promise<void> {
-    if (this.finished) return;
+  /**
+   * Abort the upload (idempotent; nothing after complete()): parts in flight are cancelled,
+   * and the parts already stored are deleted by AbortMultipartUpload. When the server refuses
+   * that, the error says so and what the user must do: the parts stay stored (and billed).
+   */
+  abort(): Promise<void> {
+    if (this.aborting) return this.aborting;
+    if (this.finished) return Promise.resolve();
+    this.aborting = this.doAbort();
+    return this.aborting;
+  }
+
+  private async doAbort(): Promise<void> {
     this.finished = true;
-    this.failed ??= new TensorizeError('E_INTERRUPTED', `${this.url}: upload aborted`);
+    this.failed ??= new TensorizeError('E_INTERRUPTED', `${this.url}: stopped before the upload was completed; no object was created`);
     this.cancel.abort();
     try {
       await retrying(`${this.url}: AbortMultipartUpload`, { ...this.opts, retries: 2 }, async () => {
@@ -149,6 +162,16 @@ export class MultipartUpload {
         } catch (e) {
           throw classifyS3Error(this.url, e, 'AbortMultipartUpload', this.from);
         }
+      });
+    } catch (e) {
+      const why = (e as Error).message.replace(`${this.url}: `, '');
+      const endpoint = this.endpoint ? ` --endpoint-url ${this.endpoint}` : '';
+      throw new TensorizeError('E_IO', `${this.url}: the incomplete multipart upload ${this.uploadId} could not be aborted (${why}); the parts it holds stay stored, and billed, until it is`, {
+        hints: [
+          `abort it yourself: aws s3api abort-multipart-upload --bucket ${this.loc.bucket} --key ${this.loc.key} --upload-id ${this.uploadId}${endpoint}`,
+          'or let a bucket lifecycle rule (AbortIncompleteMultipartUpload) remove such uploads',
+        ],
+        cause: e,
       });
     } finally {
       this.client.destroy();

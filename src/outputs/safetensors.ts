@@ -1,7 +1,10 @@
 /**
- * .tensors → safetensors. Tensor bytes are copied range to range (never the whole model
- * in memory) and checked against the stored CRC32/SHA-256 on the way; a mismatch aborts
- * the export and leaves no output file.
+ * .tensors → safetensors. The file passes the same structural check as verify first
+ * (checkStructure: every header, the end of the file, hashes present, header-only hashes of
+ * tensors without data); then tensor bytes are copied range to range (never the whole model
+ * in memory) and checked against the stored CRC32/SHA-256 on the way; any failure aborts
+ * the export and leaves no output file. Tensors are written largest element size first
+ * (as the safetensors writer orders them), so each starts at a multiple of its element size.
  */
 import { open } from 'node:fs/promises';
 import { inTensor, TensorizeError } from '../errors.js';
@@ -11,11 +14,9 @@ import { readRemote } from '../engine/remote.js';
 import { fetchedHashes, fetchNative, incrementally, networkTargetOf } from '../engine/fetch.js';
 import { writeFully } from '../engine/job.js';
 import { JobRunner } from '../engine/runner.js';
-import { HashType } from '../format/constants.js';
-import { hashedHeaderParts } from '../format/header.js';
 import { isPlain } from '../format/paths.js';
 import { TensorizerFile } from '../format/reader.js';
-import { readAllHeaders } from '../format/verify.js';
+import { assertSound, checkStructure, compareHashes, verifyError, type CheckedTensor, type Computed } from '../format/verify.js';
 import { TempOutput } from '../util/tempfile.js';
 
 export type MetaPolicy = 'skip' | 'zeros' | 'error';
@@ -25,7 +26,10 @@ export interface ExportOptions {
   meta?: MetaPolicy;
   /** Join structured paths (["a", 0, "b"]) into dotted names ("a.0.b") instead of failing. */
   joinPaths?: boolean;
-  /** Check the stored hashes while copying (default true). */
+  /**
+   * Check the stored hashes while copying (default true); a tensor without hashes is then an
+   * error. False copies the bytes as they are (the structure is checked all the same).
+   */
   verify?: boolean;
   threads?: number;
   /** Remote sources: range requests in flight (default 8). */
@@ -45,17 +49,17 @@ export interface ExportSummary {
 
 export async function exportSafetensors(source: ByteSource, out: string, opts: ExportOptions = {}): Promise<ExportSummary> {
   const tf = await TensorizerFile.open(source);
-  const headers = await readAllHeaders(tf);
   const policy = opts.meta ?? 'skip';
   const verify = opts.verify ?? true;
+  const checked = await checkStructure(tf, { hashes: verify });
+  assertSound(checked);
   const warnings: string[] = [];
   const skipped: string[] = [];
   const problems: string[] = [];
   const names = new Set<string>();
-  const chosen: { name: string; st: string; h: (typeof headers)[number]; begin: number; end: number; zeros: boolean }[] = [];
-  let pos = 0;
-  for (const h of headers) {
-    const { entry, header } = h;
+  const chosen: { name: string; st: string; h: CheckedTensor; begin: number; end: number; zeros: boolean }[] = [];
+  for (const h of checked.tensors) {
+    const { entry } = h;
     let name: string;
     if (isPlain(entry.path)) name = entry.path[0];
     else if (opts.joinPaths) name = entry.path.join('.');
@@ -68,7 +72,7 @@ export async function exportSafetensors(source: ByteSource, out: string, opts: E
       problems.push(`tensor ${JSON.stringify(name)} has dtype ${entry.dtype.name}, which safetensors cannot express`);
       continue;
     }
-    const isMeta = TensorizerFile.isMeta(entry, header);
+    const isMeta = h.meta;
     if (isMeta && policy === 'skip') {
       skipped.push(name);
       continue;
@@ -86,8 +90,16 @@ export async function exportSafetensors(source: ByteSource, out: string, opts: E
       continue;
     }
     names.add(name);
-    chosen.push({ name, st, h, begin: pos, end: pos + entry.byteSize, zeros: isMeta });
-    pos += entry.byteSize;
+    chosen.push({ name, st, h, begin: 0, end: 0, zeros: isMeta });
+  }
+  // Largest element size first, file order within a size: with the 8-byte-aligned data
+  // start, every tensor then begins at a multiple of its element size.
+  chosen.sort((a, b) => b.h.entry.dtype.itemsize - a.h.entry.dtype.itemsize);
+  let pos = 0;
+  for (const c of chosen) {
+    c.begin = pos;
+    pos += c.h.entry.byteSize;
+    c.end = pos;
   }
   if (problems.length > 0) {
     throw new TensorizeError('E_INEXPRESSIBLE', `${tf.name} cannot be exported to safetensors:\n  ${problems.join('\n  ')}`);
@@ -116,18 +128,15 @@ export async function exportSafetensors(source: ByteSource, out: string, opts: E
     await fh.truncate(fileBytes); // zero-filled: meta tensors exported as zeros need no writes
     await fh.write(head, 0, head.length, 0);
     const copies = chosen.flatMap((c, i) => {
-      const { entry, header, raw } = c.h;
+      const { entry, header, prefix } = c.h;
       if (c.zeros || header.dataLength === 0) return [];
-      const crc = verify ? header.hashes.find((x) => x.type === HashType.CRC32) : undefined;
-      const sha = verify ? header.hashes.find((x) => x.type === HashType.SHA256) : undefined;
-      return [{ i, entry, header, crc, sha, prefix: hashedHeaderParts(raw, header), dst: dataStart + c.begin }];
+      return [{ i, t: c.h, entry, header, crc: verify && c.h.crc32 !== undefined, sha: verify && c.h.sha256 !== undefined, prefix, dst: dataStart + c.begin }];
     });
-    const check = (x: (typeof copies)[number], r: { crc32?: number; sha256?: Uint8Array }) => {
-      const badCrc = x.crc && r.crc32 !== x.crc.value.readUInt32LE(0);
-      if (badCrc || (x.sha && !Buffer.from(r.sha256!).equals(x.sha.value))) {
-        throw new TensorizeError('E_HASH_MISMATCH', `${tf.name}: tensor ${JSON.stringify(x.entry.name)} failed ${badCrc ? 'CRC32' : 'SHA-256'} verification; nothing was exported`, {
-          hints: [`run: tensorize verify ${tf.name}`, 'use --no-verify to export the data as it is'],
-        });
+    const check = (x: (typeof copies)[number], r: Computed) => {
+      const failures = verify ? compareHashes(x.t, r) : [];
+      if (failures.length) {
+        const e = verifyError(tf.name, failures, []);
+        throw new TensorizeError(e.code, e.message, { hints: [...e.hints, 'nothing was exported; --no-verify exports the data as it is'] });
       }
     };
     const local = source.localPath;
@@ -135,7 +144,7 @@ export async function exportSafetensors(source: ByteSource, out: string, opts: E
     if (net) {
       // HTTP(S)/S3 through the native fetcher: received into its slots, written in place.
       const onProgress = incrementally(opts.onProgress);
-      const jobs = copies.map((x) => ({ offset: x.entry.dataOffset, length: x.header.dataLength, dst: x.dst, prefix: x.prefix, crc32: !!x.crc, sha256: !!x.sha }));
+      const jobs = copies.map((x) => ({ offset: x.entry.dataOffset, length: x.header.dataLength, dst: x.dst, prefix: x.prefix, crc32: x.crc, sha256: x.sha }));
       const { stats } = await fetchNative(source, net, jobs, { output: tmp.path, concurrency: opts.concurrency, onProgress });
       copies.forEach((x, k) => check(x, fetchedHashes(stats, k)));
     } else if (local === undefined) {
@@ -143,7 +152,7 @@ export async function exportSafetensors(source: ByteSource, out: string, opts: E
       // parallel range reads and is written to its place in the output as it comes.
       const got = await readRemote(
         source,
-        copies.map((x) => ({ offset: x.entry.dataOffset, length: x.header.dataLength, prefix: x.prefix, crc32: !!x.crc, sha256: !!x.sha })),
+        copies.map((x) => ({ offset: x.entry.dataOffset, length: x.header.dataLength, prefix: x.prefix, crc32: x.crc, sha256: x.sha })),
         { concurrency: opts.concurrency, onProgress: opts.onProgress, onPart: (k, off, bytes) => writeFully(fh.fd, bytes, copies[k]!.dst + off) },
       );
       copies.forEach((x, k) => check(x, got[k]!));
@@ -151,7 +160,7 @@ export async function exportSafetensors(source: ByteSource, out: string, opts: E
       await Promise.all(
         copies.map(async (x) => {
           const r = await pool
-            .run({ id: x.i, src: { path: local, ranges: [{ offset: x.entry.dataOffset, length: x.header.dataLength }] }, dst: { path: tmp.path, offset: x.dst }, prefix: x.prefix, crc32: !!x.crc, sha256: !!x.sha })
+            .run({ id: x.i, src: { path: local, ranges: [{ offset: x.entry.dataOffset, length: x.header.dataLength }] }, dst: { path: tmp.path, offset: x.dst }, prefix: x.prefix, crc32: x.crc, sha256: x.sha })
             .catch((e: unknown) => {
               throw inTensor(e, x.entry.name);
             });

@@ -7,7 +7,8 @@
  *   while it is being read is an error (E_FILE_CHANGED), never silently mixed bytes.
  * - A reset connection, a timeout, a 5xx, a 429 or a 503 SlowDown mid-transfer is retried
  *   with exponential backoff and resumed from the last byte received; short bodies are
- *   detected and resumed the same way.
+ *   detected and resumed the same way, and so is a request under the low-speed limit
+ *   (SpeedWatch in retry.ts: a server that trickles its answer).
  * - A server that ignores Range gets one sequential download into a temporary file (with
  *   a warning), which is then read like a local file and deleted on close().
  */
@@ -24,7 +25,7 @@ import { TensorizeError } from '../errors.js';
 import { FileSource } from './file.js';
 import type { ByteSource, NetworkTarget } from './source.js';
 import { connectRequest, ProxyHttpAgent, ProxyHttpsAgent, ProxyRouter, proxiesConfigured, proxyFor } from './proxy.js';
-import { rangedRead, receiveBody, Retryable, retrying, type RetryOptions } from './retry.js';
+import { rangedRead, receiveBody, Retryable, retrying, SpeedWatch, type RetryOptions } from './retry.js';
 
 export interface HttpOptions extends RetryOptions {
   /** Extra request headers (e.g. Authorization for token-protected endpoints). */
@@ -76,7 +77,11 @@ const REDIRECTS = new Set([301, 302, 303, 307, 308]);
  * do not (200), or where a redirect points.
  */
 async function probeOnce(agent: Dispatcher, url: string, location: string, headers: Record<string, string>, opts: HttpOptions) {
-  const res = await send(agent, location, { ...headers, range: 'bytes=0-0' }, opts);
+  return SpeedWatch.run(opts, () => 0, () => ', waiting for the answer to bytes=0-0', (signal) => probeAttempt(agent, url, location, headers, opts, signal));
+}
+
+async function probeAttempt(agent: Dispatcher, url: string, location: string, headers: Record<string, string>, opts: HttpOptions, signal: AbortSignal) {
+  const res = await send(agent, location, { ...headers, range: 'bytes=0-0' }, opts, signal);
   if (REDIRECTS.has(res.statusCode)) {
     await res.body.dump();
     const to = header(res.headers, 'location');
@@ -185,11 +190,11 @@ export class HttpSource implements ByteSource {
   }
 
   read(offset: number, length: number, into?: Buffer): Promise<Buffer> {
-    return rangedRead(this, offset, length, into, this.opts, async (from, to, buf, at) => {
+    return rangedRead(this, offset, length, into, this.opts, async (from, to, buf, at, signal) => {
       const h: Record<string, string> = { ...this.headers, range: `bytes=${from}-${to}` };
       if (this.validators.etag && !this.validators.etag.startsWith('W/')) h['if-match'] = this.validators.etag;
       else if (this.validators.lastModified) h['if-unmodified-since'] = this.validators.lastModified;
-      const res = await send(this.agent, this.location, h, this.opts);
+      const res = await send(this.agent, this.location, h, this.opts, signal);
       if (res.statusCode !== 206) {
         await res.body.dump().catch(() => {});
         if (RETRY_STATUS.has(res.statusCode)) throw new Retryable(`HTTP ${res.statusCode}`);
@@ -204,14 +209,14 @@ export class HttpSource implements ByteSource {
           `${this.name}: the object changed while it was being read (asked for bytes ${from}-${to} of ${this.size}, got ${header(res.headers, 'content-range') ?? 'no Content-Range'}${etag !== this.validators.etag ? `, ETag ${etag} instead of ${this.validators.etag}` : ''})`,
         );
       }
-      await receiveBody(res.body, buf, at, this.name, () => res.body.destroy());
+      await receiveBody(res.body, buf, at, this.name, () => res.body.destroy(), signal);
     });
   }
 
   async networkTarget(): Promise<NetworkTarget> {
     return {
       target: httpTarget(this.location, this.headers, this.validators, this.opts.ca),
-      retry: { retries: this.opts.retries, baseDelayMs: this.opts.baseDelayMs, onRetry: this.opts.onRetry, timeoutMs: this.opts.timeoutMs },
+      retry: { retries: this.opts.retries, baseDelayMs: this.opts.baseDelayMs, onRetry: this.opts.onRetry, timeoutMs: this.opts.timeoutMs, speedLimit: this.opts.speedLimit, speedTimeMs: this.opts.speedTimeMs },
     };
   }
 
@@ -220,35 +225,42 @@ export class HttpSource implements ByteSource {
   }
 }
 
-/** The whole object into `path`, with Node's own client (see the probe in HttpSource.open). */
+/**
+ * The whole object into `path`, with Node's own client (see the probe in HttpSource.open),
+ * under the idle timeout and the low-speed limit.
+ */
 async function downloadWhole(url: string, path: string, opts: HttpOptions): Promise<void> {
-  const timeout = opts.timeoutMs ?? 30_000;
-  const res = await new Promise<IncomingMessage>((resolve, reject) => {
-    const secure = url.startsWith('https:');
-    const get = secure ? httpsGet : httpGet;
-    const agent = proxiesConfigured() ? (secure ? new ProxyHttpsAgent({ ca: opts.ca }) : new ProxyHttpAgent()) : undefined;
-    const req = get(url, { headers: { ...opts.headers, 'accept-encoding': 'identity' }, ca: opts.ca, timeout, ...(agent ? { agent } : {}) }, resolve);
-    req.on('timeout', () => req.destroy(new Error(`no answer within ${timeout / 1000} s`)));
-    req.on('error', reject);
-    req.end();
-  }).catch((e: unknown) => {
-    throw new Retryable((e as Error).message);
-  });
-  if (res.statusCode !== 200) {
-    res.resume();
-    if (RETRY_STATUS.has(res.statusCode ?? 0)) throw new Retryable(`HTTP ${res.statusCode}`);
-    throw statusError(url, res.statusCode ?? 0, 'for the whole object');
-  }
-  const expected = Number(res.headers['content-length'] ?? -1);
   let got = 0;
-  res.on('data', (d: Buffer) => (got += d.length));
-  res.setTimeout(timeout, () => res.destroy(new Error(`no data for ${timeout / 1000} s`)));
-  try {
-    await pipeline(res, createWriteStream(path));
-  } catch (e) {
-    throw new Retryable(`the download failed after ${got} bytes: ${(e as Error).message}`);
-  }
-  if (expected >= 0 && got !== expected) throw new Retryable(`short body: ${got} of ${expected} bytes`);
+  let expected = -1;
+  await SpeedWatch.run(opts, () => got, () => `, after ${got}${expected >= 0 ? ` of ${expected}` : ''} bytes`, async (signal) => {
+    const timeout = opts.timeoutMs ?? 30_000;
+    const res = await new Promise<IncomingMessage>((resolve, reject) => {
+      const secure = url.startsWith('https:');
+      const get = secure ? httpsGet : httpGet;
+      const agent = proxiesConfigured() ? (secure ? new ProxyHttpsAgent({ ca: opts.ca }) : new ProxyHttpAgent()) : undefined;
+      // `signal` destroys the request, and with it the response, when the limit trips.
+      const req = get(url, { headers: { ...opts.headers, 'accept-encoding': 'identity' }, ca: opts.ca, timeout, signal, ...(agent ? { agent } : {}) }, resolve);
+      req.on('timeout', () => req.destroy(new Error(`no answer within ${timeout / 1000} s`)));
+      req.on('error', reject);
+      req.end();
+    }).catch((e: unknown) => {
+      throw new Retryable((e as Error).message);
+    });
+    if (res.statusCode !== 200) {
+      res.resume();
+      if (RETRY_STATUS.has(res.statusCode ?? 0)) throw new Retryable(`HTTP ${res.statusCode}`);
+      throw statusError(url, res.statusCode ?? 0, 'for the whole object');
+    }
+    expected = Number(res.headers['content-length'] ?? -1);
+    res.on('data', (d: Buffer) => (got += d.length));
+    res.setTimeout(timeout, () => res.destroy(new Error(`no data for ${timeout / 1000} s`)));
+    try {
+      await pipeline(res, createWriteStream(path));
+    } catch (e) {
+      throw new Retryable(`the download failed after ${got} bytes: ${(e as Error).message}`);
+    }
+    if (expected >= 0 && got !== expected) throw new Retryable(`short body: ${got} of ${expected} bytes`);
+  });
 }
 
 /** Header names must be tokens and values must not break the request (CR, LF, NUL). */
@@ -309,12 +321,12 @@ export function httpTarget(url: string, headers: Record<string, string>, validat
   };
 }
 
-async function send(agent: Dispatcher, url: string, headers: Record<string, string>, opts: HttpOptions): Promise<Dispatcher.ResponseData> {
+async function send(agent: Dispatcher, url: string, headers: Record<string, string>, opts: HttpOptions, signal: AbortSignal): Promise<Dispatcher.ResponseData> {
   const timeout = opts.timeoutMs ?? 30_000;
   try {
-    return await request(url, { dispatcher: agent, method: 'GET', headers, headersTimeout: timeout, bodyTimeout: timeout });
+    return await request(url, { dispatcher: agent, method: 'GET', headers, headersTimeout: timeout, bodyTimeout: timeout, signal });
   } catch (e) {
-    if (e instanceof TensorizeError) throw e; // e.g. an unusable proxy setting, from the router
+    if (e instanceof TensorizeError || e instanceof Retryable) throw e; // an unusable proxy setting (from the router), the low-speed limit
     const code = (e as { code?: string }).code ?? '';
     const refused = /^Proxy response \((\d+)\)/.exec((e as Error).message ?? '');
     if (refused) {

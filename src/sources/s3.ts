@@ -10,7 +10,8 @@
  * With a custom endpoint (MinIO, Ceph, R2, s3rver, ...) path-style addressing, checksum
  * mode WHEN_REQUIRED (the SDK's default checksums break such servers) and region us-east-1
  * are the defaults. Reads are HeadObject once, then ranged GetObject with If-Match on the
- * ETag; retries (our own, the SDK's are off) resume from the last byte received.
+ * ETag; retries (our own, the SDK's are off) resume from the last byte received, and each
+ * request runs under the low-speed limit (SpeedWatch in retry.ts).
  */
 import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
@@ -21,7 +22,7 @@ import { TensorizeError } from '../errors.js';
 import type { ByteSource, NetworkTarget } from './source.js';
 import { httpTarget } from './http.js';
 import { ProxyHttpAgent, ProxyHttpsAgent, proxiesConfigured } from './proxy.js';
-import { rangedRead, receiveBody, Retryable, retrying, type RetryOptions } from './retry.js';
+import { rangedRead, receiveBody, Retryable, retrying, SpeedWatch, type RetryOptions } from './retry.js';
 
 export interface S3Options extends RetryOptions {
   endpoint?: string;
@@ -187,13 +188,15 @@ export class S3Source implements ByteSource {
     const { client, from } = makeS3Client(opts);
     const anonymous = !!opts.anonymous;
     try {
-      const head = await retrying(`${url}: HeadObject`, opts, async () => {
-        try {
-          return await client.send(new HeadObjectCommand({ Bucket: loc.bucket, Key: loc.key }));
-        } catch (e) {
-          throw classifyS3Error(url, e, 'HeadObject', from);
-        }
-      });
+      const head = await retrying(`${url}: HeadObject`, opts, () =>
+        SpeedWatch.run(opts, () => 0, () => ', waiting for the answer to HeadObject', async (abortSignal) => {
+          try {
+            return await client.send(new HeadObjectCommand({ Bucket: loc.bucket, Key: loc.key }), { abortSignal });
+          } catch (e) {
+            throw classifyS3Error(url, e, 'HeadObject', from);
+          }
+        }),
+      );
       if (head.ContentLength === undefined) throw new TensorizeError('E_IO', `${url}: HeadObject gave no Content-Length`);
       return new S3Source(url, head.ContentLength, client, loc, head.ETag, opts, from, anonymous);
     } catch (e) {
@@ -203,10 +206,10 @@ export class S3Source implements ByteSource {
   }
 
   read(offset: number, length: number, into?: Buffer): Promise<Buffer> {
-    return rangedRead(this, offset, length, into, this.opts, async (from, to, buf, at) => {
+    return rangedRead(this, offset, length, into, this.opts, async (from, to, buf, at, abortSignal) => {
       let body: AsyncIterable<Uint8Array> & { destroy?: () => void };
       try {
-        const res = await this.client.send(new GetObjectCommand({ Bucket: this.loc.bucket, Key: this.loc.key, Range: `bytes=${from}-${to}`, IfMatch: this.etag }));
+        const res = await this.client.send(new GetObjectCommand({ Bucket: this.loc.bucket, Key: this.loc.key, Range: `bytes=${from}-${to}`, IfMatch: this.etag }), { abortSignal });
         const cr = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(res.ContentRange ?? '');
         if (!cr || Number(cr[1]) !== from || Number(cr[2]) !== to || Number(cr[3]) !== this.size || (this.etag && res.ETag && res.ETag !== this.etag)) {
           (res.Body as { destroy?: () => void } | undefined)?.destroy?.();
@@ -216,7 +219,7 @@ export class S3Source implements ByteSource {
       } catch (e) {
         throw e instanceof TensorizeError ? e : classifyS3Error(this.name, e, `GetObject bytes ${from}-${to}`, this.from);
       }
-      await receiveBody(body, buf, at, this.name, () => body.destroy?.());
+      await receiveBody(body, buf, at, this.name, () => body.destroy?.(), abortSignal);
     });
   }
 
@@ -238,7 +241,7 @@ export class S3Source implements ByteSource {
     }
     return {
       target: httpTarget(url, {}, { etag: this.etag }, s3CA(this.opts)),
-      retry: { retries: this.opts.retries, baseDelayMs: this.opts.baseDelayMs, onRetry: this.opts.onRetry },
+      retry: { retries: this.opts.retries, baseDelayMs: this.opts.baseDelayMs, onRetry: this.opts.onRetry, speedLimit: this.opts.speedLimit, speedTimeMs: this.opts.speedTimeMs },
     };
   }
 

@@ -1,7 +1,7 @@
 /**
  * Work to undo when the process is interrupted (SIGINT/SIGTERM) before it exits: abort an
- * S3 multipart upload, stop native threads. Temporary local files are removed by the exit
- * hook of util/tempfile.ts.
+ * S3 multipart upload, stop native threads, kill a bench's child process. Temporary local
+ * files and directories are removed by the exit hook of util/tempfile.ts.
  */
 const hooks = new Set<() => Promise<unknown>>();
 

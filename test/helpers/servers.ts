@@ -247,7 +247,7 @@ export interface ForwardProxy {
  */
 export async function startForwardProxy(opts: { auth?: [string, string]; deny?: (target: string) => boolean } = {}): Promise<ForwardProxy> {
   const tunnels: string[] = [];
-  const server = createServer((req, res) => res.writeHead(405).end('tunnels only'));
+  const server = createServer((_req, res) => res.writeHead(405).end('tunnels only'));
   const expected = opts.auth ? `Basic ${Buffer.from(`${opts.auth[0]}:${opts.auth[1]}`).toString('base64')}` : undefined;
   server.on('connect', (req: IncomingMessage, socket: import('node:net').Socket, head: Buffer) => {
     const target = req.url ?? '';

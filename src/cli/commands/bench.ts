@@ -3,9 +3,10 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 
 import { formatText, renderHtml, renderSvg } from '../../bench/report.js';
-import { DEFAULT_BENCH_SIZE, DEFAULT_RUNS, METHOD_IDS, runBench } from '../../bench/run.js';
+import { benchDevice, checkMethods, DEFAULT_BENCH_SIZE, DEFAULT_RUNS, METHOD_IDS, runBench } from '../../bench/run.js';
 import type { MethodId } from '../../bench/measure.js';
 import { TensorizeError, usageError } from '../../errors.js';
+import { sourceKind } from '../../sources/open.js';
 import { onInterrupt } from '../../util/interrupt.js';
 import { addSourceOptions, parsePositiveInt, parseSize, sourceOptions, type SourceCliOptions } from '../options.js';
 import { printJson, warn, type CommonOptions } from '../output.js';
@@ -48,8 +49,8 @@ export function benchCommand(): Command {
       .option('--chunk-size <size>', 'bytes per read of --plaid and the read ceilings (default 16MiB)', parseSize)
       .option('--methods <list>', `which methods to run, comma-separated (default ${METHOD_IDS.join(',')})`, parseMethods)
       .option('--report <file>', 'also write the results as a chart: an .html page (chart, table, notes) or an .svg', parseReport)
-      .option('--json', 'print one JSON document with every run on stdout (progress and the table still go to stderr)')
-      .option('-q, --quiet', 'nothing on stderr but warnings'),
+      .option('--json', 'print one JSON document with every run on stdout, and nothing else there (the table goes to stderr)')
+      .option('-q, --quiet', 'nothing on stderr but warnings (the table still goes to stdout)'),
   )
     .addHelpText(
       'after',
@@ -67,14 +68,21 @@ Methods, each --runs times, interleaved, each run in a fresh process:
            each tensor: what a script does; its peak RSS holds the whole file
 Ceilings, measured in the same run: the raw read of the file (--readers threads, and one
 thread) or, for http(s)/s3 sources, a plain parallel download; on a GPU also the pinned
-host-to-device copy. The ceiling a load is held against is the faster raw read (on a
-GPU: or the copy, if that is slower); every result is also shown as a fraction of it.
+host-to-device copy. The ceiling a load is held against is the parallel raw read, or the
+1-thread read when that is faster and steady (at least 3 runs, spread over at most 50%
+of its median); on a GPU the copy, if that is slower. Every result is shown as a fraction of it.
 
 GB/s are 10^9 bytes of tensor data per second of the whole load (open, index, allocation,
 transfer). Warm cache: one untimed read first. --cold evicts the file before every run
 and checks with mincore that it worked (it cannot on tmpfs: bench says so). --cold does
 not apply to http(s)/s3 sources. Loads go to the GPU when there is one, else to host
-memory; the output says which.
+memory; the output says which. A method named in --methods that cannot run here (mmap
+with a URL or onto a GPU) is a usage error; one not named is skipped, with the reason.
+
+Output: the table on stdout; progress, notes and warnings on stderr. With --json, stdout
+holds one JSON document alone and the table goes to stderr (with the progress lines).
+--mmap can pass 100% of the read ceiling: it maps the cached pages without copying them,
+and the ceiling is a read that copies every byte.
 
 Examples:
   tensorize bench                                   # 1 GiB synthetic model, warm cache
@@ -84,6 +92,17 @@ Examples:
     )
     .action(async (source: string | undefined, opts: Opts, cmd: Command) => {
       if (source !== undefined && opts.size !== undefined) throw usageError('--size applies to the synthetic model only; it cannot be given with a source');
+      if (opts.methods) {
+        // A method asked for by name that cannot run here is a usage error, found before any
+        // work: from the command line first, then (no --device: a GPU would be used) the GPU.
+        const remote = source !== undefined && sourceKind(source) !== 'file';
+        const gpu = /^cuda/.test(opts.device ?? '');
+        checkMethods(opts.methods, { remote, gpu, target: opts.device ?? 'cpu' });
+        if (!remote && opts.device === undefined && opts.methods.includes('mmap')) {
+          const d = benchDevice(undefined);
+          checkMethods(opts.methods, { remote, gpu: d.gpu, target: d.target });
+        }
+      }
       const log = (line: string) => {
         if (!opts.quiet) process.stderr.write(`${line}\n`);
       };
@@ -125,7 +144,10 @@ Examples:
           log,
         });
         if (opts.cold && result.cache.applies && result.cache.evicted === false) warn(opts, result.cache.message);
-        log(`\n${formatText(result)}`);
+        // The table is the result: stdout. With --json, stdout holds the JSON document alone,
+        // and the table goes to stderr with the progress lines (unless -q).
+        if (opts.json) log(`\n${formatText(result)}`);
+        else process.stdout.write(`${formatText(result)}\n`);
         if (report) {
           await writeFile(report, /\.svg$/i.test(report) ? renderSvg(result) : renderHtml(result));
           log(`wrote ${report}`);

@@ -1,13 +1,13 @@
 import { Command } from 'commander';
 import { TensorizeError, type ErrorCode } from '../../errors.js';
 import { nativeInfo } from '../../native/report.js';
-import { formatBytes, log, printJson, type CommonOptions } from '../output.js';
+import { formatBytes, printJson, report, type CommonOptions } from '../output.js';
 
 export function doctorCommand(): Command {
   return new Command('doctor')
     .description('show what the native addon was built with and what it finds here: CUDA toolkit, driver, GPUs (or why none), hash instructions, host memory settings')
     .option('--json', 'print one JSON document on stdout')
-    .option('-q, --quiet', 'nothing on stderr; only the exit code (and --json)')
+    .option('-q, --quiet', 'print no report; only the exit code (and --json)')
     .addHelpText(
       'after',
       `
@@ -30,8 +30,8 @@ CUDA runtime the addon was built with, no device, or an addon built without CUDA
           ['host', `${r.host.cpus} x ${r.host.cpuModel}, ${formatBytes(r.host.memoryBytes)} RAM, ${r.host.platform}-${r.host.arch} ${r.host.kernel}, Node ${r.host.node}`],
           ['huge pages', `${r.host.hugePages ? 'asked for' : 'not asked for'} in host-memory loads${r.host.freePageReporting ? ' (this VM hands free memory back to its host)' : ''}`],
         ];
-        log(opts, rows.map(([k, v]) => `${k.padEnd(13)} ${v}`).join('\n'));
-        if (r.available) for (const h of r.hints) log(opts, `  hint: ${h}`);
+        report(opts, rows.map(([k, v]) => `${k.padEnd(13)} ${v}`).join('\n'));
+        if (r.available) for (const h of r.hints) report(opts, `  hint: ${h}`);
       }
       // The error and its fixes are printed once, by the CLI's error path.
       if (!r.available) throw new TensorizeError(r.error!.code as ErrorCode, r.error!.message, { hints: r.hints, reported: opts.json });

@@ -1,21 +1,33 @@
 import { Command } from 'commander';
 import { TENSOR_TYPE_NAMES } from '../../format/constants.js';
 import { TensorizerFile } from '../../format/reader.js';
+import { verifyError } from '../../format/verify.js';
 import { openSource } from '../../sources/open.js';
 import { addSourceOptions, sourceOptions, type SourceCliOptions } from '../options.js';
-import { formatBytes, printJson, table, warn, type CommonOptions } from '../output.js';
+import { formatBytes, printJson, result, table, warn, type CommonOptions } from '../output.js';
 
 export function infoCommand(): Command {
   return addSourceOptions(
     new Command('info')
-      .description('show the data version, flags and tensor table of a .tensors file (reads only the index)')
+      .description('show the data version, flags and tensor table of a .tensors file (reads only the index and the end of the file)')
       .argument('<file>', 'a .tensors file: a path, an http(s):// URL or s3://bucket/key'),
   )
     .option('--json', 'print one JSON document on stdout')
+    .option('-q, --quiet', 'print nothing; the exit status says whether the index is sound')
+    .addHelpText(
+      'after',
+      `
+Reads the file header, the index and the last bytes of the file, never the tensor data or
+headers (verify checks those). A file whose index runs past its end (cut short) or that has
+unexpected bytes after its last record is still shown, followed by the problem, and the
+exit status is 1.`,
+    )
     .action(async (file: string, opts: CommonOptions & SourceCliOptions, cmd: Command) => {
       const src = await openSource(file, sourceOptions({ ...opts, verbose: cmd.optsWithGlobals().verbose }, (l) => warn(opts, l)));
       try {
-        const tf = await TensorizerFile.open(src);
+        const tf = await TensorizerFile.open(src, { allowTruncated: true });
+        const end = await tf.endProblem();
+        const problems = end ? [end] : [];
         const i = tf.info;
         const tensors = tf.entries.map((e) => ({
           name: e.path.length === 1 && typeof e.path[0] === 'string' ? e.path[0] : e.path,
@@ -30,6 +42,7 @@ export function infoCommand(): Command {
         }));
         const dataBytes = tf.entries.reduce((n, e) => n + e.dataLength, 0);
         const doc = {
+          ok: problems.length === 0,
           file,
           fileBytes: i.fileSize,
           dataVersion: i.version,
@@ -38,13 +51,22 @@ export function infoCommand(): Command {
           tensorCount: i.tensorCount,
           dataBytes,
           metadataBytes: i.metadataLength,
+          problems,
           tensors,
         };
+        const fail = () => (problems.length ? verifyError(file, [], problems, { reported: opts.json }) : undefined);
         if (opts.json) {
           printJson(doc);
+          const e = fail();
+          if (e) throw e;
           return;
         }
-        const out = process.stderr;
+        if (opts.quiet) {
+          const e = fail();
+          if (e) throw e;
+          return;
+        }
+        const out = { write: result };
         out.write(`file:          ${file} (${formatBytes(i.fileSize)})\n`);
         out.write(`data version:  ${i.version}\n`);
         out.write(`flags:         ${doc.flags}${i.hasCryptInfo ? ' (encrypted)' : ''}\n`);
@@ -58,6 +80,8 @@ export function infoCommand(): Command {
           tensors[k]!.meta ? `${e.byteSize} (meta)` : String(e.byteSize),
         ]);
         out.write(`${table(['name', 'type', 'dtype', 'shape', 'bytes'], rows, new Set([4]))}\n`);
+        const e = fail();
+        if (e) throw e;
       } finally {
         await src.close();
       }

@@ -1,7 +1,7 @@
 import { Command } from 'commander';
 import { load, type LoadOptions, type LoadStats } from '../../loader/load.js';
 import { addSourceOptions, parsePositiveInt, parseSize, sourceOptions, type SourceCliOptions } from '../options.js';
-import { formatBytes, log, peakRssBytes, printJson, Progress, table, warn, type CommonOptions } from '../output.js';
+import { formatBytes, peakRssBytes, printJson, Progress, report, table, warn, type CommonOptions } from '../output.js';
 
 interface Opts extends CommonOptions, SourceCliOptions, Pick<LoadOptions, 'device' | 'plaid' | 'mmap' | 'readers' | 'chunkSize' | 'filter' | 'verify'> {
   tensors?: boolean;
@@ -28,11 +28,11 @@ export function loadCommand(): Command {
     .option('--mmap', 'host memory from a local file without copying: map the file copy-on-write and its tensors\' pages in from the page cache (implies --device cpu)')
     .option('--readers <n>', 'local files: reader threads for --plaid and --mmap (default 8)', parsePositiveInt('--readers', 256))
     .option('--chunk-size <size>', 'bytes per read and per ring slot (default 16MiB; HTTP/S3: bytes per range request, default 8MiB)', parseSize)
-    .option('--filter <pattern>', 'load only tensors whose names match a glob (layers.*.weight) or /regex/')
-    .option('--verify', 'check every CRC32 and SHA-256 while streaming')
+    .option('--filter <pattern>', 'load only tensors whose names match a glob or /regex/ (see below)')
+    .option('--verify', 'check the file as verify does: every tensor header first, then the CRC32 and SHA-256 of every tensor loaded while streaming (with --filter, the data of the tensors left out is not read)')
     .option('--tensors', 'also list every loaded tensor')
     .option('--json', 'print one JSON document on stdout')
-    .option('-q, --quiet', 'no progress or report on stderr')
+    .option('-q, --quiet', 'no progress and no report')
     .addHelpText(
       'after',
       `
@@ -50,9 +50,10 @@ from disk what is not cached (MADV_POPULATE_READ). The tensors then sit at their
 the file; the pages are the page cache's, so they count in RSS without being new memory,
 and writing to a tensor copies the pages it touches (the file is never written). With
 --verify each tensor's bytes are hashed as they are mapped in (a file truncated meanwhile
-is an error, E_FILE_CHANGED). Tensorizer files carry no alignment, so mapped tensors can
-start at odd offsets: the report counts them (misaligned), and serialize --align 64 writes
-files without any. As with any memory-mapped weights, a file truncated or rewritten by
+is an error, E_FILE_CHANGED). Files tensorizer writes carry no alignment, so mapped tensors
+can start at odd offsets: the report counts them (misaligned); tensorize serialize writes
+files without any (every tensor at a multiple of 64 bytes, unless given --no-align). As
+with any memory-mapped weights, a file truncated or rewritten by
 another process after the load changes or faults the tensors (SIGBUS on a later read);
 copy (no --mmap) when the file may change.
 
@@ -73,10 +74,16 @@ Host memory (--device cpu) is asked for transparent huge pages, except on VMs wh
 reports free memory back to the host (there fresh huge pages load 4x slower);
 TENSORIZE_HUGEPAGES=1 or 0 decides instead. The JSON report says which (hugePages).
 
+--filter takes a glob or a /regex/. A glob matches the whole name or its end after a dot:
+'layers.*.weight' matches model.layers.0.mlp.up_proj.weight (* matches any characters,
+dots included; ? one character); 'lm_head.weight' matches only that tensor (and
+x.lm_head.weight). A /regex/ (with flags: /q_proj|k_proj/i) matches anywhere in the name.
+
 Examples:
   tensorize load model.tensors --plaid
   tensorize load model.tensors --plaid --device cpu --verify --json
   tensorize load model.tensors --mmap --verify
+  tensorize load model.tensors --filter 'layers.*.weight'
   tensorize load model.tensors --filter 'model.layers.0.*'`,
     )
     .action(async (file: string, opts: Opts, cmd: Command) => {
@@ -91,6 +98,7 @@ Examples:
         chunkSize: opts.chunkSize,
         filter: opts.filter,
         verify: !!opts.verify,
+        onWarning: (m) => warn(opts, m),
         onStart: progress.start,
         onProgress: (() => {
           let last = 0;
@@ -103,7 +111,7 @@ Examples:
       try {
         const s = model.stats;
         if (s.misaligned > 0) {
-          warn(opts, `${s.misaligned} of ${s.tensors} tensors start at file offsets that are not multiples of their element size (the file has no alignment padding, as tensorizer writes them): code that needs aligned data must copy them; tensorize serialize --align 64 writes aligned files`);
+          warn(opts, `${s.misaligned} of ${s.tensors} tensors start at file offsets that are not multiples of their element size (the file has no alignment padding, as tensorizer writes them): code that needs aligned data must copy them; tensorize serialize writes aligned files (64 bytes by default)`);
         }
         const result = {
           ok: true,
@@ -116,7 +124,7 @@ Examples:
         else if (!opts.quiet) {
           const rows: [string, string][] = [
             ['device', `${s.device} (${s.deviceName})`],
-            ['mode', `${modeOf(s)}${s.verified ? ', hashes verified' : ''}`],
+            ['mode', `${modeOf(s)}${s.verified ? (s.skipped ? `, hashes of the ${s.tensors} loaded tensors verified (${s.skipped} filtered out: headers checked, data not read)` : ', hashes verified') : ''}`],
             ['tensors', `${s.tensors}${s.skipped ? ` (${s.skipped} filtered out)` : ''}`],
             ['bytes', formatBytes(s.bytes)],
             ['open + index', `${s.openMs.toFixed(1)} ms`],
@@ -129,9 +137,9 @@ Examples:
             ['device memory', formatBytes(s.deviceBytes)],
             ...(s.mmap ? ([['file mapped', formatBytes(s.mappedBytes)]] as [string, string][]) : []),
           ];
-          log(opts, rows.map(([k, v]) => `${k.padEnd(14)} ${v}`).join('\n'));
+          report(opts, rows.map(([k, v]) => `${k.padEnd(14)} ${v}`).join('\n'));
           if (opts.tensors) {
-            log(opts, '\n' + table(['name', 'dtype', 'shape', 'device', 'offset', 'bytes'], model.tensors.map((t) => [t.name, t.dtype, `[${t.shape.join(', ')}]`, t.device, String(t.offset), String(t.bytes)]), new Set([4, 5])));
+            report(opts, '\n' + table(['name', 'dtype', 'shape', 'device', 'offset', 'bytes'], model.tensors.map((t) => [t.name, t.dtype, `[${t.shape.join(', ')}]`, t.device, String(t.offset), String(t.bytes)]), new Set([4, 5])));
           }
         }
       } finally {

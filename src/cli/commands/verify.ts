@@ -1,9 +1,8 @@
 import { Command } from 'commander';
-import { TensorizeError } from '../../errors.js';
-import { verifyFile } from '../../format/verify.js';
+import { verifyError, verifyFile } from '../../format/verify.js';
 import { openSource } from '../../sources/open.js';
 import { addSourceOptions, parsePositiveInt, sourceOptions, type SourceCliOptions } from '../options.js';
-import { formatBytes, gbps, log, peakRssBytes, printJson, Progress, warn, type CommonOptions } from '../output.js';
+import { formatBytes, gbps, peakRssBytes, printJson, Progress, report, result, warn, type CommonOptions } from '../output.js';
 
 interface Opts extends CommonOptions, SourceCliOptions {
   threads?: number;
@@ -42,23 +41,14 @@ tensor and the hash), 2 on a usage error.`,
           printJson({ ...r, seconds: Number(seconds.toFixed(3)), peakRssBytes: peakRssBytes() });
         } else {
           for (const f of r.failures) {
-            process.stderr.write(`FAILED: tensor ${JSON.stringify(f.tensor)} (#${f.index}): ${f.hash === 'crc32' ? 'CRC32' : 'SHA-256'} mismatch: stored ${f.expected}, computed ${f.actual}\n`);
+            result(`FAILED: tensor ${JSON.stringify(f.tensor)} (#${f.index}): ${f.hash === 'crc32' ? 'CRC32' : 'SHA-256'} mismatch: stored ${f.expected}, computed ${f.actual}\n`);
           }
-          for (const p of r.problems) process.stderr.write(`FAILED: ${p}\n`);
+          for (const p of r.problems) result(`FAILED: ${p}\n`);
           if (r.ok) {
-            log(opts, `OK ${file}: data version ${r.version}, ${r.tensors} tensors, ${formatBytes(r.dataBytes)}, ${r.hashesChecked} hashes checked in ${seconds.toFixed(2)} s (${gbps(r.dataBytes, seconds).toFixed(2)} GB/s)`);
+            report(opts, `OK ${file}: data version ${r.version}, ${r.tensors} tensors, ${formatBytes(r.dataBytes)}, ${r.hashesChecked} hashes checked in ${seconds.toFixed(2)} s (${gbps(r.dataBytes, seconds).toFixed(2)} GB/s)`);
           }
         }
-        if (!r.ok) {
-          const what = [
-            ...(r.failures.length ? [`${r.failures.length} hash check(s) failed in ${new Set(r.failures.map((f) => f.index)).size} tensor(s)`] : []),
-            ...r.problems,
-          ];
-          throw new TensorizeError(r.failures.length ? 'E_HASH_MISMATCH' : 'E_FORMAT', `${file}: ${what.join('; ')}`, {
-            hints: ['the file is corrupt: re-create or re-download it'],
-            reported: opts.json,
-          });
-        }
+        if (!r.ok) throw verifyError(file, r.failures, r.problems, { reported: opts.json });
       } finally {
         await src.close();
       }

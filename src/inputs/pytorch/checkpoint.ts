@@ -6,6 +6,7 @@
  * ranges or a strided gather.
  */
 import { TensorizeError } from '../../errors.js';
+import { formatBytes } from '../../util/units.js';
 import type { DTypeInfo } from '../../format/dtypes.js';
 import { viewSource } from '../../engine/view.js';
 import { FileSource } from '../../sources/file.js';
@@ -17,7 +18,20 @@ import { ZipArchive } from './zip.js';
 export interface CheckpointOptions {
   /** Dotted path of the sub-tree holding the tensors (e.g. `state_dict`). */
   key?: string;
+  /**
+   * Write views that repeat storage elements (torch.expand, stride 0) however large they get
+   * once every element is written out. Default: refused above EXPANDED_VIEW_LIMIT bytes in all.
+   */
+  expandViews?: boolean;
 }
+
+/**
+ * Expanded views (more elements than the storage they span: stride 0, overlapping strides)
+ * grow when written out, since the format stores every element: a 655-byte checkpoint can
+ * spell a 16 GiB tensor. Above this many bytes of growth in all they are refused unless the
+ * caller asks for them (CheckpointOptions.expandViews).
+ */
+export const EXPANDED_VIEW_LIMIT = 64 * 2 ** 20;
 
 /** Largest pickle read into memory (the tensors' bytes are never read here). */
 const MAX_PICKLE_BYTES = 1024 * 1024 * 1024;
@@ -119,8 +133,25 @@ function toInputTensor(src: ByteSource, name: string, t: PyTensor, where: Locate
   };
 }
 
-/** Walk the unpickled object and name every tensor with dotted keys. */
-export function flattenTensors(root: PyValue, opts: { key?: string; file: string }): { tensors: [string, PyTensor][]; skipped: string[]; topLevel: string[] } {
+/**
+ * Naming tensors through shared containers: a checkpoint may reach one tensor by several
+ * names (tied weights), but a few bytes of pickle whose containers share their children can
+ * spell 2^30 names. Above this many names, or MAX_NAMES_PER_TENSOR per distinct tensor if
+ * that is more, the checkpoint is refused before any name is built.
+ */
+export const MAX_SHARED_NAMES = 100_000;
+const MAX_NAMES_PER_TENSOR = 8;
+/** Names of skipped values kept for the warning. */
+const MAX_SKIPPED_NAMES = 20;
+
+/**
+ * Walk the unpickled object and name every tensor with dotted keys. Each container is
+ * summarized once (memoized by identity) before anything is named: how many tensor names it
+ * holds, which of its entries hold tensors, which do not. Naming then visits only entries
+ * that hold tensors, so the work is bounded by the pickle's size plus the names produced,
+ * and shared references cannot multiply it; values that are not tensors are never walked.
+ */
+export function flattenTensors(root: PyValue, opts: { key?: string; file: string }): { tensors: [string, PyTensor][]; skipped: string[]; skippedCount: number; topLevel: string[] } {
   let node = root;
   if (opts.key !== undefined) {
     for (const part of opts.key.split('.')) {
@@ -132,37 +163,129 @@ export function flattenTensors(root: PyValue, opts: { key?: string; file: string
       node = next;
     }
   }
+  interface Summary {
+    /** Tensor names under this container (saturating at 2^53). */
+    names: number;
+    /** Its entries in order: key (undefined: not a string or a number), value, whether it holds tensors. */
+    entries: [string | undefined, PyValue, boolean][];
+    /** The entries that hold tensors. */
+    holders: [string, PyValue][];
+    /** How many entries hold none. */
+    others: number;
+  }
+  // Counts saturate where they stop being exact; the limit is checked on the total.
+  const cap = Number.MAX_SAFE_INTEGER;
+  const summaries = new Map<object, Summary>();
+  const distinct = new Set<PyTensor>();
+  const onPath = new Set<object>();
+  const itemsOf = (v: PyValue): [string | undefined, PyValue][] | undefined => {
+    if (v instanceof Map) return [...v].map(([k, x]) => [keyName(k), x]);
+    if (Array.isArray(v)) return v.map((x, i) => [String(i), x]);
+    if (v instanceof PyTuple) return v.items.map((x, i) => [String(i), x]);
+    return undefined;
+  };
+  const namesIn = (v: PyValue, where: () => string, depth: number): number => {
+    if (v instanceof PyTensor) {
+      distinct.add(v);
+      return 1;
+    }
+    const s = summarize(v, where, depth);
+    return s ? s.names : 0;
+  };
+  const summarize = (v: PyValue, where: () => string, depth: number): Summary | undefined => {
+    // A container seen before costs nothing more, whatever its size.
+    const known = typeof v === 'object' && v !== null ? summaries.get(v) : undefined;
+    if (known) return known;
+    const items = itemsOf(v);
+    if (!items) return undefined;
+    if (onPath.has(v as object)) throw new TensorizeError('E_PICKLE', `${opts.file}: the checkpoint contains a container that holds itself (at ${JSON.stringify(where())})`);
+    if (depth > 200) throw new TensorizeError('E_PICKLE', `${opts.file}: containers are nested more than 200 deep`);
+    onPath.add(v as object);
+    const s: Summary = { names: 0, entries: [], holders: [], others: 0 };
+    for (const [k, x] of items) {
+      const here = () => {
+        const w = where();
+        return w ? `${w}.${k}` : k!;
+      };
+      const n = k === undefined ? 0 : namesIn(x, here, depth + 1);
+      s.entries.push([k, x, n > 0]);
+      if (n > 0) s.holders.push([k!, x]);
+      else s.others++;
+      s.names = Math.min(cap, s.names + n);
+    }
+    onPath.delete(v as object);
+    summaries.set(v as object, s);
+    return s;
+  };
+  const total = namesIn(node, () => '', 0);
+  const limit = Math.max(MAX_SHARED_NAMES, MAX_NAMES_PER_TENSOR * distinct.size);
+  if (total > limit) {
+    throw new TensorizeError(
+      'E_PICKLE',
+      `${opts.file}: the checkpoint's containers share their contents so that its ${distinct.size} tensor(s) would be named ${total >= cap ? 'more than 2^53' : total} times, more than ${limit}; refusing to expand it`,
+      { hints: ['a state dict names each tensor once, or a few times for tied weights; this file was not written by torch.save of a model'] },
+    );
+  }
+  // Name the tensors, visiting only entries that hold some.
   const tensors: [string, PyTensor][] = [];
   const skipped: string[] = [];
-  const onPath = new Set<object>();
-  const walk = (v: PyValue, name: string[], depth: number): void => {
+  let skippedCount = 0;
+  const walk = (v: PyValue, name: string[]): void => {
     if (v instanceof PyTensor) {
       tensors.push([name.length ? name.join('.') : 'tensor', v]);
       return;
     }
-    let items: [string | undefined, PyValue][];
-    if (v instanceof Map) items = [...v].map(([k, x]) => [keyName(k), x]);
-    else if (Array.isArray(v)) items = v.map((x, i) => [String(i), x]);
-    else if (v instanceof PyTuple) items = v.items.map((x, i) => [String(i), x]);
-    else {
-      if (name.length) skipped.push(name.join('.'));
+    const s = summaries.get(v as object);
+    if (!s) {
+      if (name.length) {
+        skippedCount++;
+        if (skipped.length < MAX_SKIPPED_NAMES) skipped.push(name.join('.'));
+      }
       return;
     }
-    if (onPath.has(v as object)) throw new TensorizeError('E_PICKLE', `${opts.file}: the checkpoint contains a container that holds itself (at ${JSON.stringify(name.join('.'))})`);
-    if (depth > 200) throw new TensorizeError('E_PICKLE', `${opts.file}: containers are nested more than 200 deep`);
-    onPath.add(v as object);
-    for (const [k, x] of items) {
-      if (k === undefined) {
-        skipped.push(`${name.join('.')}[<non-string key>]`);
-        continue;
-      }
-      walk(x, [...name, k], depth + 1);
+    skippedCount += s.others;
+    // In order while the warning still wants names (each such pass adds one at least, so
+    // there are at most 20); after that only the entries that hold tensors.
+    if (s.others === 0 || skipped.length >= MAX_SKIPPED_NAMES) {
+      for (const [k, x] of s.holders) walk(x, [...name, k]);
+      return;
     }
-    onPath.delete(v as object);
+    for (const [k, x, holds] of s.entries) {
+      if (holds) walk(x, [...name, k!]);
+      else if (skipped.length < MAX_SKIPPED_NAMES) skipped.push(k === undefined ? `${name.join('.')}[<non-string key>]` : [...name, k].join('.'));
+    }
   };
-  walk(node, [], 0);
+  walk(node, []);
   const topLevel = node instanceof Map ? [...node.keys()].map(keyName).filter((k): k is string => k !== undefined) : [];
-  return { tensors, skipped, topLevel };
+  return { tensors, skipped, skippedCount, topLevel };
+}
+
+/** Bytes a view takes written out, and the bytes of storage it spans. */
+function viewBytes(t: PyTensor): { written: bigint; spanned: bigint } {
+  const n = t.shape.reduce((a, d) => a * BigInt(d), 1n);
+  const item = BigInt(t.dtype.itemsize);
+  if (n === 0n) return { written: 0n, spanned: 0n };
+  const span = t.shape.reduce((a, d, i) => a + BigInt(d - 1) * BigInt(Math.abs(t.stride[i]!)), 0n) + 1n;
+  return { written: n * item, spanned: span * item };
+}
+
+/** Refuse (or, when asked for, warn about) views that repeat storage elements. */
+function checkExpandedViews(src: ByteSource, tensors: [string, PyTensor][], opts: CheckpointOptions, warnings: string[]): void {
+  const expanded = tensors
+    .map(([name, t]) => ({ name, t, ...viewBytes(t) }))
+    .filter((x) => x.written > x.spanned)
+    .sort((a, b) => (b.written - b.spanned > a.written - a.spanned ? 1 : -1));
+  if (expanded.length === 0) return;
+  const growth = expanded.reduce((n, x) => n + x.written - x.spanned, 0n);
+  const top = expanded[0]!;
+  const what = `${expanded.length} expanded view(s) (stride 0 or overlapping strides: elements repeated without copies), largest ${JSON.stringify(top.name)} of size [${top.t.shape}] and stride [${top.t.stride}], which spans ${formatBytes(Number(top.spanned))} of storage and takes ${formatBytes(Number(top.written))} written out`;
+  if (!opts.expandViews && growth > BigInt(EXPANDED_VIEW_LIMIT)) {
+    throw perr(src, `${what}; in all the output would grow by ${formatBytes(Number(growth))}`, 'E_INPUT', [
+      'pass --expand-views to write every element anyway (the output grows by that much)',
+      'or save the tensor itself rather than an expanded view of it (e.g. t.clone() of the unexpanded tensor)',
+    ]);
+  }
+  warnings.push(`${what}: every element is written, ${formatBytes(Number(growth))} more than the checkpoint stores`);
 }
 
 function keyName(k: PyKey): string | undefined {
@@ -182,22 +305,24 @@ function child(node: PyValue, part: string): PyValue | undefined {
 }
 
 function buildModel(src: ByteSource, root: PyValue, locate: (s: PyStorage) => Located, bigEndian: boolean, opts: CheckpointOptions, warnings: string[]): InputModel {
-  const { tensors, skipped, topLevel } = flattenTensors(root, { key: opts.key, file: src.name });
+  const { tensors, skipped, skippedCount, topLevel } = flattenTensors(root, { key: opts.key, file: src.name });
   if (tensors.length === 0) {
     throw perr(src, `no tensors found${opts.key ? ` under --key ${JSON.stringify(opts.key)}` : ''}`, 'E_INPUT', topLevel.length ? [`top-level keys: ${topLevel.slice(0, 20).join(', ')}`] : []);
   }
-  if (skipped.length) {
-    warnings.push(`skipped ${skipped.length} non-tensor value(s): ${skipped.slice(0, 8).join(', ')}${skipped.length > 8 ? ', ...' : ''}`);
+  if (skippedCount) {
+    warnings.push(`skipped ${skippedCount} non-tensor value(s): ${skipped.slice(0, 8).join(', ')}${skippedCount > 8 ? ', ...' : ''}`);
   }
   if (opts.key === undefined) {
     const holders = new Set(tensors.map(([n]) => n.split('.')[0]!));
     const nested = ['state_dict', 'model', 'model_state_dict', 'module', 'optimizer', 'optimizer_state_dict'].filter((k) => holders.has(k));
     if (nested.length > 1) warnings.push(`tensors are nested under several top-level keys (${[...holders].slice(0, 8).join(', ')}); use --key to pick one, e.g. --key ${nested[0]}`);
   }
+  const out = tensors.map(([name, t]) => toInputTensor(src, name, t, locate(t.storage), bigEndian));
+  checkExpandedViews(src, tensors, opts, warnings);
   return {
     format: 'pytorch',
     files: [src.name],
-    tensors: tensors.map(([name, t]) => toInputTensor(src, name, t, locate(t.storage), bigEndian)),
+    tensors: out,
     metadata: new Map(),
     warnings,
   };
