@@ -1,14 +1,15 @@
 #!/bin/bash
 # The native test program built with AddressSanitizer + UndefinedBehaviorSanitizer and,
-# separately, ThreadSanitizer (host-only: no CUDA), then run: the loader, the copy engine,
-# the hashes and the HTTP fetcher (its own fault-injecting server) under both. Exit 0 only
-# when both runs pass and neither sanitizer reported anything. Used by test/sanitizers.test.ts.
+# separately, ThreadSanitizer, then run on two simulated GPUs (TENSORIZE_SIM_GPU=2): the
+# loader, the copy engine, the hashes, the HTTP fetcher (its own fault-injecting server), the
+# device layer and the CUDA driver backend (on fake drivers) under both. Exit 0 only when
+# both runs pass and neither sanitizer reported anything. Used by test/sanitizers.test.ts.
 #   bash scripts/sanitize.sh [asan|tsan]...   (default: both; builds in native/build/sanitize)
 set -u
 cd "$(dirname "$0")/../native"
 OUT=build/sanitize
 mkdir -p $OUT
-SRC="test/pipeline_test.cc test/copy_test.cc test/fetch_test.cc test/cache_test.cc src/loader.cc src/copy.cc src/hash.cc src/io.cc src/net.cc src/fetch.cc src/cache.cc"
+SRC="test/pipeline_test.cc test/copy_test.cc test/fetch_test.cc test/cache_test.cc test/device_cuda_test.cc test/device_sim_test.cc test/stream_core_test.cc test/piece_hasher_test.cc src/stream_core.cc src/piece_hasher.cc src/loader.cc src/copy.cc src/hash.cc src/io.cc src/net.cc src/fetch.cc src/cache.cc src/device.cc src/device_cuda.cc src/device_sim.cc"
 kinds=("$@")
 [ ${#kinds[@]} -eq 0 ] && kinds=(asan tsan)
 build() {
@@ -20,13 +21,24 @@ build() {
   esac
   g++ -std=c++17 -O1 -g -fno-omit-frame-pointer $flags -pthread $SRC -ldl -o $OUT/${k}_test
 }
+# The fake CUDA drivers the CUDA backend's tests load, beside the test programs (uninstrumented:
+# one set serves both sanitizers; the backend's side of every call is instrumented).
+fakes() {
+  local f
+  for f in tzfakecuda=12080 tzfakecuda10=10020 tzfakecuda9=9020; do
+    g++ -std=c++17 -O1 -g -fPIC -shared -pthread -DFAKE_CUDA_VERSION=${f#*=} test/fake_libcuda.cc -o $OUT/lib${f%=*}.so || return 1
+  done
+}
 pids=()
+fakes & pids+=($!)
 for k in "${kinds[@]}"; do build "$k" & pids+=($!); done
 for p in "${pids[@]}"; do wait "$p" || { echo "sanitizer build failed" >&2; exit 2; }; done
 status=0
 for k in "${kinds[@]}"; do
   log=$OUT/$k.log
-  ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 TSAN_OPTIONS=halt_on_error=0:second_deadlock_stack=1 \
+  # Two simulated devices: the GPU rounds run too, and TSan sees the simulator's stream and
+  # callback threads touch the ring (races in the GPU orchestration show up).
+  TENSORIZE_SIM_GPU=2 ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 TSAN_OPTIONS=halt_on_error=0:second_deadlock_stack=1 \
     $OUT/${k}_test > "$log" 2>&1
   rc=$?
   reports=$(grep -cE "ERROR: (Address|Leak)Sanitizer|runtime error:|WARNING: ThreadSanitizer" "$log")

@@ -2,26 +2,43 @@
  * One error class for everything tensorize reports on purpose. `code` is stable
  * (scripts may switch on it); `exitCode` is what the CLI exits with.
  */
-export type ErrorCode =
-  | 'E_USAGE' // bad command line or options
-  | 'E_NOT_FOUND' // an input path does not exist
-  | 'E_IO' // a read or write failed, or returned fewer bytes than asked
-  | 'E_FORMAT' // a .tensors file is malformed
-  | 'E_SAFETENSORS' // a safetensors input is malformed
-  | 'E_INPUT' // an input is unusable for another reason (e.g. no weights in a directory)
-  | 'E_HASH_MISMATCH' // stored CRC32/SHA-256 disagrees with the data
-  | 'E_UNSUPPORTED' // valid but not supported (yet), e.g. encrypted files, data version 5
-  | 'E_INEXPRESSIBLE' // a tensor cannot be written in the target format
-  | 'E_PICKLE' // a PyTorch checkpoint's pickle is malformed or exceeds a limit
-  | 'E_PICKLE_GLOBAL' // a pickle names a global that is not allowlisted (it would run code)
-  | 'E_INTERRUPTED'
-  | 'E_NATIVE_UNAVAILABLE' // the native addon is not built or cannot load
-  | 'E_NO_DEVICE' // no usable GPU (none, no driver, or the addon was built without CUDA)
-  | 'E_DEVICE_OOM' // out of GPU memory
-  | 'E_HOST_OOM' // out of host (pinned or ordinary) memory
-  | 'E_CUDA' // another CUDA error
-  | 'E_FILE_CHANGED' // the file was truncated or modified while it was being read
-  | 'E_NATIVE'; // an unexpected failure inside the native addon
+export const ERROR_CODES = [
+  'E_USAGE', // bad command line or options
+  'E_NOT_FOUND', // an input path does not exist
+  'E_IO', // a read or write failed, or returned fewer bytes than asked
+  'E_FORMAT', // a .tensors file is malformed
+  'E_SAFETENSORS', // a safetensors input is malformed
+  'E_INPUT', // an input is unusable for another reason (e.g. no weights in a directory)
+  'E_HASH_MISMATCH', // stored CRC32/SHA-256 disagrees with the data
+  'E_UNSUPPORTED', // valid but not supported (yet), e.g. encrypted files, data version 5
+  'E_INEXPRESSIBLE', // a tensor cannot be written in the target format
+  'E_PICKLE', // a PyTorch checkpoint's pickle is malformed or exceeds a limit
+  'E_PICKLE_GLOBAL', // a pickle names a global that is not allowlisted (it would run code)
+  'E_INTERRUPTED',
+  'E_NATIVE_UNAVAILABLE', // the native addon is not built or cannot load
+  'E_NO_DEVICE', // no usable GPU: no driver, a driver too old, no device, or no such device
+  'E_DEVICE_OOM', // out of GPU memory (allocating device memory)
+  'E_HOST_OOM', // out of host memory (pinned or ordinary)
+  // A device call failed; the code names the operation, the message the driver call and its error:
+  'E_DEVICE_ALLOC', // allocating device memory (other than running out of it)
+  'E_DEVICE_FREE', // freeing device memory
+  'E_DEVICE_REGISTER', // pinning or unpinning host memory
+  'E_DEVICE_STREAM', // creating or destroying a stream
+  'E_DEVICE_COPY', // a host-to-device copy
+  'E_DEVICE_EVENT', // creating, recording or destroying an event
+  'E_DEVICE_SYNC', // waiting for a stream, an event or the device (where queued work fails)
+  'E_DEVICE_CALLBACK', // queueing a host function
+  'E_DEVICE_READ', // a device-to-host read
+  'E_DEVICE', // another device failure
+  'E_FILE_CHANGED', // the file was truncated or modified while it was being read
+  'E_NATIVE', // an unexpected failure inside the native addon
+] as const;
+
+/**
+ * One list with native/src/errors.h (TZ_ERROR_CODES): test/error-codes.test.ts checks that
+ * both name the same codes in the same order.
+ */
+export type ErrorCode = (typeof ERROR_CODES)[number];
 
 export class TensorizeError extends Error {
   readonly code: ErrorCode;

@@ -1,5 +1,5 @@
 /** Library entry point. */
-export { TensorizeError, type ErrorCode } from './errors.js';
+export { ERROR_CODES, TensorizeError, type ErrorCode } from './errors.js';
 export { TensorType, HashType } from './format/constants.js';
 export { allDtypes, dtypeByName, dtypeBySafetensors, parseTensorizerDtype, type DTypeInfo } from './format/dtypes.js';
 export { decodePath, encodePath, pathToString, type TensorPath, type PathComponent } from './format/paths.js';

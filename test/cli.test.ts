@@ -106,6 +106,12 @@ t.test('exit codes: 2 for usage errors, 1 for bad input; no stack traces', async
   r = cli('verify', join(dir, 'nope.tensors'));
   t.equal(r.code, 1);
   t.match(r.stderr, /no such file or directory/);
+  for (const args of [['serialize', join(dir, 'nope.safetensors')], ['serialize', join(dir, 'nope.safetensors'), '-o', join(dir, 'out.tensors')], ['serialize', join(dir, 'nope.safetensors'), '--json']]) {
+    r = cli(...args);
+    t.equal(r.code, 1, `${args.join(' ')}: exit 1`);
+    t.match(args.includes('--json') ? JSON.parse(r.stdout) : r.stderr, args.includes('--json') ? { ok: false, error: { code: 'E_NOT_FOUND' } } : /^tensorize: error: .*nope\.safetensors: no such file or directory$/m, 'a missing input is named, not an unexpected error');
+    t.notMatch(r.stderr, /unexpected error/);
+  }
   r = cli('verify', join(dir, 'junk.bin'));
   t.equal(r.code, 1);
   t.match(r.stderr, /is not a tensorizer file/);

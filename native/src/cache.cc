@@ -18,7 +18,7 @@ namespace tz {
 namespace {
 
 Error sysError(const std::string& path, const char* what, int e) {
-  return {e == ENOENT ? "E_NOT_FOUND" : "E_IO", path + ": " + what + ": " + std::strerror(e), -1};
+  return {e == ENOENT ? Code::E_NOT_FOUND : Code::E_IO, path + ": " + what + ": " + std::strerror(e), -1};
 }
 
 // An fd that closes itself.
@@ -37,7 +37,7 @@ Error openRegular(const std::string& path, Fd& fd, uint64_t& size) {
   if (fd.fd < 0) return sysError(path, "open", errno);
   struct stat st {};
   if (fstat(fd.fd, &st) != 0) return sysError(path, "fstat", errno);
-  if (!S_ISREG(st.st_mode)) return {"E_INPUT", path + " is not a regular file", -1};
+  if (!S_ISREG(st.st_mode)) return {Code::E_INPUT, path + " is not a regular file", -1};
   size = static_cast<uint64_t>(st.st_size);
   return {};
 }
@@ -84,8 +84,8 @@ Error pageCacheResidency(const std::string& path, Residency& out) {
 }
 
 Error readProbe(const std::string& path, int threads, uint64_t block, ReadProbe& out, const std::atomic<bool>* cancel) {
-  if (threads < 1 || threads > 256) return {"E_USAGE", "readProbe: threads must be between 1 and 256", -1};
-  if (block < 4096 || block > (uint64_t(1) << 30)) return {"E_USAGE", "readProbe: block must be between 4 KiB and 1 GiB", -1};
+  if (threads < 1 || threads > 256) return {Code::E_USAGE, "readProbe: threads must be between 1 and 256", -1};
+  if (block < 4096 || block > (uint64_t(1) << 30)) return {Code::E_USAGE, "readProbe: block must be between 4 KiB and 1 GiB", -1};
   Fd fd(-1);
   uint64_t size = 0;
   Error e = openRegular(path, fd, size);
@@ -100,7 +100,7 @@ Error readProbe(const std::string& path, int threads, uint64_t block, ReadProbe&
     b = std::aligned_alloc(4096, (block + 4095) / 4096 * 4096);
     if (!b) {
       freeAll();
-      return {"E_HOST_OOM", "readProbe: cannot allocate " + std::to_string(block) + " bytes per thread", -1};
+      return {Code::E_HOST_OOM, "readProbe: cannot allocate " + std::to_string(block) + " bytes per thread", -1};
     }
     std::memset(b, 0, block);  // fault the pages in now, not inside the timed reads
   }
@@ -114,7 +114,7 @@ Error readProbe(const std::string& path, int threads, uint64_t block, ReadProbe&
       if (i >= blocks) return;
       uint64_t off = i * block;
       uint64_t len = std::min(block, size - off);
-      if (!preadFully(fd.fd, bufs[k], len, off, path, errs, -1, "E_FILE_CHANGED")) return;
+      if (!preadFully(fd.fd, bufs[k], len, off, path, errs, -1, Code::E_FILE_CHANGED)) return;
       done.fetch_add(len, std::memory_order_relaxed);
     }
   };
@@ -130,7 +130,7 @@ Error readProbe(const std::string& path, int threads, uint64_t block, ReadProbe&
   out.bytes = done.load();
   freeAll();
   if (errs.failed()) return errs.get();
-  if (cancel && cancel->load()) return {"E_INTERRUPTED", "the read was cancelled", -1};
+  if (cancel && cancel->load()) return {Code::E_INTERRUPTED, "the read was cancelled", -1};
   return {};
 }
 

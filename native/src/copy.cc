@@ -143,19 +143,19 @@ class Copy {
     for (const std::string& p : s_.inputs) {
       int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
       if (fd < 0) {
-        err = {errno == ENOENT ? "E_NOT_FOUND" : "E_IO", p + ": " + std::strerror(errno), -1};
+        err = {errno == ENOENT ? Code::E_NOT_FOUND : Code::E_IO, p + ": " + std::strerror(errno), -1};
         return false;
       }
       in_.push_back(fd);
     }
     if (!s_.output.empty() && s_.memory) {
-      err = {"E_USAGE", "copy: an output file or memory, not both", -1};
+      err = {Code::E_USAGE, "copy: an output file or memory, not both", -1};
       return false;
     }
     if (!s_.output.empty()) {
       out_ = ::open(s_.output.c_str(), O_WRONLY | O_CLOEXEC);
       if (out_ < 0) {
-        err = {"E_IO", s_.output + ": " + std::strerror(errno), -1};
+        err = {Code::E_IO, s_.output + ": " + std::strerror(errno), -1};
         return false;
       }
       // Allocate the output's blocks up front: running out of space fails now rather than
@@ -164,7 +164,7 @@ class Copy {
       struct stat st;
       if (fstat(out_, &st) == 0 && st.st_size > 0 && fallocate(out_, FALLOC_FL_KEEP_SIZE, 0, st.st_size) != 0 &&
           errno != EOPNOTSUPP && errno != ENOSYS) {
-        err = {"E_IO", s_.output + ": cannot allocate " + std::to_string(st.st_size) + " bytes: " + std::strerror(errno), -1};
+        err = {Code::E_IO, s_.output + ": cannot allocate " + std::to_string(st.st_size) + " bytes: " + std::strerror(errno), -1};
         return false;
       }
     }
@@ -172,7 +172,7 @@ class Copy {
     for (const CopyJob& j : s_.jobs) {
       if (j.file >= in_.size() || j.ranges.size() % 2 || (j.dst >= 0 && !sink) || (s_.memory && j.dst < 0) ||
           (j.swap != 1 && j.swap != 2 && j.swap != 4 && j.swap != 8)) {
-        err = {"E_USAGE", "copy: malformed job", -1};
+        err = {Code::E_USAGE, "copy: malformed job", -1};
         return false;
       }
     }
@@ -331,7 +331,7 @@ class Copy {
 
 bool runCopy(CopySpec& spec, Error& err) {
   if (spec.chunk < 4096 || spec.chunk > (64u << 20) || spec.chunk % 4096) {
-    err = {"E_USAGE", "copy: the chunk size must be a multiple of 4 KiB between 4 KiB and 64 MiB", -1};
+    err = {Code::E_USAGE, "copy: the chunk size must be a multiple of 4 KiB between 4 KiB and 64 MiB", -1};
     return false;
   }
   Copy c(spec);
@@ -342,7 +342,7 @@ bool runCopy(CopySpec& spec, Error& err) {
   c.writer_ = std::make_unique<Writer>(c.outFd(), spec.output, c.errs_);
   const int buffers = spec.memory ? 0 : 4 * threads + 2;
   if (!c.writer_->allocate(buffers, spec.chunk)) {
-    err = {"E_HOST_OOM", "copy: cannot allocate " + std::to_string(buffers) + " buffers of " + std::to_string(spec.chunk) + " bytes", -1};
+    err = {Code::E_HOST_OOM, "copy: cannot allocate " + std::to_string(buffers) + " buffers of " + std::to_string(spec.chunk) + " bytes", -1};
     return false;
   }
   std::thread writer;
@@ -358,7 +358,7 @@ bool runCopy(CopySpec& spec, Error& err) {
     return false;
   }
   if (spec.cancel && spec.cancel->load()) {
-    err = {"E_INTERRUPTED", "interrupted", -1};
+    err = {Code::E_INTERRUPTED, "interrupted", -1};
     return false;
   }
   return true;

@@ -41,7 +41,7 @@ struct CopySpec {
   int threads = 2;
   uint64_t chunk = 1 << 20;
   bool largestFirst = true;                   // else in the given order
-  const char* shortReadCode = "E_IO";         // the code of a short read
+  Code shortReadCode = Code::E_IO;         // the code of a short read
   std::function<void(size_t job)> onJobDone;  // called on worker threads
   std::atomic<uint64_t>* progress = nullptr;
   std::atomic<bool>* cancel = nullptr;

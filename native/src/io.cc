@@ -9,14 +9,14 @@
 namespace tz {
 
 bool preadFully(int fd, void* buf, uint64_t len, uint64_t off, const std::string& path, ErrorSlot& errs, int64_t tensor,
-                const char* shortReadCode) {
+                Code shortReadCode) {
   auto* p = static_cast<uint8_t*>(buf);
   uint64_t done = 0;
   while (done < len) {
     ssize_t n = ::pread(fd, p + done, len - done, static_cast<off_t>(off + done));
     if (n < 0) {
       if (errno == EINTR) continue;
-      errs.set("E_IO", path + ": read failed at byte " + std::to_string(off + done) + ": " + std::strerror(errno), tensor);
+      errs.set(Code::E_IO, path + ": read failed at byte " + std::to_string(off + done) + ": " + std::strerror(errno), tensor);
       return false;
     }
     if (n == 0) {
@@ -35,7 +35,7 @@ bool pwriteFully(int fd, const void* buf, uint64_t len, uint64_t off, const std:
     ssize_t n = ::pwrite(fd, p + done, len - done, static_cast<off_t>(off + done));
     if (n < 0) {
       if (errno == EINTR) continue;
-      errs.set("E_IO", path + ": write failed at byte " + std::to_string(off + done) + ": " + std::strerror(errno), tensor);
+      errs.set(Code::E_IO, path + ": write failed at byte " + std::to_string(off + done) + ": " + std::strerror(errno), tensor);
       return false;
     }
     done += static_cast<uint64_t>(n);
@@ -59,7 +59,7 @@ bool stagingFits(uint64_t bytes, const char* what, Error& err) {
   if (pages <= 0 || size <= 0) return true;
   const uint64_t limit = static_cast<uint64_t>(pages) * static_cast<uint64_t>(size) / 4;
   if (bytes <= limit) return true;
-  err.code = "E_HOST_OOM";
+  err.code = Code::E_HOST_OOM;
   err.message = std::string(what) + " would take " + std::to_string(bytes >> 20) + " MiB, more than a quarter of this machine's memory (" +
                 std::to_string(limit >> 20) + " MiB); lower --chunk-size, or --readers / --concurrency";
   return false;

@@ -7,6 +7,9 @@
 #include <cstdint>
 #include <mutex>
 #include <string>
+#include <vector>
+
+#include "errors.h"
 
 namespace tz {
 
@@ -14,22 +17,30 @@ using Clock = std::chrono::steady_clock;
 inline double msSince(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
 
 struct Error {
-  std::string code;  // stable: E_IO, E_FILE_CHANGED, E_HASH_MISMATCH, E_DEVICE_OOM, E_CUDA, E_NO_DEVICE, E_INTERRUPTED, E_UNSUPPORTED
+  Code code = Code::none;  // stable (errors.h); none on success
   std::string message;
-  int64_t tensor = -1;  // item index the error concerns, if any
-  bool ok() const { return code.empty(); }
+  int64_t tensor = -1;  // item index the error concerns, if any (JS: `item`)
+  std::string hint;     // what the user can do about it, when there is something (JS: `hints`)
+  std::vector<std::string> hashes;  // E_HASH_MISMATCH: which stored hashes failed ("crc32", "sha256")
+  bool ok() const { return code == Code::none; }
 };
 
 // First error wins; later ones (usually consequences of the cancel) are dropped.
 class ErrorSlot {
  public:
-  void set(const std::string& code, const std::string& msg, int64_t tensor = -1) {
+  void set(Code code, const std::string& msg, int64_t tensor = -1, const std::string& hint = "") {
     std::lock_guard<std::mutex> g(m_);
     if (err_.ok()) {
       err_.code = code;
       err_.message = msg;
       err_.tensor = tensor;
+      err_.hint = hint;
     }
+    failed_.store(true);
+  }
+  void set(const Error& e) {
+    std::lock_guard<std::mutex> g(m_);
+    if (err_.ok()) err_ = e;
     failed_.store(true);
   }
   bool failed() const { return failed_.load(std::memory_order_relaxed); }
@@ -48,7 +59,7 @@ class ErrorSlot {
 // file was truncated or changed while being read) is reported with shortReadCode: the loader
 // says E_FILE_CHANGED, the copy engine E_IO like the rest of serialize/verify/export.
 bool preadFully(int fd, void* buf, uint64_t len, uint64_t off, const std::string& path, ErrorSlot& errs, int64_t tensor,
-                const char* shortReadCode = "E_FILE_CHANGED");
+                Code shortReadCode = Code::E_FILE_CHANGED);
 // Write exactly len bytes at off; false with the error recorded otherwise.
 bool pwriteFully(int fd, const void* buf, uint64_t len, uint64_t off, const std::string& path, ErrorSlot& errs, int64_t tensor);
 

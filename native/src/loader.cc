@@ -15,44 +15,15 @@
 #include <thread>
 
 #include "copy.h"
+#include "device.h"
 #include "hash.h"
 #include "io.h"
-#include "pinned.h"
-
-#ifdef TENSORIZE_HAVE_CUDA
-#include "cuda_errors.h"
-#endif
+#include "piece_hasher.h"
+#include "stream_core.h"
 
 namespace tz {
 
 namespace {
-
-
-#ifdef TENSORIZE_HAVE_CUDA
-#define CUDA_OK(call, what, errs)                        \
-  do {                                                   \
-    cudaError_t e_ = (call);                             \
-    if (e_ != cudaSuccess) {                             \
-      (errs).set(cudaCode(e_), cudaMsg(e_, what));       \
-    }                                                    \
-  } while (0)
-#endif
-
-
-
-// Empty when the computed hashes of a tensor match the stored ones; else every one that
-// does not, as "CRC32 mismatch (stored x, computed y); SHA-256 mismatch (...)" (the
-// TypeScript side reads this back to report it as verify does).
-std::string hashMismatch(const Expect& e, uint32_t crc, const uint8_t* sha) {
-  std::string why;
-  if (e.crc && crc != e.crc32) {
-    char buf[64];
-    snprintf(buf, sizeof buf, "CRC32 mismatch (stored %08x, computed %08x)", e.crc32, crc);
-    why = buf;
-  }
-  if (e.sha && std::memcmp(sha, e.sha256, 32) != 0) why += (why.empty() ? "" : "; ") + std::string("SHA-256 mismatch (stored ") + hex(e.sha256, 32) + ", computed " + hex(sha, 32) + ")";
-  return why;
-}
 
 // Running CRC32 + SHA-256 of one tensor (prefix first, then its data in order).
 class TensorHash {
@@ -62,10 +33,10 @@ class TensorHash {
     if (e_.crc) crc_ = crc32(crc_, p, n);
     if (e_.sha) sha_.update(p, n);
   }
-  std::string check() {
+  Error check(int64_t item) {
     uint8_t got[32] = {};
     if (e_.sha) sha_.final(got);
-    return hashMismatch(e_, crc_, got);
+    return hashMismatch(e_, crc_, got, item);
   }
 
  private:
@@ -74,83 +45,59 @@ class TensorHash {
   Sha256 sha_;
 };
 
+// The plan: every tensor in pieces of at most `chunk` bytes, in file order; readers take
+// one piece at a time (with --verify too: the hasher puts each tensor's pieces in order).
 struct Piece {
   uint32_t item;
+  uint32_t idx;  // position among the item's pieces
   uint64_t off;  // within the item
   uint64_t len;
 };
-
-// Units of work handed to readers: single pieces, or (when hashing) whole tensors.
-struct Unit {
-  uint32_t item;
-  uint64_t a, b;  // [first piece, end piece); empty for a zero-length tensor
-};
 struct Plan {
   std::vector<Piece> pieces;
-  std::vector<Unit> units;
 };
 
 Plan makePlan(const Spec& s) {
   Plan p;
   const uint64_t chunk = s.chunk ? s.chunk : (16u << 20);
   for (uint32_t i = 0; i < s.items.size(); i++) {
-    const uint64_t first = p.pieces.size();
-    for (uint64_t off = 0; off < s.items[i].len; off += chunk) p.pieces.push_back({i, off, std::min(chunk, s.items[i].len - off)});
-    if (s.verify) {
-      p.units.push_back({i, first, p.pieces.size()});
-    } else {
-      for (uint64_t k = first; k < p.pieces.size(); k++) p.units.push_back({i, k, k + 1});
-    }
+    uint32_t idx = 0;
+    for (uint64_t off = 0; off < s.items[i].len; off += chunk) p.pieces.push_back({i, idx++, off, std::min(chunk, s.items[i].len - off)});
   }
   return p;
 }
 
-class Run {
+class Run : public RunState {
  public:
-  Run(const Spec& s, int fd, Loaded& out) : s_(s), fd_(fd), out_(out), plan_(makePlan(s)), remaining_(s.items.size()) {
+  Run(const Spec& s, int fd, Loaded& out) : RunState(s.progress, s.cancel), s_(s), fd_(fd), out_(out), plan_(makePlan(s)) {
     // per-item count of pieces still in flight
     std::vector<uint64_t> counts(s.items.size(), 0);
     for (auto& pc : plan_.pieces) counts[pc.item]++;
-    for (size_t i = 0; i < counts.size(); i++) remaining_[i].store(counts[i]);
+    first_.init(counts, &out_.stats.firstTensorMs);
     out_.stats.pieces = plan_.pieces.size();
   }
 
-  ErrorSlot errs;
-
-  bool cancelled() { return errs.failed() || (s_.cancel && s_.cancel->load(std::memory_order_relaxed)); }
-  void progress(uint64_t n) {
-    if (s_.progress) s_.progress->fetch_add(n, std::memory_order_relaxed);
-  }
   // The first tensor to be complete in its destination sets the time to first tensor.
-  void tensorDone() {
-    bool expected = false;
-    if (firstDone_.compare_exchange_strong(expected, true)) out_.stats.firstTensorMs = msSince(t0_);
-  }
+  void tensorDone() { first_.tensorDone(); }
   // Called when a piece is on its destination.
-  void pieceDone(uint32_t item) {
-    if (remaining_[item].fetch_sub(1) == 1) tensorDone();
+  void pieceDone(uint32_t item) { first_.pieceDone(item); }
+  void start() {
+    t0_ = Clock::now();
+    first_.start(t0_);
   }
-  void start() { t0_ = Clock::now(); }
 
+  // --plaid into host memory without --verify (which runHostVerified does).
   void hostReader() {
     for (;;) {
       uint64_t u = next_.fetch_add(1);
-      if (u >= plan_.units.size() || cancelled()) return;
-      const Unit& un = plan_.units[u];
-      const Item& it = s_.items[un.item];
-      std::unique_ptr<TensorHash> h;
-      if (s_.verify) h = std::make_unique<TensorHash>(s_.expect[un.item]);
-      for (uint64_t k = un.a; k < un.b; k++) {
-        const Piece& pc = plan_.pieces[k];
-        if (cancelled()) return;
-        uint8_t* dst = static_cast<uint8_t*>(out_.base) + it.dst + pc.off;
-        prefault(dst, pc.len);
-        if (!preadFully(fd_, dst, pc.len, it.src + pc.off, s_.path, errs, pc.item)) return;
-        if (h) h->update(dst, pc.len);
-        progress(pc.len);
-        pieceDone(pc.item);
-      }
-      if (h) checkHash(*h, un.item);
+      if (u >= plan_.pieces.size() || cancelled()) return;
+      const Piece& pc = plan_.pieces[u];
+      const Item& it = s_.items[pc.item];
+      uint8_t* dst = static_cast<uint8_t*>(out_.base) + it.dst + pc.off;
+      prefault(dst, pc.len);
+      if (!preadFully(fd_, dst, pc.len, it.src + pc.off, s_.path, errs, pc.item)) return;
+      progress(pc.len);
+      pieceDone(pc.item);
     }
   }
 
@@ -161,6 +108,9 @@ class Run {
   // `mapped` (--mmap --verify): the engine only hashes, reading with pread into its own
   // buffers (the same page-cache pages as the mapping, but a file truncated meanwhile is
   // then E_FILE_CHANGED, not SIGBUS), and each tensor's pages are mapped in once it is hashed.
+  // (Not the shared PieceHasher that GPU loads use: readers pread'ing pieces into place and
+  // handing them to it measured 1.84 GB/s against this engine's 1.94 GB/s, 1.88 GiB warm on
+  // 2 cores, median of 5.)
   void runHostVerified(int readers, bool mapped) {
     CopySpec c;
     c.inputs = {s_.path};
@@ -168,7 +118,7 @@ class Run {
     c.threads = readers;
     c.chunk = std::max<uint64_t>(4096, std::min<uint64_t>(s_.chunk, 1 << 20) / 4096 * 4096);
     c.largestFirst = true;
-    c.shortReadCode = "E_FILE_CHANGED";
+    c.shortReadCode = Code::E_FILE_CHANGED;
     c.progress = s_.progress;
     c.cancel = s_.cancel;
     c.onJobDone = [this, mapped](size_t i) {
@@ -189,13 +139,13 @@ class Run {
     out_.stats.pieces = c.jobs.size();
     Error err;
     if (!runCopy(c, err)) {
-      if (err.code != "E_INTERRUPTED") errs.set(err.code, err.message, err.tensor);
+      if (err.code != Code::E_INTERRUPTED) errs.set(err.code, err.message, err.tensor);
       return;
     }
     if (errs.failed()) return;  // a mapping failed (onJobDone)
     for (size_t i = 0; i < c.jobs.size(); i++) {
-      std::string why = hashMismatch(s_.expect[i], c.jobs[i].crc32, c.jobs[i].sha256);
-      if (!why.empty()) return errs.set("E_HASH_MISMATCH", "tensor #" + std::to_string(i) + ": " + why, static_cast<int64_t>(i));
+      Error bad = hashMismatch(s_.expect[i], c.jobs[i].crc32, c.jobs[i].sha256, static_cast<int64_t>(i));
+      if (!bad.ok()) return errs.set(bad);
     }
   }
 
@@ -218,16 +168,16 @@ class Run {
     // shrank meanwhile).
     if (errno == EINVAL || errno == ENOSYS) return true;
     if (errno == ENOMEM) {
-      errs.set("E_HOST_OOM", s_.path + ": out of memory while mapping bytes " + std::to_string(a) + "-" + std::to_string(b) + " of the file", item);
+      errs.set(Code::E_HOST_OOM, s_.path + ": out of memory while mapping bytes " + std::to_string(a) + "-" + std::to_string(b) + " of the file", item);
       return false;
     }
     // EFAULT: an access would have raised SIGBUS: the pages lie past the end of the file
     // (it was truncated since it was mapped) or reading them failed.
     struct stat st {};
     if (fstat(fd_, &st) == 0 && static_cast<uint64_t>(st.st_size) < b && static_cast<uint64_t>(st.st_size) < out_.size) {
-      errs.set("E_FILE_CHANGED", s_.path + ": the file was truncated to " + std::to_string(st.st_size) + " bytes while it was being mapped", item);
+      errs.set(Code::E_FILE_CHANGED, s_.path + ": the file was truncated to " + std::to_string(st.st_size) + " bytes while it was being mapped", item);
     } else {
-      errs.set("E_IO", s_.path + ": could not read bytes " + std::to_string(a) + "-" + std::to_string(b) + " of the file into its mapping: " + std::strerror(errno), item);
+      errs.set(Code::E_IO, s_.path + ": could not read bytes " + std::to_string(a) + "-" + std::to_string(b) + " of the file into its mapping: " + std::strerror(errno), item);
     }
     return false;
   }
@@ -281,157 +231,102 @@ class Run {
     for (auto& t : ts) t.join();
   }
 
+  // --verify on a GPU: each tensor is checked as soon as its last piece is hashed (on a
+  // hasher thread; a mismatch stops the load); a zero-length tensor (only its prefix) here.
+  void startHasher() {
+    std::vector<std::vector<uint64_t>> lens(s_.items.size());
+    for (const Piece& pc : plan_.pieces) lens[pc.item].push_back(pc.len);
+    hasher_.reset(new PieceHasher(s_.expect, std::move(lens), *this, [this](uint32_t i) { failed(hasher_->check(i)); }));
+    for (uint32_t i = 0; i < s_.items.size(); i++)
+      if (!s_.items[i].len && hasher_->needs(i)) failed(hasher_->check(i));
+    // A hasher thread per core, up to 8 (not the fetcher's half: readers only pread, and on
+    // 2 cores one hasher thread left the load hash-bound, 1.99 s instead of 1.5 s for 1.88 GiB).
+    hasher_->start(std::max(1, std::min(8, static_cast<int>(std::thread::hardware_concurrency()))));
+  }
+
   void checkHash(TensorHash& h, uint32_t item) {
-    std::string why = h.check();
-    if (!why.empty()) errs.set("E_HASH_MISMATCH", "tensor #" + std::to_string(item) + ": " + why, item);
+    Error bad = h.check(item);
+    if (!bad.ok()) errs.set(bad);
   }
 
-#ifdef TENSORIZE_HAVE_CUDA
-  struct Slot {
-    void* host = nullptr;
-    cudaEvent_t done = nullptr;
-    bool used = false;
-  };
-  // One reader's pinned staging: its two slots in one region (pinned.h), pinned by the
-  // reader itself on its own thread, so reading starts after one region is pinned, not the
-  // whole ring.
-  struct Reader {
-    cudaStream_t stream = nullptr;
-    Slot slots[2];
-    PinnedHost region;
-    double pinMs = 0;
-  };
-
-  struct Callback {
-    Run* run;
-    uint32_t item;
-  };
-  static void CUDART_CB onCopied(void* p) {
-    auto* c = static_cast<Callback*>(p);
-    c->run->pieceDone(c->item);
-  }
-
-  void cudaReader(Reader& r, std::vector<Callback>& cbs) {
-    cudaError_t e = cudaSetDevice(s_.device);
-    if (e != cudaSuccess) return errs.set(cudaCode(e), cudaMsg(e, "cudaSetDevice"));
-    auto p0 = Clock::now();
+  // GPU loads: each reader owns a staging ring (stream_core.h) of two pinned slots in one
+  // region, pinned by the reader itself on its own thread (reading starts after one region
+  // is pinned, not the whole ring), and a stream: it reads into one slot while the device
+  // copies the other. With --verify it also hands each piece to the hasher (piece_hasher.h),
+  // and a slot is refilled only once its copy is done and its piece hashed.
+  void deviceReader(StagingRing& r) {
     Error pe;
-    if (!r.region.allocate(2 * s_.chunk, "the pinned ring", pe)) return errs.set(pe.code, pe.message);
-    for (int k = 0; k < 2; k++) r.slots[k].host = r.region.data() + k * s_.chunk;
-    r.pinMs = msSince(p0);
-    int which = 0;
+    if (!r.pin(s_.chunk, "the pinned ring", pe)) return errs.set(pe);
     for (;;) {
       uint64_t u = next_.fetch_add(1);
-      if (u >= plan_.units.size() || cancelled()) break;
-      const Unit& un = plan_.units[u];
-      std::unique_ptr<TensorHash> h;
-      if (s_.verify) h = std::make_unique<TensorHash>(s_.expect[un.item]);
-      for (uint64_t k = un.a; k < un.b; k++) {
-        const Piece& pc = plan_.pieces[k];
-        const Item& it = s_.items[pc.item];
-        Slot& slot = r.slots[which];
-        which ^= 1;
-        if (slot.used) {
-          e = cudaEventSynchronize(slot.done);  // the slot's previous copy has finished
-          if (e != cudaSuccess) return errs.set(cudaCode(e), cudaMsg(e, "cudaEventSynchronize"), pc.item);
-        }
-        if (cancelled()) return;
-        if (!preadFully(fd_, slot.host, pc.len, it.src + pc.off, s_.path, errs, pc.item)) return;
-        if (h) h->update(slot.host, pc.len);
-        e = cudaMemcpyAsync(static_cast<uint8_t*>(out_.base) + it.dst + pc.off, slot.host, pc.len, cudaMemcpyHostToDevice, r.stream);
-        if (e != cudaSuccess) return errs.set(cudaCode(e), cudaMsg(e, "cudaMemcpyAsync"), pc.item);
-        // A host function per piece only until the first tensor is complete on the device
-        // (all it is for: the time to first tensor). Host functions run one at a time on
-        // CUDA's callback thread and hold their stream meanwhile: one per piece would cost
-        // a model of 20,000 small tensors tens of milliseconds.
-        if (!firstDone_.load(std::memory_order_relaxed)) {
-          cbs[k] = {this, pc.item};
-          e = cudaLaunchHostFunc(r.stream, onCopied, &cbs[k]);
-          if (e != cudaSuccess) return errs.set(cudaCode(e), cudaMsg(e, "cudaLaunchHostFunc"), pc.item);
-        }
-        e = cudaEventRecord(slot.done, r.stream);
-        if (e != cudaSuccess) return errs.set(cudaCode(e), cudaMsg(e, "cudaEventRecord"), pc.item);
-        slot.used = true;
-        progress(pc.len);
+      if (u >= plan_.pieces.size() || cancelled()) break;
+      const Piece& pc = plan_.pieces[u];
+      const Item& it = s_.items[pc.item];
+      Error we;
+      const int slot = r.acquire(we, this);
+      if (failed(we, pc.item)) return;
+      if (slot < 0 || cancelled()) return;
+      uint8_t* buf = r.slot(slot);
+      if (!preadFully(fd_, buf, pc.len, it.src + pc.off, s_.path, errs, pc.item)) return;
+      const StagingRing::Copy c{out_.dbase + it.dst + pc.off, 0, pc.len, pc.item};
+      if (failed(r.submit(slot, &c, 1, &first_, pc.item))) return;
+      if (hasher_ && hasher_->needs(pc.item)) {
+        r.pending(slot).set(1);
+        hasher_->arrived(pc.item, pc.idx, buf, &r.pending(slot));
       }
-      if (h) checkHash(*h, un.item);
+      progress(pc.len);
     }
   }
 
-  void runCuda(int readers) {
+  void runDevice(int readers) {
     Error tooBig;
-    if (!stagingFits(2ull * static_cast<uint64_t>(readers) * s_.chunk, "the pinned ring (2 x readers x chunk size)", tooBig)) return errs.set(tooBig.code, tooBig.message);
+    if (!stagingFits(2ull * static_cast<uint64_t>(readers) * s_.chunk, "the pinned ring (2 x readers x chunk size)", tooBig)) return errs.set(tooBig);
     // (pinnedBytes counts the regions the readers pinned; allocMs the slowest pinning.)
-    std::vector<Reader> rs(readers);
-    // On the heap: if a stream fails to drain, its pending host functions may still point
-    // here, so it is then left allocated (and the stream alive) rather than freed.
-    auto cbs = std::make_unique<std::vector<Callback>>(plan_.pieces.size());
-    for (size_t i = 0; i < rs.size() && !errs.failed(); i++) {
-      Reader& r = rs[i];
-      CUDA_OK(cudaStreamCreateWithFlags(&r.stream, cudaStreamNonBlocking), "cudaStreamCreate", errs);
-      // A reader waiting for its slot: by default CUDA's own choice (spin while the process
-      // has fewer contexts than cores: microseconds per wait, which matters for models of
-      // many small tensors); TENSORIZE_CUDA_SYNC=block sleeps instead (frees the core).
-      const char* sync = getenv("TENSORIZE_CUDA_SYNC");
-      const unsigned flags = cudaEventDisableTiming | (sync && std::string(sync) == "block" ? cudaEventBlockingSync : 0);
-      for (int k = 0; k < 2 && !errs.failed(); k++) CUDA_OK(cudaEventCreateWithFlags(&r.slots[k].done, flags), "cudaEventCreate", errs);
+    std::vector<std::unique_ptr<StagingRing>> rs;
+    // A reader waiting for its slot: by default the driver's own choice (spin while the
+    // process has fewer contexts than cores: microseconds per wait, which matters for models
+    // of many small tensors); TENSORIZE_CUDA_SYNC=block sleeps instead (frees the core).
+    const char* sync = getenv("TENSORIZE_CUDA_SYNC");
+    const bool blocking = sync && std::string(sync) == "block";
+    for (int i = 0; i < readers && !errs.failed(); i++) {
+      rs.emplace_back(new StagingRing);
+      failed(rs.back()->open(s_.device, blocking));
     }
     const double setupMs = msSince(t0_);
+    if (s_.verify) startHasher();
     if (!errs.failed()) {
       std::vector<std::thread> ts;
-      for (auto& r : rs) ts.emplace_back([this, &r, &cbs] { cudaReader(r, *cbs); });
+      for (auto& r : rs) ts.emplace_back([this, &r] { deviceReader(*r); });
       for (auto& t : ts) t.join();
     }
+    if (hasher_) hasher_->join();
+    // Teardown: each ring drains its stream before anything it used goes.
     double pinMs = 0;
-    bool drained = true;
     for (auto& r : rs) {
-      pinMs = std::max(pinMs, r.pinMs);
-      if (r.region.pinned()) out_.stats.pinnedBytes += 2 * s_.chunk;
-      bool ok = true;
-      if (r.stream) {
-        cudaError_t e = cudaStreamSynchronize(r.stream);
-        // A stream that did not drain may still run host functions pointing into `cbs` and
-        // copies reading its region: leave the stream, the region and `cbs` (the context is
-        // broken anyway). Readers whose streams drained are cleaned up as usual.
-        if (e != cudaSuccess) {
-          errs.set(cudaCode(e), cudaMsg(e, "cudaStreamSynchronize"));
-          ok = drained = false;
-        } else {
-          cudaStreamDestroy(r.stream);
-        }
-      }
-      for (auto& sl : r.slots)
-        if (sl.done) cudaEventDestroy(sl.done);
-      if (ok) r.region.release();
-      else r.region.abandon();
+      pinMs = std::max(pinMs, r->pinMs());
+      out_.stats.pinnedBytes += r->pinnedBytes();
+      r->close(errs);
     }
-    if (!drained) cbs.release();  // deliberately never freed (see above)
     // Readers pin their regions in parallel, each before its first read.
     out_.stats.allocMs = setupMs + pinMs;
   }
 
   // The baseline: each tensor read into pageable memory, then a synchronous copy.
-  void runCudaSimple() {
+  void runDeviceSimple() {
     runSimple([this](size_t i, const uint8_t* buf) {
       const Item& it = s_.items[i];
       if (!it.len) return true;
-      cudaError_t e = cudaMemcpy(static_cast<uint8_t*>(out_.base) + it.dst, buf, it.len, cudaMemcpyHostToDevice);
-      if (e != cudaSuccess) errs.set(cudaCode(e), cudaMsg(e, "cudaMemcpy"), i);
-      return e == cudaSuccess;
+      return !failed(dev::copyToDevice(s_.device, out_.dbase + it.dst, buf, it.len), static_cast<int64_t>(i));
     });
-    // A pageable cudaMemcpy returns once its source is staged: wait for the last DMA, so
-    // the baseline's transfer time ends where --plaid's does (all copies on the device).
-    if (!errs.failed()) {
-      cudaError_t e = cudaDeviceSynchronize();
-      if (e != cudaSuccess) errs.set(cudaCode(e), cudaMsg(e, "cudaDeviceSynchronize"));
-    }
+    // A pageable copy may return once its source is staged: wait for the last DMA, so the
+    // baseline's transfer time ends where --plaid's does (all copies on the device).
+    if (!errs.failed()) failed(dev::sync(s_.device));
   }
-#endif
 
   // Host baseline: each tensor read into its own buffer, then copied into place.
   void runHostSimple() {
     runSimple([this](size_t i, const uint8_t* buf) {
-      std::memcpy(static_cast<uint8_t*>(out_.base) + s_.items[i].dst, buf, s_.items[i].len);
+      if (s_.items[i].len) std::memcpy(static_cast<uint8_t*>(out_.base) + s_.items[i].dst, buf, s_.items[i].len);
       return true;
     });
   }
@@ -443,7 +338,7 @@ class Run {
     for (size_t i = 0; i < s_.items.size() && !cancelled(); i++) {
       const Item& it = s_.items[i];
       std::unique_ptr<uint8_t[]> buf(new (std::nothrow) uint8_t[it.len ? it.len : 1]);
-      if (!buf) return errs.set("E_HOST_OOM", "out of host memory for a " + std::to_string(it.len) + "-byte tensor", i);
+      if (!buf) return errs.set(Code::E_HOST_OOM, "out of host memory for a " + std::to_string(it.len) + "-byte tensor", i);
       if (!preadFully(fd_, buf.get(), it.len, it.src, s_.path, errs, i)) return;
       if (s_.verify) {
         TensorHash h(s_.expect[i]);
@@ -452,7 +347,7 @@ class Run {
       }
       if (!copy(i, buf.get())) return;
       progress(it.len);
-      uint64_t n = remaining_[i].load();
+      uint64_t n = first_.remaining(static_cast<uint32_t>(i));
       for (uint64_t k = 0; k < n; k++) pieceDone(i);
     }
   }
@@ -470,28 +365,27 @@ class Run {
   int fd_;
   Loaded& out_;
   Plan plan_;
-  std::vector<std::atomic<uint64_t>> remaining_;
+  FirstTensor first_;
+  std::unique_ptr<PieceHasher> hasher_;  // GPU loads with --verify
   std::atomic<uint64_t> next_{0};
-  std::atomic<bool> firstDone_{false};
   Clock::time_point t0_;
 };
 
 }  // namespace
 
-Loaded::~Loaded() { free(); }
+Loaded::~Loaded() { (void)free(); }
 
-void Loaded::free() {
-  if (!base) return;
-#ifdef TENSORIZE_HAVE_CUDA
+Error Loaded::free() {
+  Error e;
   if (device >= 0) {
-    cudaSetDevice(device);
-    cudaFree(base);
-    base = nullptr;
-    return;
+    if (dbase) e = dev::free(device, dbase);
+    dbase = 0;
+    return e;
   }
-#endif
+  if (!base) return e;
   munmap(base, size);
   base = nullptr;
+  return e;
 }
 
 Loaded* mapFile(int fd, uint64_t size, const std::string& path, Error& err) {
@@ -505,7 +399,7 @@ Loaded* mapFile(int fd, uint64_t size, const std::string& path, Error& err) {
     void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE, fd, 0);
     if (p == MAP_FAILED) {
       const bool oom = errno == ENOMEM;
-      err.code = oom ? "E_HOST_OOM" : "E_IO";
+      err.code = oom ? Code::E_HOST_OOM : Code::E_IO;
       err.message = path + ": cannot map the file (" + std::to_string(size) + " bytes): " + std::strerror(errno) +
                     (oom ? " (with vm.overcommit_memory=2 a writable private mapping counts in full against the commit limit: load without --mmap)" : "");
       return nullptr;
@@ -521,29 +415,19 @@ Loaded* allocate(int device, uint64_t total, Error& err, bool hugePages) {
   out->device = device;
   out->size = total;
   if (device >= 0) {
-#ifdef TENSORIZE_HAVE_CUDA
-    cudaError_t e = cudaSetDevice(device);
-    const char* what = "cudaSetDevice";
-    if (e == cudaSuccess && total) {
-      what = "cudaMalloc of the tensor memory";
-      e = cudaMalloc(&out->base, total);
-    }
-    if (e != cudaSuccess) {
-      out->base = nullptr;
-      err.code = cudaCode(e);
-      err.message = cudaMsg(e, what) + (e == cudaErrorMemoryAllocation ? " (" + std::to_string(total) + " bytes)" : "");
-      return nullptr;
+    if (total) {
+      Error e = dev::alloc(device, total, &out->dbase);
+      if (!e.ok()) {
+        err = e;
+        err.message += " (the tensor memory, " + std::to_string(total) + " bytes)";
+        return nullptr;
+      }
     }
     out->stats.deviceBytes = total;
-#else
-    err.code = "E_NO_DEVICE";
-    err.message = "this build of the native addon has no CUDA support (no CUDA toolkit was found when it was built)";
-    return nullptr;
-#endif
   } else if (total) {
     void* p = mmap(nullptr, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) {
-      err.code = "E_HOST_OOM";
+      err.code = Code::E_HOST_OOM;
       err.message = "cannot map " + std::to_string(total) + " bytes of host memory for the tensors: " + std::strerror(errno);
       return nullptr;
     }
@@ -558,29 +442,19 @@ Loaded* allocate(int device, uint64_t total, Error& err, bool hugePages) {
 // Copies between the destination and host memory: `in` copies host -> destination.
 Error Loaded::transfer(uint64_t offset, uint64_t len, void* host, bool in) const {
   Error err;
-  if (!base && len) {
-    err.code = "E_USAGE";
+  if ((device >= 0 ? !dbase : !base) && len) {
+    err.code = Code::E_USAGE;
     err.message = "the loaded model was closed";
     return err;
   }
   if (offset > size || len > size - offset) {
-    err.code = "E_USAGE";
+    err.code = Code::E_USAGE;
     err.message = in ? "write past the end of the allocation" : "read past the end of the loaded data";
     return err;
   }
   if (!len) return err;
+  if (device >= 0) return in ? dev::copyToDevice(device, dbase + offset, host, len) : dev::copyToHost(device, host, dbase + offset, len);
   uint8_t* at = static_cast<uint8_t*>(base) + offset;
-#ifdef TENSORIZE_HAVE_CUDA
-  if (device >= 0) {
-    cudaSetDevice(device);
-    cudaError_t e = in ? cudaMemcpy(at, host, len, cudaMemcpyHostToDevice) : cudaMemcpy(host, at, len, cudaMemcpyDeviceToHost);
-    if (e != cudaSuccess) {
-      err.code = cudaCode(e);
-      err.message = cudaMsg(e, in ? "cudaMemcpy (host to device)" : "cudaMemcpy (device to host)");
-    }
-    return err;
-  }
-#endif
   if (in) std::memcpy(at, host, len);
   else std::memcpy(host, at, len);
   return err;
@@ -591,25 +465,26 @@ Error Loaded::write(uint64_t offset, const void* in, uint64_t len) { return tran
 Error Loaded::read(uint64_t offset, uint64_t len, void* out) const { return transfer(offset, len, out, false); }
 
 Loaded* load(const Spec& s, Error& err) {
-  auto fail = [&](const std::string& code, const std::string& msg) -> Loaded* {
+  auto fail = [&](Code code, const std::string& msg) -> Loaded* {
     err.code = code;
     err.message = msg;
     return nullptr;
   };
-  if (s.verify && s.expect.size() != s.items.size()) return fail("E_USAGE", "verify needs one expected hash set per tensor");
+  if (s.verify && s.expect.size() != s.items.size()) return fail(Code::E_USAGE, "verify needs one expected hash set per tensor");
   for (auto& it : s.items)
-    if (it.dst > s.total || it.len > s.total - it.dst) return fail("E_USAGE", "a tensor's destination lies outside the allocation");
-  if (s.readers < 1 || s.readers > 256) return fail("E_USAGE", "readers must be between 1 and 256");
-#ifndef TENSORIZE_HAVE_CUDA
-  if (s.device >= 0) return fail("E_NO_DEVICE", "this build of the native addon has no CUDA support (no CUDA toolkit was found when it was built)");
-#endif
+    if (it.dst > s.total || it.len > s.total - it.dst) return fail(Code::E_USAGE, "a tensor's destination lies outside the allocation");
+  if (s.readers < 1 || s.readers > 256) return fail(Code::E_USAGE, "readers must be between 1 and 256");
+  if (s.device >= 0 && s.device >= dev::deviceCount()) {
+    const dev::BackendInfo& d = dev::info();
+    return fail(Code::E_NO_DEVICE, d.devices.empty() ? "no usable GPU: " + d.why : "there is no cuda:" + std::to_string(s.device) + " (" + std::to_string(d.devices.size()) + " device(s))");
+  }
   int fd = ::open(s.path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return fail(errno == ENOENT ? "E_NOT_FOUND" : "E_IO", s.path + ": " + std::strerror(errno));
+  if (fd < 0) return fail(errno == ENOENT ? Code::E_NOT_FOUND : Code::E_IO, s.path + ": " + std::strerror(errno));
   struct stat st0 {};
   fstat(fd, &st0);
   if (s.expectSize >= 0 && st0.st_size != s.expectSize) {
     ::close(fd);
-    return fail("E_FILE_CHANGED", s.path + ": the file is " + std::to_string(st0.st_size) + " bytes now, " + std::to_string(s.expectSize) + " when its index was read; it changed during the load");
+    return fail(Code::E_FILE_CHANGED, s.path + ": the file is " + std::to_string(st0.st_size) + " bytes now, " + std::to_string(s.expectSize) + " when its index was read; it changed during the load");
   }
   if (s.mmap) {
     const char* why = s.device >= 0 ? "mmap loads into host memory only" : s.total != static_cast<uint64_t>(st0.st_size) ? "mmap: total must be the file size" : nullptr;
@@ -617,7 +492,7 @@ Loaded* load(const Spec& s, Error& err) {
       if (!why && it.dst != it.src) why = "mmap: every tensor's destination must be its offset in the file";
     if (why) {
       ::close(fd);
-      return fail("E_USAGE", why);
+      return fail(Code::E_USAGE, why);
     }
   }
   auto t0 = Clock::now();
@@ -631,10 +506,8 @@ Loaded* load(const Spec& s, Error& err) {
   run.start();
   int readers = std::max(1, s.readers);
   if (s.device >= 0) {
-#ifdef TENSORIZE_HAVE_CUDA
-    if (s.plaid) run.runCuda(readers);
-    else run.runCudaSimple();
-#endif
+    if (s.plaid) run.runDevice(readers);
+    else run.runDeviceSimple();
   } else if (s.mmap) {
     run.runHostMapped(readers);
   } else if (s.plaid) {
@@ -644,12 +517,12 @@ Loaded* load(const Spec& s, Error& err) {
   }
   out->stats.transferMs = msSince(t0);
   out->stats.allocMs += destinationMs;
-  if (!run.errs.failed() && s.cancel && s.cancel->load()) run.errs.set("E_INTERRUPTED", "the load was cancelled");
+  if (!run.errs.failed() && s.cancel && s.cancel->load()) run.errs.set(Code::E_INTERRUPTED, "the load was cancelled");
   struct stat st1 {};
   fstat(fd, &st1);
   ::close(fd);
   if (!run.errs.failed() && (st1.st_size != st0.st_size || st1.st_mtim.tv_sec != st0.st_mtim.tv_sec || st1.st_mtim.tv_nsec != st0.st_mtim.tv_nsec)) {
-    run.errs.set("E_FILE_CHANGED", s.path + ": the file was modified during the load (size or modification time changed)");
+    run.errs.set(Code::E_FILE_CHANGED, s.path + ": the file was modified during the load (size or modification time changed)");
   }
   if (run.errs.failed()) {
     err = run.errs.get();
@@ -673,67 +546,15 @@ RuntimeInfo runtimeInfo() {
       munmap(p, page);
     }
   }
-#ifdef TENSORIZE_HAVE_CUDA
-  info.compiledWithCuda = true;
-  info.cudaToolkit = TENSORIZE_CUDA_VERSION;
-  cudaRuntimeGetVersion(&info.runtimeVersion);
-  cudaDriverGetVersion(&info.driverVersion);
-  int n = 0;
-  cudaError_t e = cudaGetDeviceCount(&n);
-  if (e != cudaSuccess) {
-    info.cudaError = std::string(cudaGetErrorName(e)) + ": " + cudaGetErrorString(e);
-    return info;
-  }
-  info.deviceCount = n;
-  for (int i = 0; i < n; i++) {
-    cudaDeviceProp p{};
-    if (cudaGetDeviceProperties(&p, i) != cudaSuccess) continue;
-    char bus[32] = {};
-    cudaDeviceGetPCIBusId(bus, sizeof bus, i);
-    info.devices.push_back({i, p.name, static_cast<uint64_t>(p.totalGlobalMem), bus});
-  }
-#else
-  info.cudaError = "built without CUDA";
-#endif
+  const dev::BackendInfo& d = dev::info();
+  info.backend = d.backend;
+  info.driverVersion = d.driverVersion;
+  info.deviceCount = static_cast<int>(d.devices.size());
+  info.cudaError = d.why;
+  for (const auto& x : d.devices) info.devices.push_back({x.index, x.name, x.totalMemory, x.pciBusId});
   return info;
 }
 
-double probeH2D(int device, uint64_t bytes, int iters, Error& err) {
-#ifdef TENSORIZE_HAVE_CUDA
-  ErrorSlot errs;
-  void *h = nullptr, *d = nullptr;
-  cudaStream_t st = nullptr;
-  double best = -1;
-  CUDA_OK(cudaSetDevice(device), "cudaSetDevice", errs);
-  if (!errs.failed()) CUDA_OK(cudaHostAlloc(&h, bytes, cudaHostAllocDefault), "cudaHostAlloc", errs);
-  if (!errs.failed()) CUDA_OK(cudaMalloc(&d, bytes), "cudaMalloc", errs);
-  if (!errs.failed()) CUDA_OK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking), "cudaStreamCreate", errs);
-  if (!errs.failed()) {
-    std::memset(h, 1, bytes);
-    for (int i = 0; i <= iters && !errs.failed(); i++) {
-      auto t0 = Clock::now();
-      CUDA_OK(cudaMemcpyAsync(d, h, bytes, cudaMemcpyHostToDevice, st), "cudaMemcpyAsync", errs);
-      CUDA_OK(cudaStreamSynchronize(st), "cudaStreamSynchronize", errs);
-      double s = msSince(t0) / 1000;
-      if (i > 0 && s > 0) best = std::max(best, bytes / s);  // the first copy is a warm-up
-    }
-  }
-  if (st) cudaStreamDestroy(st);
-  if (d) cudaFree(d);
-  if (h) cudaFreeHost(h);
-  if (errs.failed()) {
-    err = errs.get();
-    return -1;
-  }
-  return best;
-#else
-  (void)device;
-  (void)bytes;
-  (void)iters;
-  err.code = "E_NO_DEVICE";
-  err.message = "built without CUDA";
-  return -1;
-#endif
-}
+double probeH2D(int device, uint64_t bytes, int iters, Error& err) { return dev::probeH2D(device, bytes, iters, err); }
 
 }  // namespace tz

@@ -60,12 +60,14 @@ struct Stats {
 
 // The loaded tensors: owns the destination allocation until free().
 struct Loaded {
-  void* base = nullptr;
+  void* base = nullptr;  // host destinations (device -1)
+  uint64_t dbase = 0;    // device destinations: a device address (dev::DevPtr), never dereferenced
   uint64_t size = 0;
   int device = -1;
   Stats stats;
   ~Loaded();
-  void free();
+  // Gives the memory back; the device's refusal to free it, if any (the handle is dropped).
+  Error free();
   // Copy bytes back to host memory (for checks and for reading host loads from JS).
   Error read(uint64_t offset, uint64_t len, void* out) const;
   // Copy bytes in (for sources the native side cannot read itself: HTTP, S3).
@@ -94,9 +96,8 @@ struct DeviceInfo {
 };
 
 struct RuntimeInfo {
-  bool compiledWithCuda = false;
-  std::string cudaToolkit;
-  int runtimeVersion = 0, driverVersion = 0;
+  std::string backend;    // the device layer's backend: "cuda", "simulated" or "none"
+  int driverVersion = 0;  // the CUDA version the driver supports (1000 x major + 10 x minor), 0 without one
   int deviceCount = 0;
   std::string cudaError;  // why no device, when none
   std::vector<DeviceInfo> devices;

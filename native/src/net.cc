@@ -195,7 +195,8 @@ bool TlsContext::init(const std::string& caPem, std::string& why) {
 
 // Through a proxy: send the CONNECT request and read the proxy's answer head, up to its
 // blank line and not a byte further (nothing can follow it before we speak again).
-static bool openTunnel(int fd, const Endpoint& ep, double idleMs, const std::atomic<bool>* cancel, const std::string& where, std::string& why) {
+// A refusal (4xx: credentials, a denied host) sets `final`: retrying will not change it.
+static bool openTunnel(int fd, const Endpoint& ep, double idleMs, const std::atomic<bool>* cancel, const std::string& where, std::string& why, bool& final) {
   auto t0 = Clock::now();
   for (size_t done = 0; done < ep.proxyConnect.size();) {
     if (cancel && cancel->load(std::memory_order_relaxed)) return (why = "cancelled", false);
@@ -232,6 +233,7 @@ static bool openTunnel(int fd, const Endpoint& ep, double idleMs, const std::ato
   if (status < 200 || status > 299) {
     why = where + " refused a tunnel to " + ep.host + ":" + std::to_string(ep.port) + " (HTTP " + std::to_string(status) + ")" +
           (status == 407 ? ": proxy authentication required; put the user and password in the proxy URL" : "");
+    final = status >= 400 && status < 500;
     return false;
   }
   return true;
@@ -239,6 +241,7 @@ static bool openTunnel(int fd, const Endpoint& ep, double idleMs, const std::ato
 
 bool Conn::open(const Endpoint& ep, TlsContext* tls, size_t which, double idleMs, const std::atomic<bool>* cancel, std::string& why) {
   close();
+  failure_ = {};
   const auto& a = ep.addrs[which % ep.addrs.size()];
   auto* sa = reinterpret_cast<const sockaddr*>(a.data());
   int fd = ::socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
@@ -276,7 +279,7 @@ bool Conn::open(const Endpoint& ep, TlsContext* tls, size_t which, double idleMs
   setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
   int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  if (viaProxy && !openTunnel(fd, ep, idleMs, cancel, where, why)) {
+  if (viaProxy && !openTunnel(fd, ep, idleMs, cancel, where, why, failure_.final)) {
     ::close(fd);
     return false;
   }
@@ -324,6 +327,8 @@ bool Conn::open(const Endpoint& ep, TlsContext* tls, size_t which, double idleMs
     }
     long v = ssl.SSL_get_verify_result(s);
     std::string detail = v != 0 ? std::string("certificate verification failed: ") + ssl.X509_verify_cert_error_string(v) : sslErrors();
+    // An untrusted certificate stays untrusted: no retry, and the fix.
+    if (v != 0) failure_ = {true, "pass the server's CA with --ca-file"};
     if (detail.empty()) detail = errno ? std::strerror(errno) : "the connection was closed";
     close();
     why = "TLS handshake with " + where + " failed: " + detail;

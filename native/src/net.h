@@ -54,10 +54,19 @@ class Conn {
   // Requests answered on this connection so far (a stale keep-alive connection fails on
   // its first read: such a failure is retried at once).
   uint32_t used = 0;
+  // Why the last open() failed, beyond its message: whether retrying cannot help (a TLS
+  // certificate that failed verification, a proxy refusing the tunnel with a 4xx), and what
+  // the user can do about it.
+  struct Failure {
+    bool final = false;
+    std::string hint;
+  };
+  const Failure& lastFailure() const { return failure_; }
 
  private:
   int fd_ = -1;
   void* ssl_ = nullptr;
+  Failure failure_;
 };
 
 // One TLS client configuration per fetch (CA store, verification on, TLS >= 1.2).

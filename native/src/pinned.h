@@ -1,9 +1,9 @@
 // Host memory a GPU copies from by DMA: the staging of the loader's ring and of the
-// fetcher's receive slots. Anonymous pages, prefaulted, then cudaHostRegister'ed: public
-// measurements put a per-load cudaHostAlloc of a few hundred MiB at hundreds of ms, and
-// register below it (docs/benchmarks.md). TENSORIZE_PINNED=alloc uses cudaHostAlloc instead.
+// fetcher's receive slots. Anonymous pages, prefaulted, then pinned (dev::hostRegister):
+// public measurements put a per-load pinned allocation of a few hundred MiB at hundreds of
+// ms, and registration below it (docs/benchmarks.md). TENSORIZE_PINNED=alloc allocates
+// pinned memory instead (dev::hostAlloc).
 #pragma once
-#ifdef TENSORIZE_HAVE_CUDA
 #include <sys/mman.h>
 
 #include <cerrno>
@@ -11,7 +11,7 @@
 #include <cstring>
 #include <string>
 
-#include "cuda_errors.h"
+#include "device.h"
 #include "io.h"
 
 namespace tz {
@@ -21,52 +21,53 @@ class PinnedHost {
   PinnedHost() = default;
   PinnedHost(const PinnedHost&) = delete;
   PinnedHost& operator=(const PinnedHost&) = delete;
-  ~PinnedHost() { release(); }
+  ~PinnedHost() { (void)release(); }
 
   // `what` names the memory in the error (e.g. "the pinned ring"); false with err set.
   bool allocate(uint64_t bytes, const char* what, Error& err) {
     release();
     const char* how = getenv("TENSORIZE_PINNED");
     hostAlloc_ = how && std::string(how) == "alloc";
-    cudaError_t e;
+    Error e;
     if (hostAlloc_) {
-      e = cudaHostAlloc(reinterpret_cast<void**>(&p_), bytes, cudaHostAllocDefault);
-      if (e != cudaSuccess) p_ = nullptr;
+      void* p = nullptr;
+      e = dev::hostAlloc(bytes, &p);
+      if (e.ok()) p_ = static_cast<uint8_t*>(p);
     } else {
       void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
       if (p == MAP_FAILED) {
-        err.code = "E_HOST_OOM";
+        err.code = Code::E_HOST_OOM;
         err.message = "cannot map " + std::to_string(bytes) + " bytes of host memory for " + what + ": " + std::strerror(errno);
         return false;
       }
       prefault(p, bytes);
-      e = cudaHostRegister(p, bytes, cudaHostRegisterDefault);
-      if (e == cudaSuccess) p_ = static_cast<uint8_t*>(p);
+      e = dev::hostRegister(p, bytes);
+      if (e.ok()) p_ = static_cast<uint8_t*>(p);
       else munmap(p, bytes);
     }
-    if (e != cudaSuccess) {
-      err.code = e == cudaErrorMemoryAllocation ? "E_HOST_OOM" : cudaCode(e);
-      err.message = cudaMsg(e, (std::string(hostAlloc_ ? "cudaHostAlloc" : "cudaHostRegister") + " (" + what + ", " + std::to_string(bytes) + " bytes)").c_str());
+    if (!e.ok()) {
+      err = e;
+      err.message += " (" + std::string(what) + ", " + std::to_string(bytes) + " bytes)";
       return false;
     }
     bytes_ = bytes;
     return true;
   }
 
-  // Only once no copy reads it any more.
-  void release() {
-    if (!p_) return;
+  // Only once no copy reads it any more (its streams synced). The memory is given back even
+  // when the driver refuses to unpin it (a broken context); the refusal is returned.
+  Error release() {
+    if (!p_) return {};
+    Error e;
     if (hostAlloc_) {
-      cudaFreeHost(p_);
+      e = dev::hostFree(p_);
     } else {
-      cudaHostUnregister(p_);
+      e = dev::hostUnregister(p_);
       munmap(p_, bytes_);
     }
     p_ = nullptr;
+    return e;
   }
-
-  // Never free it: copies may still read it (a stream that did not drain, a broken context).
-  void abandon() { p_ = nullptr; }
 
   uint8_t* data() const { return p_; }
   bool pinned() const { return p_ != nullptr; }
@@ -78,4 +79,3 @@ class PinnedHost {
 };
 
 }  // namespace tz
-#endif

@@ -31,10 +31,10 @@ void cacheTests() {
     }
   }
   tz::ReadProbe r;
-  CHECK(tz::readProbe(path, 0, 65536, r).code == "E_USAGE", "readProbe: 0 threads");
-  CHECK(tz::readProbe(path, 1, 100, r).code == "E_USAGE", "readProbe: a block under 4 KiB");
-  CHECK(tz::readProbe("/nonexistent/file", 1, 65536, r).code == "E_NOT_FOUND", "readProbe: a missing file");
-  CHECK(tz::readProbe("/tmp", 1, 65536, r).code == "E_INPUT", "readProbe: a directory");
+  CHECK(tz::readProbe(path, 0, 65536, r).code == Code::E_USAGE, "readProbe: 0 threads");
+  CHECK(tz::readProbe(path, 1, 100, r).code == Code::E_USAGE, "readProbe: a block under 4 KiB");
+  CHECK(tz::readProbe("/nonexistent/file", 1, 65536, r).code == Code::E_NOT_FOUND, "readProbe: a missing file");
+  CHECK(tz::readProbe("/tmp", 1, 65536, r).code == Code::E_INPUT, "readProbe: a directory");
 
   tz::Residency res;
   tz::Error e = tz::pageCacheResidency(path, res);
@@ -43,8 +43,8 @@ void cacheTests() {
   CHECK(res.resident <= res.pages, "residency: resident <= pages");
   CHECK(tz::evictFromPageCache(path).ok(), "evict succeeds");
   CHECK(tz::pageCacheResidency(path, res).ok() && res.resident <= res.pages, "residency after eviction");
-  CHECK(tz::evictFromPageCache("/nonexistent/file").code == "E_NOT_FOUND", "evict: a missing file");
-  CHECK(tz::pageCacheResidency("/nonexistent/file", res).code == "E_NOT_FOUND", "residency: a missing file");
+  CHECK(tz::evictFromPageCache("/nonexistent/file").code == Code::E_NOT_FOUND, "evict: a missing file");
+  CHECK(tz::pageCacheResidency("/nonexistent/file", res).code == Code::E_NOT_FOUND, "residency: a missing file");
 
   char empty[] = "/tmp/tensorize-cache-test-empty-XXXXXX";
   int efd = mkstemp(empty);

@@ -1,6 +1,9 @@
 #pragma once
 #include <cstdio>
 
+#include "../src/errors.h"
+using tz::Code;
+
 extern int passed, failed;
 #define CHECK(cond, what)                                          \
   do {                                                             \
@@ -15,3 +18,8 @@ extern int passed, failed;
 void hashAndCopyTests();
 void fetchTests();
 void cacheTests();
+void deviceCudaTests();
+void deviceSimTests();
+void deviceSimForkTests();
+void streamCoreTests();
+void pieceHasherTests();

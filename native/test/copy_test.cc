@@ -148,7 +148,7 @@ void copyTests() {
     tz::Error err;
     bool ok = tz::runCopy(s, err);
     std::string what = "copy round " + std::to_string(round);
-    CHECK(ok, (what + ": " + err.code + " " + err.message).c_str());
+    CHECK(ok, (what + ": " + tz::codeName(err.code) + " " + err.message).c_str());
     if (!ok) continue;
     bool same = true, hashes = true;
     uint64_t total = 0;
@@ -179,14 +179,14 @@ void copyTests() {
     past.ranges = {file.size() - 10, 100};
     s.jobs = {ok, past};
     tz::Error err;
-    CHECK(!tz::runCopy(s, err) && err.code == "E_IO" && err.tensor == 1 && err.message.find("short read") != std::string::npos, "a range past the end is a short read naming the job");
+    CHECK(!tz::runCopy(s, err) && err.code == Code::E_IO && err.tensor == 1 && err.message.find("short read") != std::string::npos, "a range past the end is a short read naming the job");
   }
   {
     tz::CopySpec s;
     s.inputs = {"/nonexistent/input"};
     s.jobs.resize(1);
     tz::Error err;
-    CHECK(!tz::runCopy(s, err) && err.code == "E_NOT_FOUND", "a missing input");
+    CHECK(!tz::runCopy(s, err) && err.code == Code::E_NOT_FOUND, "a missing input");
   }
   {
     tz::CopySpec s;
@@ -194,7 +194,7 @@ void copyTests() {
     s.jobs.resize(1);
     s.jobs[0].dst = 0;  // no output file
     tz::Error err;
-    CHECK(!tz::runCopy(s, err) && err.code == "E_USAGE", "a job writing without an output is refused");
+    CHECK(!tz::runCopy(s, err) && err.code == Code::E_USAGE, "a job writing without an output is refused");
   }
   {
     tz::CopySpec s;
@@ -204,7 +204,7 @@ void copyTests() {
     std::atomic<bool> cancel{true};
     s.cancel = &cancel;
     tz::Error err;
-    CHECK(!tz::runCopy(s, err) && err.code == "E_INTERRUPTED", "a cancelled copy is E_INTERRUPTED");
+    CHECK(!tz::runCopy(s, err) && err.code == Code::E_INTERRUPTED, "a cancelled copy is E_INTERRUPTED");
   }
   close(fo);
   unlink(in);

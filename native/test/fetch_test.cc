@@ -220,7 +220,7 @@ void fetchTests() {
       }
       std::string what = "fetch round " + std::to_string(round) + " device " + std::to_string(device);
       bool ok = (device < -1 || dest) && tz::fetch(s, dest.get(), out, err);
-      CHECK(ok, (what + ": " + err.code + " " + err.message).c_str());
+      CHECK(ok, (what + ": " + tz::codeName(err.code) + " " + err.message).c_str());
       if (!ok) continue;
       bool same = true, hashes = true;
       uint64_t total = 0;
@@ -259,16 +259,16 @@ void fetchTests() {
   s.items = {{file.size() - 10, 20, 0}};
   tz::FetchResult out;
   tz::Error err;
-  CHECK(!tz::fetch(s, nullptr, out, err) && err.code == "E_USAGE", "bytes past the object's end are refused");
+  CHECK(!tz::fetch(s, nullptr, out, err) && err.code == Code::E_USAGE, "bytes past the object's end are refused");
   s.items = {{0, 100, 0}};
   s.retries = 2;
   srv.unavailable = 10;
   err = {};
-  CHECK(!tz::fetch(s, nullptr, out, err) && err.code == "E_IO" && err.message.find("giving up after 3 attempts: HTTP 503") != std::string::npos, "503s beyond the retries");
+  CHECK(!tz::fetch(s, nullptr, out, err) && err.code == Code::E_IO && err.message.find("giving up after 3 attempts: HTTP 503") != std::string::npos, "503s beyond the retries");
   srv.unavailable = 0;
   s.objectSize = file.size() + 1;
   err = {};
-  CHECK(!tz::fetch(s, nullptr, out, err) && err.code == "E_FILE_CHANGED", "another total size is a changed object");
+  CHECK(!tz::fetch(s, nullptr, out, err) && err.code == Code::E_FILE_CHANGED, "another total size is a changed object");
   s.objectSize = file.size();
 
   // The low-speed limit: a body that trickles fails the attempt, which is retried; a retry
@@ -294,7 +294,7 @@ void fetchTests() {
   srv.trickle = 100;
   err = {};
   out = {};
-  CHECK(!tz::fetch(s, nullptr, out, err) && err.code == "E_IO" && err.message.find("u: bytes 1000..101000: giving up after 2 attempts: too slow: under 1024 bytes/s for 0.5 s") != std::string::npos,
+  CHECK(!tz::fetch(s, nullptr, out, err) && err.code == Code::E_IO && err.message.find("u: bytes 1000..101000: giving up after 2 attempts: too slow: under 1024 bytes/s for 0.5 s") != std::string::npos,
         ("a body trickling beyond the retries: " + err.message).c_str());
   srv.trickle = 0;
 
@@ -302,8 +302,8 @@ void fetchTests() {
   s.endpoint.port = 1;
   s.retries = 1;
   err = {};
-  CHECK(!tz::fetch(s, nullptr, out, err) && err.code == "E_IO" && err.message.find("cannot connect") != std::string::npos, "nothing listening");
+  CHECK(!tz::fetch(s, nullptr, out, err) && err.code == Code::E_IO && err.message.find("cannot connect") != std::string::npos, "nothing listening");
   s.endpoint.host = "no-such-host.invalid";
   err = {};
-  CHECK(!tz::fetch(s, nullptr, out, err) && err.code == "E_IO" && err.message.find("cannot resolve") != std::string::npos, "an unknown host");
+  CHECK(!tz::fetch(s, nullptr, out, err) && err.code == Code::E_IO && err.message.find("cannot resolve") != std::string::npos, "an unknown host");
 }

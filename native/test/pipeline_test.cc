@@ -22,6 +22,7 @@
 int passed = 0, failed = 0;
 
 int main() {
+  deviceSimForkTests();
   char path[] = "/tmp/tensorize-native-test-XXXXXX";
   int fd = mkstemp(path);
   if (fd < 0) return 2;
@@ -34,8 +35,7 @@ int main() {
   tz::RuntimeInfo info = tz::runtimeInfo();
   std::vector<int> devices = {-1};
   if (info.deviceCount > 0) devices.push_back(0);
-  std::printf("cuda: %s, devices: %d%s\n", info.compiledWithCuda ? "compiled in" : "not compiled", info.deviceCount,
-              info.cudaError.empty() ? "" : (" (" + info.cudaError + ")").c_str());
+  std::printf("device backend: %s, devices: %d%s\n", info.backend.c_str(), info.deviceCount, info.cudaError.empty() ? "" : (" (" + info.cudaError + ")").c_str());
   // On a GPU machine a missing device fails the run instead of skipping the GPU rounds.
   const char* require = getenv("TENSORIZE_REQUIRE_GPU");
   CHECK(!(require && std::string(require) == "1" && info.deviceCount == 0), "TENSORIZE_REQUIRE_GPU=1: a CUDA device is usable");
@@ -65,7 +65,7 @@ int main() {
         tz::Error err;
         tz::Loaded* l = tz::load(s, err);
         std::string what = "round " + std::to_string(round) + " device " + std::to_string(device) + (plaid ? " plaid" : " simple");
-        CHECK(l != nullptr, (what + ": " + err.code + " " + err.message).c_str());
+        CHECK(l != nullptr, (what + ": " + tz::codeName(err.code) + " " + err.message).c_str());
         if (!l) continue;
         bool same = true;
         uint64_t total = 0;
@@ -118,7 +118,7 @@ int main() {
     std::string what = "mmap round " + std::to_string(round) + (s.verify ? " verify" : "");
     tz::Error err;
     tz::Loaded* l = tz::load(s, err);
-    CHECK(l != nullptr, (what + ": " + err.code + " " + err.message).c_str());
+    CHECK(l != nullptr, (what + ": " + tz::codeName(err.code) + " " + err.message).c_str());
     if (l) {
       CHECK(l->size == file.size() && std::memcmp(l->base, file.data(), file.size()) == 0, (what + ": the mapping is the file").c_str());
       CHECK(progress.load() == total && l->stats.bytes == total, (what + ": progress and bytes").c_str());
@@ -131,7 +131,7 @@ int main() {
       s.expect[victim].sha256[rng() % 32] ^= 1;
       s.expect[victim].crc32 ^= 1;
       err = {};
-      CHECK(tz::load(s, err) == nullptr && err.code == "E_HASH_MISMATCH" && err.tensor == static_cast<int64_t>(victim), (what + ": a wrong hash names its tensor").c_str());
+      CHECK(tz::load(s, err) == nullptr && err.code == Code::E_HASH_MISMATCH && err.tensor == static_cast<int64_t>(victim), (what + ": a wrong hash names its tensor").c_str());
     }
   }
   {
@@ -145,18 +145,18 @@ int main() {
     s.total = file.size();
     s.items = {{100, 10, 0}};
     tz::Error err;
-    CHECK(tz::load(s, err) == nullptr && err.code == "E_USAGE", "mmap: a destination other than the file offset is refused");
+    CHECK(tz::load(s, err) == nullptr && err.code == Code::E_USAGE, "mmap: a destination other than the file offset is refused");
     s.items = {{file.size() - 5, 10, file.size() - 5}};
     err = {};
-    CHECK(tz::load(s, err) == nullptr && err.code == "E_USAGE", "mmap: a range past the end of the file is refused");
+    CHECK(tz::load(s, err) == nullptr && err.code == Code::E_USAGE, "mmap: a range past the end of the file is refused");
     s.items = {{0, 10, 0}};
     s.total = file.size() + 4096;
     err = {};
-    CHECK(tz::load(s, err) == nullptr && err.code == "E_USAGE", "mmap: total must be the file size");
+    CHECK(tz::load(s, err) == nullptr && err.code == Code::E_USAGE, "mmap: total must be the file size");
     s.total = file.size();
     s.device = 0;
     err = {};
-    CHECK(tz::load(s, err) == nullptr && (err.code == "E_USAGE" || err.code == "E_NO_DEVICE"), "mmap: host memory only");
+    CHECK(tz::load(s, err) == nullptr && (err.code == Code::E_USAGE || err.code == Code::E_NO_DEVICE), "mmap: host memory only");
   }
 
   for (int device : devices) {
@@ -166,19 +166,19 @@ int main() {
     s.items = {{file.size() - 100, 200, 0}};  // runs past the end of the file
     s.total = 256;
     tz::Error err;
-    CHECK(tz::load(s, err) == nullptr && err.code == "E_FILE_CHANGED", "a range past the end is a short read");
+    CHECK(tz::load(s, err) == nullptr && err.code == Code::E_FILE_CHANGED, "a range past the end is a short read");
     s.items = {{0, 100, 0}};
     s.expectSize = 5;
     err = {};
-    CHECK(tz::load(s, err) == nullptr && err.code == "E_FILE_CHANGED", "a size change is detected");
+    CHECK(tz::load(s, err) == nullptr && err.code == Code::E_FILE_CHANGED, "a size change is detected");
     s.expectSize = -1;
     s.items = {{0, 300, 0}};
     err = {};
-    CHECK(tz::load(s, err) == nullptr && err.code == "E_USAGE", "a destination past the allocation is refused");
+    CHECK(tz::load(s, err) == nullptr && err.code == Code::E_USAGE, "a destination past the allocation is refused");
     s.path = "/nonexistent/file";
     s.items = {{0, 10, 0}};
     err = {};
-    CHECK(tz::load(s, err) == nullptr && err.code == "E_NOT_FOUND", "a missing file");
+    CHECK(tz::load(s, err) == nullptr && err.code == Code::E_NOT_FOUND, "a missing file");
   }
   if (info.deviceCount > 0) {
     tz::Spec s;
@@ -187,12 +187,16 @@ int main() {
     s.items = {{0, 10, 0}};
     s.total = (1ull << 50);  // a petabyte
     tz::Error err;
-    CHECK(tz::load(s, err) == nullptr && err.code == "E_DEVICE_OOM", "out of device memory is E_DEVICE_OOM");
+    CHECK(tz::load(s, err) == nullptr && err.code == Code::E_DEVICE_OOM, "out of device memory is E_DEVICE_OOM");
   }
   unlink(path);
   hashAndCopyTests();
   fetchTests();
   cacheTests();
+  deviceCudaTests();
+  deviceSimTests();
+  streamCoreTests();
+  pieceHasherTests();
   std::printf("%d passed, %d failed\n", passed, failed);
   return failed ? 1 : 0;
 }

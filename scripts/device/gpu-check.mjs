@@ -54,7 +54,7 @@ const rejects = async (p, code, what, message) => {
 };
 
 const info = nativeInfo();
-console.log(`addon: ${info.available ? 'loaded' : info.error?.message}; CUDA ${info.cudaRuntime ?? '-'}, driver ${info.cudaDriver ?? '-'}; devices: ${info.devices.map((d) => `${d.name} (${d.pciBusId})`).join(', ') || `none (${info.noDeviceReason})`}`);
+console.log(`addon: ${info.available ? 'loaded' : info.error?.message}; backend ${info.backend ?? '-'}, driver CUDA ${info.cudaDriver ?? '-'}; devices: ${info.devices.map((d) => `${d.name} (${d.pciBusId})`).join(', ') || `none (${info.noDeviceReason})`}`);
 if (gpu && info.devices.length === 0) {
   console.log('0 passed, 1 failed');
   process.exit(1);

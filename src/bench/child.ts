@@ -1,6 +1,6 @@
 /**
  * The child process of `tensorize bench`: reads one Task as JSON on stdin, runs it once and
- * prints one JSON line on stdout: {ok: true, sample} or {ok: false, error: {code, message}}.
+ * prints one JSON line on stdout: {ok: true, sample} or {ok: false, error: {code, message, hints}}.
  * The CUDA context (when loading to a GPU) is created before the clock starts.
  */
 import { TensorizeError } from '../errors.js';
@@ -18,6 +18,6 @@ try {
   process.stdout.write(`${JSON.stringify({ ok: true, sample })}\n`);
 } catch (e) {
   const err = e instanceof TensorizeError ? e : new TensorizeError('E_IO', (e as Error)?.message ?? String(e));
-  process.stdout.write(`${JSON.stringify({ ok: false, error: { code: err.code, message: err.message } })}\n`);
+  process.stdout.write(`${JSON.stringify({ ok: false, error: { code: err.code, message: err.message, hints: err.hints } })}\n`);
   process.exitCode = 1;
 }

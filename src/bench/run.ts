@@ -207,7 +207,7 @@ export async function runTask(task: Task): Promise<Sample> {
     if (running === child) running = undefined;
   });
   const last = out.trim().split('\n').pop() ?? '';
-  let doc: { ok: boolean; sample?: Sample; error?: { code: string; message: string } } | undefined;
+  let doc: { ok: boolean; sample?: Sample; error?: { code: string; message: string; hints?: string[] } } | undefined;
   try {
     doc = JSON.parse(last) as typeof doc;
   } catch {
@@ -215,7 +215,7 @@ export async function runTask(task: Task): Promise<Sample> {
   }
   if (doc?.ok && doc.sample) return doc.sample;
   if (child.killed) throw new TensorizeError('E_INTERRUPTED', 'interrupted');
-  if (doc?.error) throw new TensorizeError(doc.error.code as TensorizeError['code'], doc.error.message);
+  if (doc?.error) throw new TensorizeError(doc.error.code as TensorizeError['code'], doc.error.message, { hints: doc.error.hints });
   throw new TensorizeError('E_IO', `the benchmark process for ${task.id} ended with ${typeof status === 'number' ? `exit code ${status}` : status}${err.trim() ? `: ${err.trim().split('\n').slice(-5).join(' / ')}` : ''}`);
 }
 
@@ -224,6 +224,9 @@ function describeDevice(requested: string | undefined, index: number, info: Nati
     const d = info.devices[index];
     const name = d?.name ?? `cuda:${index}`;
     const mem = d ? `, ${(d.totalMemory / 2 ** 30).toFixed(0)} GiB` : '';
+    if (info.backend === 'simulated') {
+      return { target: `cuda:${index}`, gpu: true, name, description: `SIMULATED GPU: cuda:${index} (${name}${mem}, TENSORIZE_SIM_GPU): a CPU stand-in with a modelled copy bandwidth; these figures say nothing about a real GPU` };
+    }
     return { target: `cuda:${index}`, gpu: true, name, description: `GPU: cuda:${index} (${name}${mem}): benchmarking loads into GPU memory` };
   }
   if (requested === 'cpu') return { target: 'cpu', gpu: false, name: 'host memory', description: 'CPU: --device cpu given: benchmarking loads into host memory' };

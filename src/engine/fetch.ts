@@ -6,9 +6,8 @@
  * (engine/remote.ts, undici) stays for machines without the addon and can be forced with
  * TENSORIZE_NET=js.
  */
-import { TensorizeError } from '../errors.js';
 import { native, nativeAvailable, type NativeFetchStats, type NativeHandle } from '../native/binding.js';
-import { DEFAULT_SPEED_LIMIT, DEFAULT_SPEED_TIME_MS, TOO_SLOW_HINT } from '../sources/retry.js';
+import { DEFAULT_SPEED_LIMIT, DEFAULT_SPEED_TIME_MS } from '../sources/retry.js';
 import type { ByteSource, NetworkTarget } from '../sources/source.js';
 import { DEFAULT_CONCURRENCY, DEFAULT_REMOTE_CHUNK } from './remote.js';
 
@@ -87,12 +86,6 @@ export async function fetchNative(src: Pick<ByteSource, 'name' | 'size'>, net: N
       return { stats };
     }
     return { handle, stats };
-  } catch (e) {
-    if (e instanceof TensorizeError && /certificate|TLS/.test(e.message) && !e.hints.length) {
-      throw new TensorizeError(e.code, e.message, { hints: ["pass the server's CA with --ca-file"], cause: e });
-    }
-    if (e instanceof TensorizeError && / too slow: /.test(e.message) && !e.hints.length) throw new TensorizeError(e.code, e.message, { hints: [TOO_SLOW_HINT], cause: e });
-    throw e;
   } finally {
     if (timer) clearInterval(timer);
   }

@@ -116,7 +116,7 @@ export class JobRunner {
         clearInterval(timer);
         this.inFlight.delete(run);
         // The job that failed first, so that Promise.all reports it with its tensor name.
-        const at = (e as { jobIndex?: number }).jobIndex;
+        const at = (e as { item?: number }).item;
         if (at !== undefined && batch[at]) batch[at].reject(e);
         for (const p of batch) p.reject(e);
       },

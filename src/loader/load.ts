@@ -83,6 +83,11 @@ export interface LoadStats {
   device: string;
   /** The GPU's name, or `host memory`. */
   deviceName: string;
+  /**
+   * What ran the load: `cuda` (the NVIDIA driver), `simulated` (TENSORIZE_SIM_GPU: a CPU
+   * stand-in, not a GPU), or `host` (host memory).
+   */
+  backend: 'cuda' | 'simulated' | 'host';
   plaid: boolean;
   /** The file was mapped, not copied (see LoadOptions.mmap). */
   mmap: boolean;
@@ -134,7 +139,13 @@ export interface NetworkStats {
 
 export function parseDevice(d: string | undefined, info: () => NativeInfo): number {
   if (d === 'cpu') return -1;
-  if (d === undefined) return info().deviceCount > 0 ? 0 : -1;
+  if (d === undefined) {
+    const i = info();
+    // A simulator asked for and not made (a bad TENSORIZE_SIM_* setting) is an error, not a
+    // reason to fall back to host memory: CI that set it means to exercise the GPU path.
+    if (i.deviceCount === 0 && process.env.TENSORIZE_SIM_GPU) throw usageError(`TENSORIZE_SIM_GPU is set but no simulated device was made: ${noDeviceReason(i)}`);
+    return i.deviceCount > 0 ? 0 : -1;
+  }
   const m = /^cuda(?::([0-9]{1,3}))?$/.exec(d);
   if (!m) throw usageError(`--device must be cpu, cuda or cuda:N, not ${JSON.stringify(d)}`);
   const n = Number(m[1] ?? 0);
@@ -306,6 +317,7 @@ export async function load(path: string, opts: LoadOptions = {}): Promise<Loaded
     return new LoadedModel(path, tensors, {
       device: devName,
       deviceName: device < 0 ? 'host memory' : (info().devices[device]?.name ?? devName),
+      backend: device < 0 ? 'host' : info().backend === 'simulated' ? 'simulated' : 'cuda',
       plaid,
       mmap,
       readers,
@@ -418,6 +430,7 @@ async function loadRemote(
   return new LoadedModel(path, tensors, {
     device: p.devName,
     deviceName: p.device < 0 ? 'host memory' : (p.info().devices[p.device]?.name ?? p.devName),
+    backend: p.device < 0 ? 'host' : p.info().backend === 'simulated' ? 'simulated' : 'cuda',
     plaid: p.plaid,
     mmap: false,
     readers: concurrency,
@@ -449,23 +462,15 @@ async function loadRemote(
  */
 function nameTensor(e: unknown, withData: LoadedTensor[], file: string): unknown {
   if (!(e instanceof TensorizeError)) return e;
-  const idx = (e as TensorizeError & { tensorIndex?: number }).tensorIndex;
+  const idx = (e as TensorizeError & { item?: number }).item;
   const t = idx === undefined ? undefined : withData[idx];
   if (!t) return e;
-  const what = e.message.replace(/^tensor #[0-9]+: /, '');
-  if (e.code === 'E_HASH_MISMATCH') {
-    // "CRC32 mismatch (stored x, computed y); SHA-256 mismatch (...)": reported as verify reports it.
-    const failures = [...what.matchAll(/(CRC32|SHA-256) mismatch \(stored ([0-9a-f]+), computed ([0-9a-f]+)\)/g)].map((m) => ({
-      tensor: t.name,
-      index: 0,
-      hash: m[1] === 'CRC32' ? ('crc32' as const) : ('sha256' as const),
-      expected: m[2]!,
-      actual: m[3]!,
-    }));
-    if (failures.length) {
-      const v = verifyError(file, failures, []);
-      return new TensorizeError(v.code, v.message, { hints: v.hints, cause: e });
-    }
+  const hashes = (e as TensorizeError & { hashes?: string[] }).hashes;
+  if (e.code === 'E_HASH_MISMATCH' && hashes?.length) {
+    // Reported as verify reports it (the stored and computed values stay in the cause).
+    const failures = hashes.map((h) => ({ tensor: t.name, index: 0, hash: h === 'crc32' ? ('crc32' as const) : ('sha256' as const), expected: '', actual: '' }));
+    const v = verifyError(file, failures, []);
+    return new TensorizeError(v.code, v.message, { hints: v.hints, cause: e });
   }
-  return new TensorizeError(e.code, `${what} (tensor ${JSON.stringify(t.name)})`, { hints: e.hints, cause: e });
+  return new TensorizeError(e.code, `${e.message} (tensor ${JSON.stringify(t.name)})`, { hints: e.hints, cause: e });
 }

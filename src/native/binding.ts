@@ -16,14 +16,19 @@ export interface NativeDevice {
   pciBusId: string;
 }
 
+/**
+ * The device layer's backend: `cuda` (the NVIDIA driver, loaded at run time), `simulated`
+ * (TENSORIZE_SIM_GPU=N: a CPU stand-in for tests), or `none` (no usable GPU).
+ */
+export type DeviceBackend = 'cuda' | 'simulated' | 'none';
+
 export interface NativeInfo {
-  compiledWithCuda: boolean;
-  cudaToolkit: string;
-  cudaRuntimeVersion: number;
+  backend: DeviceBackend;
+  /** The CUDA version the driver supports (1000 x major + 10 x minor), 0 without a driver. */
   driverVersion: number;
   deviceCount: number;
-  /** Why there is no device, when there is none. */
-  cudaError: string;
+  /** Why there is no device, when there is none (no NVIDIA driver found, driver too old, ...). */
+  noDeviceReason: string;
   devices: NativeDevice[];
   /** What CRC32 and SHA-256 run on here, e.g. "sha-ni x2, pclmul" or "portable". */
   hashImplementation: string;
@@ -172,10 +177,27 @@ export interface NativeFetchStats {
 declare const handleBrand: unique symbol;
 export type NativeHandle = { readonly [handleBrand]: true };
 
+/** What the simulated device holds (TENSORIZE_SIM_GPU; all zero on a real device). */
+export interface SimCounts {
+  allocations: number;
+  registrations: number;
+  streams: number;
+  events: number;
+  deviceBytes: number;
+  copies: number;
+  pageableCopies: number;
+  /** Device-to-host reads (read()). */
+  reads: number;
+  poisoned: boolean;
+}
+
 export interface NativeBinding {
   info(): NativeInfo;
+  simCounts(): SimCounts;
+  /** Every error code the native side knows (native/src/errors.h), in order. */
+  errorCodes: string[];
   start(spec: NativeSpec): { handle: NativeHandle; done: Promise<NativeStats> };
-  /** Rejects with a TensorizeError that has `jobIndex` when a job failed. */
+  /** Rejects with a TensorizeError that has `item` (the job's index) when a job failed. */
   copy(spec: NativeCopySpec): { handle: NativeHandle; done: Promise<NativeCopyResult> };
   /** Pull tensor data over HTTP(S) on native threads; the handle then works with read() and free(). */
   fetch(spec: NativeFetchSpec): { handle: NativeHandle; done: Promise<NativeFetchStats> };
@@ -226,7 +248,6 @@ export function native(): NativeBinding {
   const path = process.env.TENSORIZE_NATIVE ?? ADDON_PATH;
   const hints = [
     'build it: npm run build:native (needs cmake >= 3.18 and a C++17 compiler: apt-get install cmake g++)',
-    'for GPU loads, install the CUDA toolkit (nvcc, cudart) before building; without it a host-only addon is built',
     'or point TENSORIZE_NATIVE at a tensorize_native.node built for this platform',
   ];
   if (!existsSync(path)) {

@@ -6,7 +6,7 @@
 import os from 'node:os';
 import { TensorizeError } from '../errors.js';
 import { freePageReporting, hugePagesByDefault } from '../util/memory.js';
-import { ADDON_PATH, native, type NativeDevice, type NativeInfo } from './binding.js';
+import { ADDON_PATH, native, type DeviceBackend, type NativeDevice, type NativeInfo } from './binding.js';
 
 export interface NativeReport {
   /** The addon file looked for (TENSORIZE_NATIVE overrides it). */
@@ -15,11 +15,9 @@ export interface NativeReport {
   available: boolean;
   error?: { code: string; message: string };
   hints: string[];
-  compiledWithCuda: boolean;
-  /** The CUDA toolkit the addon was compiled with, e.g. `13.0`. */
-  cudaToolkit?: string;
-  /** The CUDA runtime linked in and the driver found, as `major.minor` (0 when none). */
-  cudaRuntime?: string;
+  /** Which backend the device layer runs: the NVIDIA driver, the simulator, or none. */
+  backend?: DeviceBackend;
+  /** The CUDA version the driver supports, as `major.minor` (absent without a driver). */
   cudaDriver?: string;
   devices: NativeDevice[];
   /** Why no GPU is usable, when none is. */
@@ -49,30 +47,24 @@ export function cudaVersionString(v: number): string {
 }
 
 /**
- * Why no GPU is usable, in words (undefined when one is): the cause the user can act on,
- * not the CUDA error it surfaced as (a missing driver reads "cudaErrorInsufficientDriver").
+ * Why no GPU is usable, in words (undefined when one is): the cause the user can act on, as
+ * the device layer found it (no NVIDIA driver found, a driver too old for a call tensorize
+ * needs, no device, ...).
  */
 export function noDeviceReason(i: NativeInfo): string | undefined {
   if (i.deviceCount > 0) return undefined;
-  if (!i.compiledWithCuda) return 'the native addon was built without CUDA';
-  if (i.driverVersion === 0) return 'no NVIDIA driver found (libcuda.so.1 is not installed)';
-  if (i.driverVersion < i.cudaRuntimeVersion) {
-    return `the NVIDIA driver supports CUDA ${cudaVersionString(i.driverVersion)}, older than the CUDA ${cudaVersionString(i.cudaRuntimeVersion)} the addon was built with`;
-  }
-  return i.cudaError || 'no CUDA device found';
+  return i.noDeviceReason || 'no CUDA device found';
 }
 
 /** What to do when the addon finds no usable GPU (empty when it found one). */
 export function noDeviceHints(i: NativeInfo): string[] {
   if (i.deviceCount > 0) return [];
-  if (!i.compiledWithCuda) return ['GPU loads need an addon built with CUDA: install the CUDA toolkit (nvcc, cudart), then npm run build:native', 'or load into host memory with --device cpu (or --mmap)'];
-  const runtime = cudaVersionString(i.cudaRuntimeVersion);
+  const why = i.noDeviceReason;
   const hints: string[] = [];
-  if (i.driverVersion === 0) hints.push('no NVIDIA driver was found (libcuda.so.1): install one; nvidia-smi should list the GPU');
-  else if (i.driverVersion < i.cudaRuntimeVersion) {
-    const driver = cudaVersionString(i.driverVersion);
-    hints.push(`the driver supports CUDA ${driver}, the addon was built with CUDA ${runtime}: update the driver (CUDA 13 needs >= 580), or rebuild the addon with a CUDA <= ${driver} toolkit: CUDAToolkit_ROOT=/usr/local/cuda-${driver} npm run build:native`);
-  } else if (/SystemNotReady/.test(i.cudaError)) hints.push('an HGX/NVSwitch system needs nvidia-fabricmanager running before its GPUs can be used');
+  if (/no NVIDIA driver found/.test(why)) hints.push('install the NVIDIA driver (it brings libcuda.so.1); nvidia-smi should list the GPU');
+  else if (/too old/.test(why)) hints.push('update the NVIDIA driver');
+  else if (/fabric manager|SystemNotReady|SYSTEM_NOT_READY/i.test(why)) hints.push('an HGX/NVSwitch system needs nvidia-fabricmanager running before its GPUs can be used');
+  else if (/TENSORIZE_SIM_GPU/.test(why)) hints.push('set TENSORIZE_SIM_GPU to a number of simulated devices (1 to 16), or unset it');
   hints.push('or load into host memory with --device cpu (or --mmap)');
   return hints;
 }
@@ -95,7 +87,7 @@ export function nativeInfo(): NativeReport {
     bin = native();
   } catch (e) {
     const err = e instanceof TensorizeError ? e : new TensorizeError('E_NATIVE_UNAVAILABLE', String(e));
-    return { addonPath, available: false, error: { code: err.code, message: err.message }, hints: err.hints, compiledWithCuda: false, devices: [], host };
+    return { addonPath, available: false, error: { code: err.code, message: err.message }, hints: err.hints, devices: [], host };
   }
   const i = bin.info();
   const hints = noDeviceHints(i);
@@ -103,10 +95,8 @@ export function nativeInfo(): NativeReport {
     addonPath,
     available: true,
     hints,
-    compiledWithCuda: i.compiledWithCuda,
-    cudaToolkit: i.cudaToolkit || undefined,
-    cudaRuntime: i.compiledWithCuda ? cudaVersionString(i.cudaRuntimeVersion) : undefined,
-    cudaDriver: i.compiledWithCuda ? cudaVersionString(i.driverVersion) : undefined,
+    backend: i.backend,
+    cudaDriver: i.driverVersion > 0 ? cudaVersionString(i.driverVersion) : undefined,
     devices: i.devices,
     noDeviceReason: noDeviceReason(i),
     hashImplementation: i.hashImplementation,

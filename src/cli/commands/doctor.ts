@@ -5,16 +5,19 @@ import { formatBytes, printJson, report, type CommonOptions } from '../output.js
 
 export function doctorCommand(): Command {
   return new Command('doctor')
-    .description('show what the native addon was built with and what it finds here: CUDA toolkit, driver, GPUs (or why none), hash instructions, host memory settings')
+    .description('show what the native addon finds here: the GPU backend (the NVIDIA driver, simulated, or why none), GPUs, hash instructions, host memory settings')
     .option('--json', 'print one JSON document on stdout')
     .option('-q, --quiet', 'print no report; only the exit code (and --json)')
     .addHelpText(
       'after',
       `
 Exit 0 when the native addon loads (with or without a usable GPU), 1 when it cannot load:
-then the report lists the fixes. Without a GPU, host-memory loads (--device cpu, --mmap)
-still work; the report says why no device is usable (no driver, a driver older than the
-CUDA runtime the addon was built with, no device, or an addon built without CUDA).`,
+then the report lists the fixes. GPU loads call the NVIDIA driver (libcuda.so.1) directly,
+loaded at run time: no CUDA toolkit or runtime is needed, and any driver of CUDA 10 or
+later works. Without a GPU, host-memory loads (--device cpu, --mmap) still work; the report
+says why no device is usable (no NVIDIA driver found, a driver too old, no device).
+TENSORIZE_SIM_GPU=N replaces the GPU by N simulated devices (a CPU stand-in for tests and
+CI, never chosen on its own); the report then says "simulated".`,
     )
     .action((opts: CommonOptions) => {
       const r = nativeInfo();
@@ -22,7 +25,7 @@ CUDA runtime the addon was built with, no device, or an addon built without CUDA
       if (!opts.json && !opts.quiet) {
         const rows: [string, string][] = [
           ['native addon', r.available ? `loaded (${r.addonPath})` : `NOT AVAILABLE: ${r.error?.message}`],
-          ['CUDA', r.compiledWithCuda ? `built with toolkit ${r.cudaToolkit}, runtime ${r.cudaRuntime}, driver ${r.cudaDriver === '0' ? 'none found' : r.cudaDriver}` : r.available ? 'not compiled in (host-only addon)' : '-'],
+          ['GPU backend', !r.available ? '-' : r.backend === 'simulated' ? 'simulated (TENSORIZE_SIM_GPU): a CPU stand-in for tests, not a GPU' : r.backend === 'cuda' ? `the NVIDIA driver (libcuda, CUDA ${r.cudaDriver})` : `none${r.cudaDriver ? ` (driver supports CUDA ${r.cudaDriver})` : ''}`],
           ...r.devices.map((d): [string, string] => [`cuda:${d.index}`, `${d.name}, ${formatBytes(d.totalMemory)}, PCI ${d.pciBusId}`]),
           ...(r.available && r.devices.length === 0 ? ([['GPU', `none usable: ${r.noDeviceReason}`]] as [string, string][]) : []),
           ['hashes', r.hashImplementation ?? '-'],

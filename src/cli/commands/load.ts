@@ -108,42 +108,41 @@ Examples:
           };
         })(),
       }).finally(() => progress.stop());
-      try {
-        const s = model.stats;
-        if (s.misaligned > 0) {
-          warn(opts, `${s.misaligned} of ${s.tensors} tensors start at file offsets that are not multiples of their element size (the file has no alignment padding, as tensorizer writes them): code that needs aligned data must copy them; tensorize serialize writes aligned files (64 bytes by default)`);
+      const s = model.stats;
+      const result = {
+        ok: true,
+        file,
+        ...s,
+        peakRssBytes: peakRssBytes(),
+        ...(opts.tensors ? { tensorList: model.tensors } : {}),
+      };
+      // Printed only once the memory is given back: a device that refuses to free it fails
+      // the command (exit 1) instead of following a report that said ok.
+      model.close();
+      if (s.misaligned > 0) {
+        warn(opts, `${s.misaligned} of ${s.tensors} tensors start at file offsets that are not multiples of their element size (the file has no alignment padding, as tensorizer writes them): code that needs aligned data must copy them; tensorize serialize writes aligned files (64 bytes by default)`);
+      }
+      if (opts.json) printJson(result);
+      else if (!opts.quiet) {
+        const rows: [string, string][] = [
+          ['device', `${s.device} (${s.deviceName}${s.backend === 'simulated' ? ', SIMULATED: a CPU stand-in for tests, not a GPU' : ''})`],
+          ['mode', `${modeOf(s)}${s.verified ? (s.skipped ? `, hashes of the ${s.tensors} loaded tensors verified (${s.skipped} filtered out: headers checked, data not read)` : ', hashes verified') : ''}`],
+          ['tensors', `${s.tensors}${s.skipped ? ` (${s.skipped} filtered out)` : ''}`],
+          ['bytes', formatBytes(s.bytes)],
+          ['open + index', `${s.openMs.toFixed(1)} ms`],
+          ['first tensor', s.firstTensorMs < 0 ? '-' : `${s.firstTensorMs.toFixed(1)} ms`],
+          ['transfer', `${s.transferMs.toFixed(1)} ms (${s.allocMs.toFixed(1)} ms of it allocating)`],
+          ['total', `${s.totalMs.toFixed(1)} ms`],
+          ['throughput', `${s.gbPerSecond.toFixed(2)} GB/s`],
+          ['peak RSS', formatBytes(result.peakRssBytes)],
+          ['pinned', formatBytes(s.pinnedBytes)],
+          ['device memory', formatBytes(s.deviceBytes)],
+          ...(s.mmap ? ([['file mapped', formatBytes(s.mappedBytes)]] as [string, string][]) : []),
+        ];
+        report(opts, rows.map(([k, v]) => `${k.padEnd(14)} ${v}`).join('\n'));
+        if (opts.tensors) {
+          report(opts, '\n' + table(['name', 'dtype', 'shape', 'device', 'offset', 'bytes'], model.tensors.map((t) => [t.name, t.dtype, `[${t.shape.join(', ')}]`, t.device, String(t.offset), String(t.bytes)]), new Set([4, 5])));
         }
-        const result = {
-          ok: true,
-          file,
-          ...s,
-          peakRssBytes: peakRssBytes(),
-          ...(opts.tensors ? { tensorList: model.tensors } : {}),
-        };
-        if (opts.json) printJson(result);
-        else if (!opts.quiet) {
-          const rows: [string, string][] = [
-            ['device', `${s.device} (${s.deviceName})`],
-            ['mode', `${modeOf(s)}${s.verified ? (s.skipped ? `, hashes of the ${s.tensors} loaded tensors verified (${s.skipped} filtered out: headers checked, data not read)` : ', hashes verified') : ''}`],
-            ['tensors', `${s.tensors}${s.skipped ? ` (${s.skipped} filtered out)` : ''}`],
-            ['bytes', formatBytes(s.bytes)],
-            ['open + index', `${s.openMs.toFixed(1)} ms`],
-            ['first tensor', s.firstTensorMs < 0 ? '-' : `${s.firstTensorMs.toFixed(1)} ms`],
-            ['transfer', `${s.transferMs.toFixed(1)} ms (${s.allocMs.toFixed(1)} ms of it allocating)`],
-            ['total', `${s.totalMs.toFixed(1)} ms`],
-            ['throughput', `${s.gbPerSecond.toFixed(2)} GB/s`],
-            ['peak RSS', formatBytes(result.peakRssBytes)],
-            ['pinned', formatBytes(s.pinnedBytes)],
-            ['device memory', formatBytes(s.deviceBytes)],
-            ...(s.mmap ? ([['file mapped', formatBytes(s.mappedBytes)]] as [string, string][]) : []),
-          ];
-          report(opts, rows.map(([k, v]) => `${k.padEnd(14)} ${v}`).join('\n'));
-          if (opts.tensors) {
-            report(opts, '\n' + table(['name', 'dtype', 'shape', 'device', 'offset', 'bytes'], model.tensors.map((t) => [t.name, t.dtype, `[${t.shape.join(', ')}]`, t.device, String(t.offset), String(t.bytes)]), new Set([4, 5])));
-          }
-        }
-      } finally {
-        model.close();
       }
     });
 }

@@ -7,6 +7,7 @@ import { numel } from '../../format/header.js';
 import { pathToString } from '../../format/paths.js';
 import { checkAlign, DEFAULT_ALIGN, writeTensorizer } from '../../format/writer.js';
 import type { InputModel } from '../../inputs/index.js';
+import { fsError } from '../../sources/file.js';
 import { sourceKind } from '../../sources/open.js';
 import { refuseOverwrite, resolveOutput } from '../../util/outpath.js';
 import { addHttpOptions, addS3Options, parseCount, parsePositiveInt, parseSize, sourceOptions, speedLimitOption, speedTimeOption, type SourceCliOptions } from '../options.js';
@@ -60,7 +61,12 @@ async function buffersMatcher(patterns: string[]): Promise<(name: string) => boo
 /** The output's file name when -o is not given or names a directory: the input's, as .tensors (model.tensors for a directory). */
 async function defaultName(input: string): Promise<string> {
   const remote = sourceKind(input) !== 'file';
-  if (!remote && (await stat(input)).isDirectory()) return 'model.tensors';
+  if (!remote) {
+    const st = await stat(input).catch((e: unknown) => {
+      throw fsError(e, input);
+    });
+    if (st.isDirectory()) return 'model.tensors';
+  }
   const base = basename(remote ? new URL(input).pathname : input).replace(/(\.safetensors|\.bin|\.pt|\.pth)?(\.index\.json)?$/, '');
   return `${base || 'model'}.tensors`;
 }
