@@ -15,7 +15,7 @@ import { FileSource, fsError } from '../sources/file.js';
 import { sourceKind } from '../sources/open.js';
 import { writeSyntheticSafetensors } from '../synthetic.js';
 import { TempDir } from '../util/tempfile.js';
-import { formatBytes, gbps } from '../cli/output.js';
+import { formatBytes, gbps } from '../util/units.js';
 import type { BenchSourceKind } from './run.js';
 
 export { DEFAULT_BENCH_SIZE } from './run.js';

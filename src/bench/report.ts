@@ -4,7 +4,8 @@
  * lines (the one results are held against in red), as a self-contained SVG, or an HTML
  * page holding the SVG, the table and the notes (no scripts, no external fonts or files).
  */
-import { formatBytes, table } from '../cli/output.js';
+import { table } from '../util/table.js';
+import { formatBytes } from '../util/units.js';
 import type { BenchEntry, BenchResult, Summary } from './run.js';
 
 export function escapeXml(s: string): string {

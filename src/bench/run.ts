@@ -19,7 +19,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, statfsSync } from 'node:fs';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { formatBytes } from '../cli/output.js';
+import { formatBytes } from '../util/units.js';
 import { TensorizeError } from '../errors.js';
 import { TensorizerFile } from '../format/reader.js';
 import { DEFAULT_CHUNK, DEFAULT_READERS, parseDevice } from '../loader/load.js';

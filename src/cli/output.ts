@@ -1,8 +1,9 @@
 /** Shared CLI plumbing: byte formatting, peak RSS, the progress bar, tables, JSON output. */
 import cliProgress from 'cli-progress';
-import { formatBytes } from '../util/units.js';
+import { formatBytes, gbps } from '../util/units.js';
+import { table } from '../util/table.js';
 
-export { formatBytes };
+export { formatBytes, gbps, table };
 
 export interface CommonOptions {
   json?: boolean;
@@ -12,10 +13,6 @@ export interface CommonOptions {
 /** Peak resident set size of this process (all threads) in bytes, from getrusage. */
 export function peakRssBytes(): number {
   return process.resourceUsage().maxRSS * 1024;
-}
-
-export function gbps(bytes: number, seconds: number): number {
-  return seconds > 0 ? bytes / seconds / 1e9 : 0;
 }
 
 /**
@@ -73,11 +70,4 @@ export class Progress {
   stop(): void {
     this.bar?.stop();
   }
-}
-
-/** Left-aligned text table; numeric columns are right-aligned. */
-export function table(headers: string[], rows: string[][], numeric: Set<number> = new Set()): string {
-  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const fmt = (r: string[]) => r.map((c, i) => (numeric.has(i) ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ').trimEnd();
-  return [fmt(headers), fmt(widths.map((w) => '-'.repeat(w))), ...rows.map(fmt)].join('\n');
 }

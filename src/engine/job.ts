@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 import { closeSync, openSync, readSync, writeSync } from 'node:fs';
 import { crc32 } from 'node:zlib';
 import { TensorizeError } from '../errors.js';
+import { swapBytes } from '../format/dtypes.js';
 
 export interface Range {
   offset: number;
@@ -109,12 +110,6 @@ class JobHash {
     if (this.sha) res.sha256 = new Uint8Array(this.sha.digest());
     return res;
   }
-}
-
-function swapBytes(b: Buffer, unit: number | undefined): void {
-  if (unit === 2) b.swap16();
-  else if (unit === 4) b.swap32();
-  else if (unit === 8) b.swap64();
 }
 
 export function runJob(job: StreamJob, fds: FdCache, buf: Buffer, onBytes: (n: number) => void): JobResult {

@@ -115,3 +115,10 @@ export function parseTensorizerDtype(s: string): DTypeInfo {
 export function allDtypes(): readonly DTypeInfo[] {
   return TABLE;
 }
+
+/** Reverse the byte order of every `unit`-byte element of b in place (2, 4 or 8; else nothing): big-endian data. */
+export function swapBytes(b: Buffer, unit: number | undefined): void {
+  if (unit === 2) b.swap16();
+  else if (unit === 4) b.swap32();
+  else if (unit === 8) b.swap64();
+}

@@ -23,7 +23,7 @@ import { onInterrupt } from '../util/interrupt.js';
 import { JobRunner } from '../engine/runner.js';
 import { TempOutput } from '../util/tempfile.js';
 import { HashType, MAGIC, METADATA_OFFSET, metadataEntrySize, TensorType } from './constants.js';
-import type { DTypeInfo } from './dtypes.js';
+import { swapBytes, type DTypeInfo } from './dtypes.js';
 import { encodeHeader, headerSize, numel } from './header.js';
 import { encodePath, isPlain, PathRegistry, pathToString, type TensorPath } from './paths.js';
 
@@ -461,7 +461,7 @@ async function writeTensorizerToS3(out: string, tensors: readonly WriteTensor[],
             const { bytesRead } = await fh.read(chunk, 0, n, r.offset + pos);
             if (bytesRead !== n) throw new TensorizeError('E_IO', `${src.path}: short read at byte ${r.offset + pos}; the file changed while being read (tensor ${JSON.stringify(pathToString(p.t.path))})`);
             const piece = chunk.subarray(0, n);
-            swapUnits(piece, src.swap);
+            swapBytes(piece, src.swap);
             await upload.write(piece);
             opts.onProgress?.(n);
             pos += n;
@@ -493,8 +493,3 @@ function describeFailure(e: unknown): string {
 }
 
 /** Byte-swap every group of `unit` bytes (big-endian inputs), as the copy jobs do. */
-function swapUnits(b: Buffer, unit: number | undefined): void {
-  if (unit === 2) b.swap16();
-  else if (unit === 4) b.swap32();
-  else if (unit === 8) b.swap64();
-}

@@ -16,3 +16,8 @@ export function formatBytes(n: number): string {
   const s = Number.isInteger(v) ? String(v) : v.toFixed(v >= 100 ? 0 : v >= 10 ? 1 : 2);
   return `${s} ${units[i]}`;
 }
+
+/** GB/s (10^9 bytes per second); 0 for no time. */
+export function gbps(bytes: number, seconds: number): number {
+  return seconds > 0 ? bytes / seconds / 1e9 : 0;
+}
