@@ -23,6 +23,11 @@
 namespace tz {
 namespace dev {
 
+// The operations TENSORIZE_SIM_FAIL names, in device_sim.cc's order.
+inline constexpr const char* kSimOps[] = {"alloc", "free", "register", "stream", "copy", "event", "sync", "callback", "read"};
+// Device memory is handed out in multiples of this (and so aligned to it).
+inline constexpr uint64_t kSimGranule = 256;
+
 struct SimFault {
   std::string op;  // alloc, free, register, stream, copy, event, sync, callback, read
   uint64_t n = 0;  // 1-based: the n-th call of op (per simulator instance) fails
@@ -36,7 +41,8 @@ struct SimConfig {
   std::vector<SimFault> faults;
 };
 
-// TENSORIZE_SIM_* over the defaults; false with `why` naming the variable when one is bad.
+// TENSORIZE_SIM_* over the defaults; false with `why` naming the variable when one is bad
+// (device_sim_config.cc, as are the two parsers below).
 bool simConfigFromEnv(SimConfig& c, std::string& why);
 // "op@n[,op@n...]"; false with `why` set.
 bool parseSimFaults(const std::string& spec, std::vector<SimFault>& out, std::string& why);
