@@ -22,8 +22,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const bench = await import(join(ROOT, 'dist/bench/index.js'));
-const { parseSize } = await import(join(ROOT, 'dist/cli/options.js'));
+const { formatBenchText, parseSize, prepareBenchSource, renderHtml, renderSvg, runBench } = await import(join(ROOT, 'dist/index.js'));
 
 const args = process.argv.slice(2);
 const flags = new Set(['--cold', '--json']);
@@ -49,7 +48,7 @@ function py(argv) {
   });
 }
 
-const prepared = await bench.prepareBenchSource(source, { size: opt('--size') ? parseSize(opt('--size')) : undefined, dir: opt('--dir'), log });
+const prepared = await prepareBenchSource(source, { size: opt('--size') ? parseSize(opt('--size')) : undefined, dir: opt('--dir'), log });
 try {
   const safetensorsFile = opt('--safetensors', prepared.safetensors ?? (prepared.kind === 'converted' && /\.safetensors$/.test(prepared.input) ? resolve(prepared.input) : undefined));
   const check = await py(['check']);
@@ -75,7 +74,7 @@ try {
   else extra.push(peer('safetensors', `safetensors ${have.safetensors} load_file`, safetensorsFile));
   for (const s of skipped) log(`skipping ${s.label}: ${s.reason}`);
 
-  const result = await bench.runBench({
+  const result = await runBench({
     file: prepared.file,
     device,
     runs,
@@ -85,10 +84,10 @@ try {
     log,
   });
   result.skipped.push(...skipped);
-  if (args.includes('--json')) log(`\n${bench.formatText(result)}`);
-  else process.stdout.write(`${bench.formatText(result)}\n`);
+  if (args.includes('--json')) log(`\n${formatBenchText(result)}`);
+  else process.stdout.write(`${formatBenchText(result)}\n`);
   if (report) {
-    writeFileSync(report, /\.svg$/i.test(report) ? bench.renderSvg(result) : bench.renderHtml(result));
+    writeFileSync(report, /\.svg$/i.test(report) ? renderSvg(result) : renderHtml(result));
     log(`wrote ${report}`);
   }
   if (args.includes('--json')) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);

@@ -60,7 +60,7 @@ function makeModel(gib, sub) {
   mkdirSync(d, { recursive: true });
   const st = join(d, 'model.safetensors');
   if (!existsSync(st)) {
-    execFileSync(process.execPath, ['-e', `import(${JSON.stringify(join(root, 'dist', 'synthetic.js'))}).then(m => m.writeSyntheticSafetensors(${JSON.stringify(st)}, ${Math.round(gib * 2 ** 30)}))`]);
+    execFileSync(process.execPath, ['-e', `import(${JSON.stringify(join(root, 'dist', 'index.js'))}).then(m => m.writeSyntheticSafetensors(${JSON.stringify(st)}, ${Math.round(gib * 2 ** 30)}))`]);
   }
   return st;
 }
@@ -118,7 +118,7 @@ rmSync(out, { force: true });
 const gb = results.map((r) => r.gbPerSecond);
 const jsGb = jsResults.map((r) => r.gbPerSecond);
 const peerGb = peerS.map((s) => peer.hello.bytes / s / 1e9);
-const hashes = execFileSync(process.execPath, ['-e', `import(${JSON.stringify(join(root, 'dist', 'native', 'binding.js'))}).then(m => console.log(m.native().info().hashImplementation))`], { encoding: 'utf8' }).trim();
+const hashes = execFileSync(process.execPath, ['-e', `import(${JSON.stringify(join(root, 'dist', 'index.js'))}).then(m => console.log(m.nativeInfo().hashImplementation))`], { encoding: 'utf8' }).trim();
 const ours = {
   engine: `native (${hashes})`,
   jsEngine: { runsGbps: jsGb, medianGbps: median(jsGb), bestGbps: Math.max(...jsGb) },

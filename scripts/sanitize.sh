@@ -9,7 +9,7 @@ set -u
 cd "$(dirname "$0")/../native"
 OUT=build/sanitize
 mkdir -p $OUT
-SRC="test/pipeline_test.cc test/copy_test.cc test/fetch_test.cc test/cache_test.cc test/device_cuda_test.cc test/device_sim_test.cc test/stream_core_test.cc test/piece_hasher_test.cc src/stream_core.cc src/piece_hasher.cc src/loader.cc src/copy.cc src/hash.cc src/io.cc src/net.cc src/fetch.cc src/cache.cc src/device.cc src/device_cuda.cc src/device_sim.cc src/device_sim_config.cc"
+SRC="test/pipeline_test.cc test/copy_test.cc test/fetch_test.cc test/cache_test.cc test/device_cuda_test.cc test/device_sim_test.cc test/stream_core_test.cc test/piece_hasher_test.cc test/config_test.cc src/config.cc src/stream_core.cc src/piece_hasher.cc src/loader.cc src/copy.cc src/hash.cc src/io.cc src/net.cc src/fetch.cc src/cache.cc src/device.cc src/device_cuda.cc src/device_sim.cc src/device_sim_config.cc"
 kinds=("$@")
 [ ${#kinds[@]} -eq 0 ] && kinds=(asan tsan)
 build() {
@@ -19,7 +19,7 @@ build() {
     tsan) flags="-fsanitize=thread" ;;
     *) echo "unknown sanitizer $k" >&2; return 2 ;;
   esac
-  g++ -std=c++17 -O1 -g -fno-omit-frame-pointer $flags -pthread $SRC -ldl -o $OUT/${k}_test
+  g++ -std=c++17 -O1 -g -fno-omit-frame-pointer $flags -pthread -DTENSORIZE_NATIVE_SRC_DIR="\"$PWD/src\"" $SRC -ldl -o $OUT/${k}_test
 }
 # The fake CUDA drivers the CUDA backend's tests load, beside the test programs (uninstrumented:
 # one set serves both sanitizers; the backend's side of every call is instrumented).

@@ -4,9 +4,11 @@ export { TensorType, HashType } from './format/constants.js';
 export { allDtypes, dtypeByName, dtypeBySafetensors, parseTensorizerDtype, type DTypeInfo } from './format/dtypes.js';
 export { decodePath, encodePath, pathToString, type TensorPath, type PathComponent } from './format/paths.js';
 export { TensorizerFile, type TensorEntry, type FileInfo } from './format/reader.js';
-export { writeTensorizer, type WriteTensor, type WriteOptions, type WriteSummary } from './format/writer.js';
-export { verifyFile, type VerifyResult, type HashFailure } from './format/verify.js';
-export { exportSafetensors, type ExportOptions, type ExportSummary } from './outputs/safetensors.js';
+export { writeTensorizer, type WriteOptions, type WriteSummary } from './ops/serialize.js';
+export type { WriteTensor } from './format/encode.js';
+export { verifyFile, type VerifyResult } from './ops/verify.js';
+export type { HashFailure } from './format/check.js';
+export { exportSafetensors, type ExportOptions, type ExportSummary } from './ops/export.js';
 export { openInput, type InputModel, type InputTensor } from './inputs/index.js';
 export { readSafetensorsHeader } from './inputs/safetensors.js';
 export { FileSource } from './sources/file.js';
@@ -14,13 +16,15 @@ export { HttpSource, type HttpOptions } from './sources/http.js';
 export { S3Source, makeS3Client, type S3Options } from './sources/s3.js';
 export { openSource, type SourceOptions } from './sources/open.js';
 export type { ByteSource } from './sources/source.js';
-export { load, LoadedModel, type LoadOptions, type LoadedTensor, type LoadStats, type NetworkStats } from './loader/load.js';
+export { load, LoadedModel, type LoadOptions, type LoadedTensor, type LoadStats, type NetworkStats } from './ops/load.js';
 export { nativeInfo, type NativeReport } from './native/report.js';
-export { writeSyntheticSafetensors, transformerSpec } from './synthetic.js';
+export { writeSyntheticSafetensors, transformerSpec } from './ops/synthetic.js';
 export { openPytorchFile, type CheckpointOptions } from './inputs/pytorch/checkpoint.js';
 export { unpickle, isAllowedGlobal } from './inputs/pytorch/pickle.js';
+export { parseSize } from './util/units.js';
 export {
   runBench,
+  measure as measureBenchTask,
   prepareBenchSource,
   renderHtml,
   renderSvg,
@@ -33,4 +37,5 @@ export {
   type ExtraMethod,
   type PreparedSource,
   type Sample as BenchSample,
+  type Task as BenchTask,
 } from './bench/index.js';

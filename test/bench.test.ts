@@ -7,9 +7,10 @@ import { join } from 'node:path';
 import { evictFromPageCache, pageCacheResidency } from '../src/bench/cache.js';
 import { serializeAndVerify } from '../src/bench/prepare.js';
 import { ASCENT, DESCENT, escapeXml, formatRate, formatText, renderHtml, renderSvg, spreadOf, STEADY_SPREAD, tableRows } from '../src/bench/report.js';
-import { readCeiling, summarize, type BenchEntry, type BenchResult } from '../src/bench/run.js';
+import { readCeiling, summarize } from '../src/bench/summary.js';
+import type { BenchEntry, BenchResult } from '../src/bench/types.js';
 import { native, nativeAvailable } from '../src/native/binding.js';
-import { transformerSpec, writeSyntheticSafetensors } from '../src/synthetic.js';
+import { transformerSpec, writeSyntheticSafetensors } from '../src/ops/synthetic.js';
 import { ROOT, runCli, VECTORS } from './helpers/util.js';
 import { startHttpServer } from './helpers/servers.js';
 

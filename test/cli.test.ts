@@ -147,7 +147,7 @@ t.test('export refuses what safetensors cannot express, leaving no file', async 
 
 t.test('Ctrl-C during serialize leaves no output and no temporary file', async (t) => {
   const dir = t.testdir();
-  const { writeSyntheticSafetensors } = await import('../src/synthetic.js');
+  const { writeSyntheticSafetensors } = await import('../src/ops/synthetic.js');
   await writeSyntheticSafetensors(join(dir, 'big.safetensors'), 600 * 2 ** 20);
   const child = spawn(process.execPath, [BIN, 'serialize', join(dir, 'big.safetensors'), '-o', join(dir, 'big.tensors'), '--threads', '1'], { stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';

@@ -10,26 +10,25 @@ import t from 'tap';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { TensorType } from '../src/format/constants.js';
-import { verifyFile } from '../src/format/verify.js';
-import { writeTensorizer } from '../src/format/writer.js';
+import { verifyFile } from '../src/ops/verify.js';
+import { writeTensorizer } from '../src/ops/serialize.js';
 import { openInput } from '../src/inputs/index.js';
-import { exportSafetensors } from '../src/outputs/safetensors.js';
+import { exportSafetensors } from '../src/ops/export.js';
 import { FileSource } from '../src/sources/file.js';
 import { JobRunner } from '../src/engine/runner.js';
 import { nativeAvailable } from '../src/native/binding.js';
 import { TensorizeError } from '../src/errors.js';
-import { bytes, ROOT, writeSafetensors, type StTensor } from './helpers/util.js';
+import { bytes, ROOT, writeSafetensors, type StTensor, setEnv } from './helpers/util.js';
 
 const why = nativeAvailable() ? false : 'the native addon is not built (npm run build:native)';
 
 async function withEngine<T>(engine: 'native' | 'js', f: () => Promise<T>): Promise<T> {
   const before = process.env.TENSORIZE_ENGINE;
-  process.env.TENSORIZE_ENGINE = engine;
+  setEnv('TENSORIZE_ENGINE', engine);
   try {
     return await f();
   } finally {
-    if (before === undefined) delete process.env.TENSORIZE_ENGINE;
-    else process.env.TENSORIZE_ENGINE = before;
+    setEnv('TENSORIZE_ENGINE', before);
   }
 }
 

@@ -8,7 +8,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { FdCache, runGatherForTest, runJob, type StreamJob } from '../src/engine/job.js';
-import { viewSource } from '../src/engine/view.js';
+import { viewSource } from '../src/format/view.js';
 import { bytes } from './helpers/util.js';
 
 function reference(file: Buffer, base: number, itemsize: number, offset: number, shape: number[], stride: number[], swap?: number): Buffer {

@@ -1,4 +1,4 @@
-// The writer reproduces, byte for byte, the minimal file tensorizer-format.md §5.2 gives as
+// The writer reproduces, byte for byte, the minimal file docs/format.md §5.2 gives as
 // a golden vector (one float32 tensor, exact-size metadata, no trailer); tensorizer 2.11
 // loads that file with verify_hash=True.
 import t from 'tap';
@@ -6,8 +6,8 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { TensorType } from '../src/format/constants.js';
 import { dtypeByName } from '../src/format/dtypes.js';
-import { writeTensorizer } from '../src/format/writer.js';
-import { verifyFile } from '../src/format/verify.js';
+import { writeTensorizer } from '../src/ops/serialize.js';
+import { verifyFile } from '../src/ops/verify.js';
 import { FileSource } from '../src/sources/file.js';
 
 const GOLDEN = `

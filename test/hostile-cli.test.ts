@@ -233,7 +233,7 @@ t.test('16. no driver reads "no NVIDIA driver found", not a CUDA error name', as
 });
 
 t.test('17. --filter globs match Hugging Face names by their end, as load --help shows', async (t) => {
-  const { compileFilter } = await import('../src/loader/load.js');
+  const { compileFilter } = await import('../src/ops/load.js');
   const names = ['model.embed_tokens.weight', 'model.layers.0.self_attn.q_proj.weight', 'model.layers.0.input_layernorm.weight', 'model.layers.11.mlp.down_proj.weight', 'model.layers.11.mlp.down_proj.bias', 'lm_head.weight', 'xlayers.0.weight'];
   const pick = (f: string) => names.filter(compileFilter(f)!);
   t.same(pick('layers.*.weight'), names.slice(1, 4), 'the help example works on real names');
@@ -255,7 +255,7 @@ t.test('18. Ctrl-C during serialize -o s3:// reports whether the upload was abor
   t.teardown(async () => {
     for (const c of closers.reverse()) await c();
   });
-  const { writeSyntheticSafetensors } = await import('../src/synthetic.js');
+  const { writeSyntheticSafetensors } = await import('../src/ops/synthetic.js');
   const model = join(dir, 'model.safetensors');
   await writeSyntheticSafetensors(model, 13 << 20);
   // s3rver has no AbortMultipartUpload (it answers 405, as some S3-compatible servers do):

@@ -1,9 +1,9 @@
 /**
  * The layer rule (issue #14): a module imports only from its own layer or below. Layers,
- * bottom to top: errors and util; sources (bytes) and native (the one module that loads the
+ * bottom to top: errors, config and util; sources (bytes) and native (the one module that loads the
  * addon); format and inputs (parsing and planning, no I/O engine); engine (moving and hashing
- * bytes); operations (loader, outputs, the synthetic model); bench; cli; the package entry.
- * The imports that break the rule today are listed in KNOWN: the test fails when one is added
+ * bytes); operations (ops: serialize, verify, export, load, the synthetic model); bench; cli; the package entry.
+ * Imports that break the rule would be listed in KNOWN (empty now): the test fails when one is added
  * and when one is fixed without being struck from the list, so the list only shrinks.
  */
 import t from 'tap';
@@ -13,33 +13,21 @@ import { ROOT } from './helpers/util.js';
 
 const LAYERS: Record<string, number> = {
   'errors.ts': 0,
+  'config.ts': 0,
   util: 0,
   sources: 1,
   native: 1,
   format: 2,
   inputs: 2,
   engine: 3,
-  loader: 4,
-  outputs: 4,
-  'synthetic.ts': 4,
+  ops: 4,
   bench: 5,
   cli: 6,
   'index.ts': 7,
 };
 
-// To be emptied by the rest of issue #14 (strike a line when its import goes).
-const KNOWN = [
-  'format/verify.ts -> engine/fetch.ts',
-  'format/verify.ts -> engine/remote.ts',
-  'format/verify.ts -> engine/runner.ts',
-  'format/writer.ts -> engine/fetch.ts',
-  'format/writer.ts -> engine/job.ts',
-  'format/writer.ts -> engine/remote.ts',
-  'format/writer.ts -> engine/runner.ts',
-  'format/writer.ts -> outputs/s3upload.ts',
-  'inputs/model.ts -> engine/job.ts',
-  'inputs/pytorch/checkpoint.ts -> engine/view.ts',
-];
+// Imports allowed against the rule: none. Keep it that way (strike a line when its import goes).
+const KNOWN: string[] = [];
 
 /** Every relative import (static, re-export or dynamic, types included) of a module's text. */
 export function importsOf(text: string): string[] {
@@ -82,13 +70,55 @@ t.test('no module imports a layer above its own, beyond the known list', async (
 
 t.test('the check sees an import of a higher layer, in every form', async (t) => {
   for (const line of [
-    "import { load } from '../loader/load.js';",
-    "import type { LoadOptions } from '../loader/load.js';",
-    "export { load } from '../loader/load.js';",
-    "const { load } = await import('../loader/load.js');",
-    "import '../loader/load.js';",
+    "import { load } from '../ops/load.js';",
+    "import type { LoadOptions } from '../ops/load.js';",
+    "export { load } from '../ops/load.js';",
+    "const { load } = await import('../ops/load.js');",
+    "import '../ops/load.js';",
   ]) {
-    t.same(violations(new Map([['sources/file.ts', `// a source\n${line}\n`]])), ['sources/file.ts -> loader/load.ts'], line);
+    t.same(violations(new Map([['sources/file.ts', `// a source\n${line}\n`]])), ['sources/file.ts -> ops/load.ts'], line);
   }
-  t.same(violations(new Map([['loader/load.ts', "import { x } from '../sources/file.js';\n"]])), [], 'importing below is fine');
+  t.same(violations(new Map([['ops/load.ts', "import { x } from '../sources/file.js';\n"]])), [], 'importing below is fine');
+});
+
+/** Imports of format/ modules that are not errors, format itself or the ByteSource interface, and node I/O modules. */
+export function impurities(files: Map<string, string>): string[] {
+  const allowed = (target: string) => target === 'errors.ts' || target === 'sources/source.ts' || target.startsWith('format/');
+  const bad: string[] = [];
+  for (const [file, text] of files) {
+    if (!file.startsWith('format/')) continue;
+    for (const spec of importsOf(text)) {
+      const target = normalize(join(dirname(file), spec)).replace(/\.js$/, '.ts');
+      if (!allowed(target)) bad.push(`${file} -> ${target}`);
+    }
+    // No engine or file system of its own: bytes come through a ByteSource.
+    for (const m of text.matchAll(/from\s+'node:(fs|fs\/promises|worker_threads|child_process|net|http|https)'/g)) bad.push(`${file} -> node:${m[1]}`);
+  }
+  return bad;
+}
+
+t.test('format/ is pure: it imports only errors, itself and the ByteSource interface', async (t) => {
+  const files = sources(join(ROOT, 'src'));
+  t.same(impurities(files), [], `${[...files.keys()].filter((f) => f.startsWith('format/')).length} format modules`);
+  const bad = new Map([['format/x.ts', "import { readSync } from 'node:fs';\nimport { checkRange } from '../sources/source.js';\nimport { open } from '../sources/file.js';\nimport type { StreamJob } from '../engine/job.js';\n"]]);
+  t.same(impurities(bad), ['format/x.ts -> sources/file.ts', 'format/x.ts -> engine/job.ts', 'format/x.ts -> node:fs'], 'the check sees them');
+});
+
+/** Reads of TENSORIZE_* variables outside src/config.ts: "file: NAME". */
+export function envReads(files: Map<string, string>): string[] {
+  const out: string[] = [];
+  for (const [file, text] of files) {
+    if (file === 'config.ts') continue;
+    for (const m of text.matchAll(/\benv(?:\.|\[['"])(TENSORIZE_\w+)/g)) out.push(`${file}: ${m[1]}`);
+  }
+  return out;
+}
+
+t.test('configuration is read in one place: only src/config.ts reads TENSORIZE_* variables', async (t) => {
+  t.same(envReads(sources(join(ROOT, 'src'))), []);
+  const bad = new Map([
+    ['engine/x.ts', "const a = process.env.TENSORIZE_ENGINE;\nconst b = env['TENSORIZE_NET'];\n"],
+    ['config.ts', 'const c = process.env.TENSORIZE_NATIVE;\n'],
+  ]);
+  t.same(envReads(bad), ['engine/x.ts: TENSORIZE_ENGINE', 'engine/x.ts: TENSORIZE_NET'], 'the check sees them');
 });

@@ -7,9 +7,10 @@ import t, { type Test } from 'tap';
 import { spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { compileFilter, load } from '../src/loader/load.js';
+import { compileFilter, load } from '../src/ops/load.js';
 import { native, nativeAvailable } from '../src/native/binding.js';
 import { BIN, bytes, ROOT, sha256, VECTORS, writeSafetensors, type StTensor } from './helpers/util.js';
+import { manifestProblems, readManifest, tensorName, type Manifest } from './helpers/manifest.mjs';
 
 const available = nativeAvailable();
 const why = available ? false : 'the native addon is not built (npm run build:native)';
@@ -18,38 +19,62 @@ const gpu = info && info.deviceCount > 0 ? false : `no usable CUDA device (${inf
 // On a GPU machine, a missing device must fail the run rather than skip the GPU tests.
 if (gpu && process.env.TENSORIZE_REQUIRE_GPU === '1') t.fail(`TENSORIZE_REQUIRE_GPU=1, but ${gpu}`);
 
-interface Manifest {
-  tensors: { name: string | (string | number)[]; sha256?: string; nbytes?: number; meta?: boolean }[];
-}
 const vectors = readdirSync(VECTORS).filter((f) => f.endsWith('.tensors') && !f.startsWith('encrypted')).sort();
-const manifestOf = (f: string): Manifest => JSON.parse(readFileSync(join(VECTORS, f.replace(/\.tensors$/, '.json')), 'utf8'));
-const nameOf = (n: string | (string | number)[]): string => (typeof n === 'string' ? n : JSON.stringify(n));
 
 async function checkVector(t: Test, f: string, device: string, plaid: boolean, readers: number, chunkSize: number, verify: boolean, mmap = false): Promise<void> {
-  const m = manifestOf(f);
   const model = await load(join(VECTORS, f), { device, plaid, readers, chunkSize, verify, mmap });
   try {
-    t.equal(model.tensors.length, m.tensors.length, `${f}: tensor count`);
-    for (const want of m.tensors) {
-      const got = model.tensors.find((x) => x.name === nameOf(want.name));
-      if (!got) {
-        t.fail(`${f}: ${nameOf(want.name)} missing`);
-        continue;
-      }
-      if (want.meta) {
-        t.equal(got.device, 'meta', `${f}: ${got.name} is meta`);
-        continue;
-      }
-      if (!mmap) t.equal(got.offset % 256, 0, 'aligned');
-      const how = `${f} ${device} plaid=${plaid} mmap=${mmap} readers=${readers} chunk=${chunkSize} verify=${verify}: ${got.name}`;
-      t.equal(sha256(model.read(got.name)), want.sha256, how);
-      if (device === 'cpu') t.equal(sha256(model.view(got.name)), want.sha256, `${how} (view)`);
-    }
-    t.equal(model.stats.bytes, m.tensors.reduce((n, x) => n + (x.meta ? 0 : x.nbytes ?? 0), 0), 'bytes');
+    const how = `${f} ${device} plaid=${plaid} mmap=${mmap} readers=${readers} chunk=${chunkSize} verify=${verify}`;
+    // every tensor's name, type, dtype, shape and bytes (read(), and view() in host memory), aligned unless mapped
+    t.same(manifestProblems(model, readManifest(VECTORS, f), { align: mmap ? undefined : 256, view: device === 'cpu' }), [], `${how}: the manifest`);
   } finally {
     model.close();
   }
 }
+
+t.test('the manifest check reports what differs: a changed byte, a wrong hash, dtype, shape or size, a missing or extra tensor', { skip: why }, async (t) => {
+  const f = 'module_bf16_v2.tensors';
+  const m = readManifest(VECTORS, f);
+  const model = await load(join(VECTORS, f), { device: 'cpu' });
+  try {
+    t.same(manifestProblems(model, m, { view: true }), [], 'the intact load agrees with its manifest');
+    const i = m.tensors.findIndex((x) => !x.meta && (x.nbytes ?? 0) > 1);
+    const name = tensorName(m.tensors[i]!.name);
+    const esc = name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+    // One byte of the loaded memory, changed through a view (read() sees it too).
+    const v = model.view(name);
+    const at = v.length >> 1;
+    v[at]! ^= 0x01;
+    const p = manifestProblems(model, m, { view: true });
+    t.equal(p.length, 2, `one changed byte: two problems (read() and view()): ${p.join('; ')}`);
+    t.match(p[0], new RegExp(`^${esc}: read\\(\\) bytes have SHA-256 [0-9a-f]{64}, the manifest says ${m.tensors[i]!.sha256}$`));
+    t.match(p[1], new RegExp(`^${esc}: view\\(\\) bytes have SHA-256 `));
+    t.same(manifestProblems(model, m), [p[0]], 'without view: the read() problem alone');
+    v[at]! ^= 0x01;
+    t.same(manifestProblems(model, m, { view: true }), [], 'the byte put back: no problem');
+    // Manifests that say something else: exactly these problems, in this order.
+    const edit = (change: (x: Manifest) => void): string[] => {
+      const w: Manifest = structuredClone(m);
+      change(w);
+      return manifestProblems(model, w);
+    };
+    const expect = (got: string[], want: (string | RegExp)[], what: string) =>
+      t.ok(got.length === want.length && want.every((x, k) => (typeof x === 'string' ? got[k] === x : x.test(got[k]!))), `${what}: ${got.join('; ') || 'no problem'}`);
+    const hash = m.tensors[i]!.sha256!;
+    const wrong = (hash[0] === '0' ? '1' : '0') + hash.slice(1);
+    expect(edit((w) => (w.tensors[i]!.sha256 = wrong)), [`${name}: read() bytes have SHA-256 ${hash}, the manifest says ${wrong}`], 'a wrong hash');
+    expect(edit((w) => (w.tensors[i]!.dtype = 'float64')), [new RegExp(`^${esc}: dtype \\w+, the manifest says float64$`)], 'a wrong dtype');
+    expect(edit((w) => w.tensors[i]!.shape.push(1, 1)), [new RegExp(`^${esc}: shape \\[[0-9,]*\\], the manifest says \\[[0-9,]*,1,1\\]$`)], 'a wrong shape');
+    expect(edit((w) => (w.tensors[i]!.type = 'buffer')), [new RegExp(`^${esc}: type \\w+, the manifest says buffer$`)], 'a wrong type');
+    expect(edit((w) => (w.tensors[i]!.nbytes! += 2)), [new RegExp(`^${esc}: [0-9]+ bytes, the manifest says [0-9]+$`), /^stats\.bytes is [0-9]+, the manifest's tensors hold [0-9]+$/], 'a wrong size');
+    const n = m.tensors.length;
+    expect(edit((w) => w.tensors.splice(i, 1)), [`${n} tensors loaded, the manifest lists ${n - 1}`, `${name}: loaded, but not in the manifest`, /^stats\.bytes/], 'a tensor the manifest does not list');
+    expect(edit((w) => w.tensors.push({ ...w.tensors[i]!, name: 'no.such.tensor' })), [`${n} tensors loaded, the manifest lists ${n + 1}`, 'no.such.tensor: missing'], 'a tensor that was not loaded');
+    expect(edit((w) => (w.tensors[i]!.meta = true)), [`${name}: a meta tensor in the manifest, loaded to cpu`, /^stats\.bytes/], 'a tensor the manifest says is meta');
+  } finally {
+    model.close();
+  }
+});
 
 t.test('host loads of every reference vector match the manifests, in every mode', { skip: why }, async (t) => {
   for (const f of vectors) {
@@ -158,7 +183,7 @@ t.test('--filter loads only matching tensors', { skip: why }, async (t) => {
   t.notOk(compileFilter('layers.*.weight')!('layersX3.weight.bias'));
   t.ok(compileFilter('/^a|b$/')!('b'));
   t.throws(() => compileFilter('/(/'), { code: 'E_USAGE' });
-  const all = manifestOf('many_tensors.tensors').tensors.map((x) => nameOf(x.name));
+  const all = readManifest(VECTORS, 'many_tensors.tensors').tensors.map((x) => tensorName(x.name));
   const pick = all.filter((n) => /^blk\.[0-9]*1\.p$/.test(n));
   const model = await load(join(VECTORS, 'many_tensors.tensors'), { device: 'cpu', filter: 'blk.*1.p' });
   t.same(model.tensors.map((x) => x.name), pick);
@@ -215,7 +240,7 @@ t.test('tensorize load through the CLI', { skip: why }, async (t) => {
   const r = spawnSync(process.execPath, [BIN, 'load', join(VECTORS, 'dtypes_v1.tensors'), '--device', 'cpu', '--plaid', '--verify', '--json'], { encoding: 'utf8' });
   t.equal(r.status, 0, r.stderr);
   const doc = JSON.parse(r.stdout);
-  t.match(doc, { ok: true, device: 'cpu', plaid: true, verified: true, tensors: manifestOf('dtypes_v1.tensors').tensors.length });
+  t.match(doc, { ok: true, device: 'cpu', plaid: true, verified: true, tensors: readManifest(VECTORS, 'dtypes_v1.tensors').tensors.length });
   for (const k of ['openMs', 'firstTensorMs', 'transferMs', 'totalMs', 'bytes', 'gbPerSecond', 'peakRssBytes', 'pinnedBytes', 'deviceBytes']) t.type(doc[k], 'number', k);
   const mm = spawnSync(process.execPath, [BIN, 'load', join(VECTORS, 'dtypes_v1.tensors'), '--mmap', '--verify', '--json'], { encoding: 'utf8' });
   t.equal(mm.status, 0, mm.stderr);

@@ -5,7 +5,7 @@
 import t, { type Test } from 'tap';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { load, type LoadOptions } from '../src/loader/load.js';
+import { load, type LoadOptions } from '../src/ops/load.js';
 import { nativeAvailable } from '../src/native/binding.js';
 import { bypassesProxy, proxyFor } from '../src/sources/proxy.js';
 import { makeS3Client } from '../src/sources/s3.js';
@@ -13,7 +13,7 @@ import { httpTarget } from '../src/sources/http.js';
 import { fetchNative } from '../src/engine/fetch.js';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { startForwardProxy, startHttpServer, startS3, useS3Env, type ForwardProxy } from './helpers/servers.js';
-import { ROOT, runCli, sha256, VECTORS } from './helpers/util.js';
+import { ROOT, runCli, sha256, VECTORS, setEnv } from './helpers/util.js';
 
 const skip = nativeAvailable() ? false : 'the native addon is not built';
 const PROXY_VARS = ['http_proxy', 'HTTP_PROXY', 'https_proxy', 'HTTPS_PROXY', 'no_proxy', 'NO_PROXY'];
@@ -87,9 +87,9 @@ t.test('HTTP and HTTPS loads through a proxy that wants credentials, both engine
   t.teardown(async () => Promise.all([http.close(), https.close(), proxy.close()]));
   proxyEnv(t, { HTTP_PROXY: proxy.url });
   for (const net of ['native', 'js']) {
-    if (net === 'js') process.env.TENSORIZE_NET = 'js';
-    else delete process.env.TENSORIZE_NET;
-    t.teardown(() => delete process.env.TENSORIZE_NET);
+    if (net === 'js') setEnv('TENSORIZE_NET', 'js');
+    else setEnv('TENSORIZE_NET', undefined);
+    t.teardown(() => setEnv('TENSORIZE_NET', undefined));
     for (const [base, what] of [
       [http.url, 'http'],
       [`https://localhost:${new URL(https.url).port}`, 'https'],
@@ -102,7 +102,7 @@ t.test('HTTP and HTTPS loads through a proxy that wants credentials, both engine
       t.ok(proxy.tunnels.slice(before).length > 0 && proxy.tunnels.slice(before).every((x) => x === host.replace('localhost', 'localhost')), `${what} (${net}): every connection tunnelled to ${host}`);
     }
   }
-  delete process.env.TENSORIZE_NET;
+  setEnv('TENSORIZE_NET', undefined);
 
   // NO_PROXY: straight to the server.
   proxyEnv(t, { HTTP_PROXY: proxy.url, NO_PROXY: '127.0.0.1' });
@@ -119,11 +119,11 @@ t.test('a proxy that refuses: wrong credentials, a denied host, no proxy listeni
   const wrong = proxy.url.replace('right', 'wrong');
   for (const net of ['native', 'js']) {
     proxyEnv(t, { HTTP_PROXY: wrong });
-    if (net === 'js') process.env.TENSORIZE_NET = 'js';
-    else delete process.env.TENSORIZE_NET;
+    if (net === 'js') setEnv('TENSORIZE_NET', 'js');
+    else setEnv('TENSORIZE_NET', undefined);
     await t.rejects(load(`${http.url}/dtypes_v1.tensors`, { device: 'cpu', source: { http: FAST } }), { code: 'E_IO', message: /407|[Pp]roxy/ }, `${net}: wrong credentials`);
   }
-  delete process.env.TENSORIZE_NET;
+  setEnv('TENSORIZE_NET', undefined);
   // The native fetcher's own tunnel, refused: wrong credentials, then a denied target.
   const size = readFileSync(join(VECTORS, 'dtypes_v1.tensors')).length;
   const job = [{ offset: 0, length: 100, dst: 0, crc32: false, sha256: false }];
@@ -152,8 +152,8 @@ t.test('every client routes a request the same way: scheme-less proxies, a user 
   t.teardown(async () => Promise.all([http.close(), https.close(), plain.close(), tokened.close()]));
   const hostPort = (u: string) => new URL(u).host;
   for (const net of ['native', 'js']) {
-    if (net === 'js') process.env.TENSORIZE_NET = 'js';
-    else delete process.env.TENSORIZE_NET;
+    if (net === 'js') setEnv('TENSORIZE_NET', 'js');
+    else setEnv('TENSORIZE_NET', undefined);
     const cases: [string, Record<string, string>, ForwardProxy | undefined][] = [
       ['a proxy given as host:port, as curl takes it', { HTTP_PROXY: hostPort(plain.url) }, plain],
       ['a user and no password (a token)', { HTTP_PROXY: `http://token@${hostPort(tokened.url)}` }, tokened],
@@ -178,7 +178,7 @@ t.test('every client routes a request the same way: scheme-less proxies, a user 
       t.same(used.map((n) => n > 0), [via === plain, via === tokened], `${net}, ${what}: ${via ? 'through the proxy, every connection' : 'no proxy seen'} (${used})`);
     }
   }
-  delete process.env.TENSORIZE_NET;
+  setEnv('TENSORIZE_NET', undefined);
 });
 
 t.test('a server without range support, downloaded through the proxy', { skip }, async (t) => {

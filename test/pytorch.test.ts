@@ -15,8 +15,8 @@ import { checkpointZip, pickleDict, storedZip, tensorV2 } from './helpers/pickle
 import { BIN, bytes, ROOT, sha256, VECTORS } from './helpers/util.js';
 
 const FIX = join(ROOT, 'fixtures', 'pytorch');
-const { verifyFile } = await t.mockImport<typeof import('../src/format/verify.js')>('../src/format/verify.js', POOL_MOCK);
-const { writeTensorizer } = await t.mockImport<typeof import('../src/format/writer.js')>('../src/format/writer.js', POOL_MOCK);
+const { verifyFile } = await t.mockImport<typeof import('../src/ops/verify.js')>('../src/ops/verify.js', POOL_MOCK);
+const { writeTensorizer } = await t.mockImport<typeof import('../src/ops/serialize.js')>('../src/ops/serialize.js', POOL_MOCK);
 let outs = 0;
 
 interface Want {

@@ -10,17 +10,17 @@ import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { TensorType } from '../src/format/constants.js';
-import { writeTensorizer } from '../src/format/writer.js';
+import { writeTensorizer } from '../src/ops/serialize.js';
 import { openInput } from '../src/inputs/index.js';
-import { verifyFile } from '../src/format/verify.js';
+import { verifyFile } from '../src/ops/verify.js';
 import { TensorizerFile } from '../src/format/reader.js';
 import { FileSource } from '../src/sources/file.js';
 import { HttpSource } from '../src/sources/http.js';
 import { makeS3Client, readS3cfg, S3Source } from '../src/sources/s3.js';
 import { planReads } from '../src/engine/remote.js';
-import { load } from '../src/loader/load.js';
+import { load } from '../src/ops/load.js';
 import { nativeAvailable } from '../src/native/binding.js';
-import { BIN, ROOT, runCli as cli, sha256, VECTORS } from './helpers/util.js';
+import { BIN, ROOT, runCli as cli, sha256, VECTORS, setEnv } from './helpers/util.js';
 import { NGINX, startHttpServer, startNginx, startProxy, startS3, S3_ENV, useS3Env } from './helpers/servers.js';
 
 const FILES = readdirSync(VECTORS).filter((f) => f.endsWith('.tensors') && !f.startsWith('encrypted'));
@@ -63,14 +63,14 @@ t.test('HTTP: info and verify over http:// equal the local results, every vector
       t.same({ ...r, file: f }, local, `${f}: the same verdict over HTTP (chunk ${chunkSize})`);
     }
     // The hashes of remote bytes run natively on libuv threads; the JavaScript hasher must agree.
-    process.env.TENSORIZE_ENGINE = 'js';
+    setEnv('TENSORIZE_ENGINE', 'js');
     try {
       const src = await HttpSource.open(`${http.url}/${f}`, FAST);
       const r = await verifyFile(src, { chunkSize: 4096, concurrency: 2 });
       await src.close();
       t.same({ ...r, file: f }, local, `${f}: the same verdict with TENSORIZE_ENGINE=js`);
     } finally {
-      delete process.env.TENSORIZE_ENGINE;
+      setEnv('TENSORIZE_ENGINE', undefined);
     }
   }
 });
@@ -264,7 +264,7 @@ t.test('serialize -o s3://: the same bytes as a local serialize; failures and Ct
   t.teardown(() => {
     for (const k of Object.keys(S3_ENV)) delete process.env[k];
   });
-  const { writeSyntheticSafetensors } = await import('../src/synthetic.js');
+  const { writeSyntheticSafetensors } = await import('../src/ops/synthetic.js');
   await writeSyntheticSafetensors(join(dir, 'model.safetensors'), 13 << 20);
   const { client } = makeS3Client({ endpoint: s3.endpoint });
   closers.push(() => client.destroy());
@@ -335,20 +335,20 @@ t.test('export from http:// gives the same safetensors file as a local export, a
   const dir = t.testdir();
   const http = await startHttpServer(VECTORS);
   t.teardown(() => http.close());
-  const { exportSafetensors } = await import('../src/outputs/safetensors.js');
+  const { exportSafetensors } = await import('../src/ops/export.js');
   for (const f of ['dtypes_v1.tensors', 'module_bf16_v2.tensors', 'meta_marker_v4.tensors']) {
     const local = await FileSource.open(join(VECTORS, f));
     await exportSafetensors(local, join(dir, 'local.safetensors'));
     await local.close();
     // The native fetcher (writing in place), then the JavaScript path.
     for (const net of [undefined, 'js']) {
-      if (net) process.env.TENSORIZE_NET = net;
+      if (net) setEnv('TENSORIZE_NET', net);
       try {
         const src = await HttpSource.open(`${http.url}/${f}`, FAST);
         await exportSafetensors(src, join(dir, 'remote.safetensors'), { concurrency: 3 });
         await src.close();
       } finally {
-        delete process.env.TENSORIZE_NET;
+        setEnv('TENSORIZE_NET', undefined);
       }
       t.ok(readFileSync(join(dir, 'remote.safetensors')).equals(readFileSync(join(dir, 'local.safetensors'))), `${f}: identical export (${net ?? 'native'})`);
     }

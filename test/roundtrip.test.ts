@@ -7,11 +7,11 @@ import { HashType, TensorType } from '../src/format/constants.js';
 import { headerSize } from '../src/format/header.js';
 import { dtypeByName } from '../src/format/dtypes.js';
 import { TensorizerFile } from '../src/format/reader.js';
-import { verifyFile } from '../src/format/verify.js';
-import { writeTensorizer } from '../src/format/writer.js';
+import { verifyFile } from '../src/ops/verify.js';
+import { writeTensorizer } from '../src/ops/serialize.js';
 import { openInput } from '../src/inputs/index.js';
 import { openSafetensorsFile } from '../src/inputs/safetensors.js';
-import { exportSafetensors } from '../src/outputs/safetensors.js';
+import { exportSafetensors } from '../src/ops/export.js';
 import { FileSource } from '../src/sources/file.js';
 import { bytes, sha256, writeSafetensors, type StTensor } from './helpers/util.js';
 

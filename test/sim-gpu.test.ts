@@ -14,7 +14,7 @@ import t, { type Test } from 'tap';
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { load } from '../src/loader/load.js';
+import { load } from '../src/ops/load.js';
 import { native, nativeAvailable } from '../src/native/binding.js';
 import { startHttpServer } from './helpers/servers.js';
 import { ROOT, runCli, sha256, VECTORS } from './helpers/util.js';

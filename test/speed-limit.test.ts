@@ -18,7 +18,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { TensorType } from '../src/format/constants.js';
 import { TensorizerFile } from '../src/format/reader.js';
-import { writeTensorizer } from '../src/format/writer.js';
+import { writeTensorizer } from '../src/ops/serialize.js';
 import { openInput } from '../src/inputs/index.js';
 import { nativeAvailable } from '../src/native/binding.js';
 import { FileSource } from '../src/sources/file.js';

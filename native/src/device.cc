@@ -11,36 +11,29 @@ namespace tz {
 namespace dev {
 namespace {
 
-
 // No usable device: every call says why.
-Backend* noDevice(const std::string& why, int driverVersion) {
+std::unique_ptr<Backend> noDevice(const std::string& why, int driverVersion) {
   auto b = std::make_unique<FailingBackend>(Error{Code::E_NO_DEVICE, "no usable GPU: " + why});
   b->info.why = why;
   b->info.driverVersion = driverVersion;
-  return b.release();
-}
-
-Backend* choose() {
-  const char* sim = getenv("TENSORIZE_SIM_GPU");
-  if (sim && *sim) {
-    char* end = nullptr;
-    long n = std::strtol(sim, &end, 10);
-    if (*end == '\0' && n >= 1 && n <= 16) return makeSimBackend(static_cast<int>(n)).release();
-    return noDevice(std::string("TENSORIZE_SIM_GPU=") + sim + " is not a number of simulated devices (1 to 16)", 0);
-  }
-  std::string why;
-  int driverVersion = 0;
-  if (auto b = makeCudaBackend(why, driverVersion)) return b.release();
-  return noDevice(why, driverVersion);
+  return b;
 }
 
 Backend& backend() {
   // Never destroyed: streams and callbacks may outlive static destruction at exit.
-  static Backend* b = choose();
+  static Backend* b = makeBackend(config()).release();
   return *b;
 }
 
 }  // namespace
+
+std::unique_ptr<Backend> makeBackend(const Config& c) {
+  if (c.simulate) return c.simDevices ? makeSimBackend(c) : noDevice(c.simGpuError, 0);
+  std::string why;
+  int driverVersion = 0;
+  if (auto b = makeCudaBackend(c, why, driverVersion)) return b;
+  return noDevice(why, driverVersion);
+}
 
 const BackendInfo& info() { return backend().info; }
 

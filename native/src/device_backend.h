@@ -4,6 +4,7 @@
 #include <memory>
 #include <utility>
 
+#include "config.h"
 #include "device.h"
 
 namespace tz {
@@ -69,11 +70,19 @@ class FailingBackend : public Backend {
 };
 
 // The CUDA driver backend, or nullptr with `why` set (no libcuda.so.1, a driver without a
-// call tensorize needs, cuInit failing, no device). `driverVersion` is set when known.
-std::unique_ptr<Backend> makeCudaBackend(std::string& why, int& driverVersion);
+// call tensorize needs, cuInit failing, no device). `driverVersion` is set when known. From
+// `c`: the library to load (libcuda) and, for the reason, cudaVisibleDevices.
+std::unique_ptr<Backend> makeCudaBackend(const Config& c, std::string& why, int& driverVersion);
 
-// The simulator with `devices` devices, configured from the environment (TENSORIZE_SIM_*).
-std::unique_ptr<Backend> makeSimBackend(int devices);
+// The simulator that `c` asks for (c.simDevices devices, configured by c.sim); with
+// c.simError set, a backend with no devices whose every call fails with E_USAGE saying why.
+std::unique_ptr<Backend> makeSimBackend(const Config& c);
+
+// The backend that `c` selects: the simulator when c.simulate (no device, E_NO_DEVICE, when
+// c.simDevices is not a count), else the CUDA driver, else no device (every call fails with
+// E_NO_DEVICE saying why). The device layer's front makes its one backend from config();
+// tests make their own from any Config.
+std::unique_ptr<Backend> makeBackend(const Config& c);
 
 }  // namespace dev
 }  // namespace tz

@@ -499,13 +499,13 @@ class CudaBackend : public Backend {
 };
 
 // Why cuInit failed, in words a user can act on.
-std::string initFailure(const Api& a, CUresult r, const std::string& lib, int driverVersion) {
+std::string initFailure(const Config& c, const Api& a, CUresult r, const std::string& lib, int driverVersion) {
   std::string name = resultName(a, r);
   std::string ver = driverVersion ? ", CUDA " + cudaVersion(driverVersion) : "";
   switch (r) {
     case cu::ERROR_NO_DEVICE: {
-      const char* vis = getenv("CUDA_VISIBLE_DEVICES");
-      if (vis) return std::string("no CUDA device found (the driver reports none; check CUDA_VISIBLE_DEVICES, which is \"") + vis + "\")";
+      if (c.cudaVisibleDevices)
+        return "no CUDA device found (the driver reports none; check CUDA_VISIBLE_DEVICES, which is \"" + *c.cudaVisibleDevices + "\")";
       return "no CUDA device found (the driver reports none; check CUDA_VISIBLE_DEVICES)";
     }
     case cu::ERROR_STUB_LIBRARY:
@@ -529,11 +529,10 @@ std::string initFailure(const Api& a, CUresult r, const std::string& lib, int dr
 
 }  // namespace
 
-std::unique_ptr<Backend> makeCudaBackend(std::string& why, int& driverVersion) {
+std::unique_ptr<Backend> makeCudaBackend(const Config& c, std::string& why, int& driverVersion) {
   driverVersion = 0;
-  const char* override_ = getenv("TENSORIZE_LIBCUDA");
-  const bool overridden = override_ && *override_;
-  const char* path = overridden ? override_ : "libcuda.so.1";
+  const bool overridden = !c.libcuda.empty();
+  const char* path = overridden ? c.libcuda.c_str() : "libcuda.so.1";
   // RTLD_LOCAL: the driver's symbols stay out of the global namespace, so they cannot satisfy
   // (or clash with) another library's references. The library is never unloaded: once one of
   // its calls has run it may have started threads of its own.
@@ -542,7 +541,7 @@ std::unique_ptr<Backend> makeCudaBackend(std::string& why, int& driverVersion) {
     const char* err = dlerror();
     std::string detail = err ? err : "unknown dlopen error";
     if (overridden) {
-      why = std::string("no NVIDIA driver found (TENSORIZE_LIBCUDA=") + override_ + " could not be loaded: " + detail + ")";
+      why = "no NVIDIA driver found (TENSORIZE_LIBCUDA=" + c.libcuda + " could not be loaded: " + detail + ")";
     } else if (detail.find("No such file") != std::string::npos) {
       // Only the wording depends on dlerror's text: absent is the common case and gets the
       // short sentence; anything else (a broken install, a wrong architecture) is quoted.
@@ -579,7 +578,7 @@ std::unique_ptr<Backend> makeCudaBackend(std::string& why, int& driverVersion) {
   if (r != cu::SUCCESS) {
     Dl_info dl{};
     std::string where = dladdr(reinterpret_cast<void*>(api.cuInit), &dl) && dl.dli_fname ? dl.dli_fname : path;
-    why = initFailure(api, r, where, driverVersion);
+    why = initFailure(c, api, r, where, driverVersion);
     return nullptr;
   }
 
@@ -590,7 +589,7 @@ std::unique_ptr<Backend> makeCudaBackend(std::string& why, int& driverVersion) {
     return nullptr;
   }
   if (n <= 0) {
-    why = initFailure(api, cu::ERROR_NO_DEVICE, path, driverVersion);
+    why = initFailure(c, api, cu::ERROR_NO_DEVICE, path, driverVersion);
     return nullptr;
   }
 

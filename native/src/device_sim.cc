@@ -969,11 +969,9 @@ std::unique_ptr<Backend> makeSimBackend(int devices, const SimConfig& c) {
   return b;
 }
 
-std::unique_ptr<Backend> makeSimBackend(int devices) {
-  SimConfig c;
-  std::string why;
-  if (!simConfigFromEnv(c, why)) return badSim(Code::E_USAGE, why);
-  return makeSimBackend(devices, c);
+std::unique_ptr<Backend> makeSimBackend(const Config& c) {
+  if (!c.simError.empty()) return badSim(Code::E_USAGE, c.simError);
+  return makeSimBackend(c.simDevices, c.sim);
 }
 
 }  // namespace dev

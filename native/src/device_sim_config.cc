@@ -1,12 +1,13 @@
-// The simulated device's configuration: TENSORIZE_SIM_* (device_sim.h) parsed into a
-// SimConfig, with the reason when a value does not parse.
+// The simulated device's configuration: TENSORIZE_SIM_* (device_sim_config.h) parsed into a
+// SimConfig, with the reason when a value does not parse. The values come from config.cc,
+// which alone reads the environment.
+#include "device_sim_config.h"
+
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
 #include <string>
 #include <utility>
-
-#include "device_sim.h"
 
 namespace tz {
 namespace dev {
@@ -71,9 +72,9 @@ bool parseSimFaults(const std::string& spec, std::vector<SimFault>& out, std::st
   return true;
 }
 
-bool simConfigFromEnv(SimConfig& c, std::string& why) {
-  auto env = [](const char* k) -> std::string {
-    const char* v = getenv(k);
+bool parseSimConfig(const std::function<const char*(const char*)>& lookup, SimConfig& c, std::string& why) {
+  auto env = [&](const char* k) -> std::string {
+    const char* v = lookup(k);
     return v ? trim(v) : "";
   };
   std::string v = env("TENSORIZE_SIM_GPU_MEM");

@@ -4,6 +4,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "config.h"
+
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #define TZ_X86 1
@@ -219,9 +221,9 @@ struct Impl {
     bool sha = __builtin_cpu_supports("sha") && __builtin_cpu_supports("sse4.1") && __builtin_cpu_supports("ssse3");
     bool clmul = __builtin_cpu_supports("pclmul") && __builtin_cpu_supports("sse4.1");
     bool vclmul = clmul && __builtin_cpu_supports("vpclmulqdq") && __builtin_cpu_supports("avx2");
-    const char* force = getenv("TENSORIZE_HASH");  // "portable" or "pclmul": for tests and comparisons
-    if (force && std::strcmp(force, "portable") == 0) sha = clmul = vclmul = false;
-    if (force && std::strcmp(force, "pclmul") == 0) vclmul = false;
+    const Config::Hash force = config().hash;  // TENSORIZE_HASH: for tests and comparisons
+    if (force == Config::Hash::Portable) sha = clmul = vclmul = false;
+    if (force == Config::Hash::Pclmul) vclmul = false;
     if (sha) {
       blocks = shaBlocksNi;
       blocksX2 = shaBlocksNiX2;

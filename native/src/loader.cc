@@ -14,6 +14,7 @@
 #include <mutex>
 #include <thread>
 
+#include "config.h"
 #include "copy.h"
 #include "device.h"
 #include "hash.h"
@@ -286,8 +287,7 @@ class Run : public RunState {
     // A reader waiting for its slot: by default the driver's own choice (spin while the
     // process has fewer contexts than cores: microseconds per wait, which matters for models
     // of many small tensors); TENSORIZE_CUDA_SYNC=block sleeps instead (frees the core).
-    const char* sync = getenv("TENSORIZE_CUDA_SYNC");
-    const bool blocking = sync && std::string(sync) == "block";
+    const bool blocking = config().cudaSyncBlock;
     for (int i = 0; i < readers && !errs.failed(); i++) {
       rs.emplace_back(new StagingRing);
       failed(rs.back()->open(s_.device, blocking));

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <string>
 
+#include "config.h"
 #include "device.h"
 #include "io.h"
 
@@ -26,8 +27,7 @@ class PinnedHost {
   // `what` names the memory in the error (e.g. "the pinned ring"); false with err set.
   bool allocate(uint64_t bytes, const char* what, Error& err) {
     release();
-    const char* how = getenv("TENSORIZE_PINNED");
-    hostAlloc_ = how && std::string(how) == "alloc";
+    hostAlloc_ = config().pinnedAlloc;  // TENSORIZE_PINNED=alloc
     Error e;
     if (hostAlloc_) {
       void* p = nullptr;

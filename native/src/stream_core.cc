@@ -1,18 +1,13 @@
 #include "stream_core.h"
 
 #include <chrono>
-#include <cstdlib>
 #include <string>
+
+#include "config.h"
 
 namespace tz {
 
-bool skipSlotWait() {
-  static const bool skip = [] {
-    const char* v = getenv("TENSORIZE_TEST_SKIP_SLOT_WAIT");
-    return v && std::string(v) == "1";
-  }();
-  return skip;
-}
+bool skipSlotWait() { return config().testSkipSlotWait; }
 
 void FirstTensor::init(const std::vector<uint64_t>& pieces, double* out) {
   remaining_.reset(new std::atomic<uint64_t>[pieces.size()]);

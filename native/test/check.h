@@ -1,6 +1,9 @@
 #pragma once
 #include <cstdio>
+#include <initializer_list>
+#include <utility>
 
+#include "../src/config.h"
 #include "../src/errors.h"
 using tz::Code;
 
@@ -23,3 +26,8 @@ void deviceSimTests();
 void deviceSimForkTests();
 void streamCoreTests();
 void pieceHasherTests();
+void configTests();
+
+// The settings that these variables, and no others, give (tz::readConfig over them): how
+// tests vary TENSORIZE_* without touching the environment (config_test.cc).
+tz::Config configWith(std::initializer_list<std::pair<const char*, const char*>> vars);

@@ -2,12 +2,12 @@
 //  - the real driver: without libcuda.so.1 (this machine, CI), makeCudaBackend must say exactly
 //    "no NVIDIA driver found (libcuda.so.1 is not installed)"; with one (a lent GPU machine), the
 //    same functional checks as on the fake run on every device, byte-exact.
-//  - the fake driver (fake_libcuda.cc, built beside this program), loaded through
-//    TENSORIZE_LIBCUDA: the reasons for no backend (missing library, a driver too old, each
-//    cuInit failure, no devices), device info, contexts (retained lazily, once per device, made
-//    current only when they are not), the arguments every call reaches the driver with, the
-//    mapping of CUresult values onto tensorize's codes and messages, many threads on two
-//    devices, and that nothing leaks. This is the only way the backend runs before a GPU is lent.
+//  - the fake driver (fake_libcuda.cc, built beside this program), loaded by path (the
+//    Config::libcuda handed to makeCudaBackend, what TENSORIZE_LIBCUDA sets): the reasons for
+//    no backend (missing library, a driver too old, each cuInit failure, no devices), device
+//    info, contexts (retained lazily, once per device, made current only when they are not),
+//    the arguments every call reaches the driver with, the mapping of CUresult values onto
+//    tensorize's codes and messages, many threads on two devices, and that nothing leaks. This is the only way the backend runs before a GPU is lent.
 #include <dlfcn.h>
 #include <limits.h>
 #include <sys/mman.h>
@@ -33,26 +33,14 @@ namespace {
 using tz::Error;
 using namespace tz::dev;
 
-// Sets (or, with nullptr, unsets) an environment variable for a scope.
-class EnvVar {
- public:
-  EnvVar(const char* name, const char* value) : name_(name) {
-    const char* old = getenv(name);
-    had_ = old != nullptr;
-    if (had_) old_ = old;
-    if (value) setenv(name, value, 1);
-    else unsetenv(name);
-  }
-  ~EnvVar() {
-    if (had_) setenv(name_, old_.c_str(), 1);
-    else unsetenv(name_);
-  }
-
- private:
-  const char* name_;
-  bool had_;
-  std::string old_;
-};
+// The backend is handed its settings (TENSORIZE_LIBCUDA and CUDA_VISIBLE_DEVICES as
+// Config::libcuda and Config::cudaVisibleDevices): each test builds the Config it needs, and
+// the environment, read once per process (config.h), is never changed here.
+tz::Config withLib(const std::string& lib) {
+  tz::Config c;
+  c.libcuda = lib;
+  return c;
+}
 
 template <typename F>
 void onNewThread(F f) {
@@ -256,11 +244,12 @@ std::string describe(const Backend& b) {
 }
 
 void realDriverTests() {
-  EnvVar lib("TENSORIZE_LIBCUDA", nullptr);
+  tz::Config c = tz::config();  // this process's CUDA_VISIBLE_DEVICES, for the reason
+  c.libcuda.clear();            // the real libcuda.so.1, whatever TENSORIZE_LIBCUDA says
   void* h = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);  // only to know whether one is here
   std::string why;
   int driverVersion = -1;
-  auto b = makeCudaBackend(why, driverVersion);
+  auto b = makeCudaBackend(c, why, driverVersion);
   if (!h) {
     std::printf("cuda backend (real driver): none here: %s\n", why.c_str());
     CHECK(!b && why == "no NVIDIA driver found (libcuda.so.1 is not installed)" && driverVersion == 0,
@@ -288,19 +277,17 @@ void failureReasons(Fake& f, const std::string& full, const std::string& old) {
   std::string why;
   int dv = -1;
   {
-    EnvVar lib("TENSORIZE_LIBCUDA", "/nonexistent/libcuda.so.1");
-    auto b = makeCudaBackend(why, dv);
+    auto b = makeCudaBackend(withLib("/nonexistent/libcuda.so.1"), why, dv);
     CHECK(!b && dv == 0 && startsWith(why, "no NVIDIA driver found (TENSORIZE_LIBCUDA=/nonexistent/libcuda.so.1 could not be loaded: "),
           ("a library that is not there: " + why).c_str());
   }
   {
-    EnvVar lib("TENSORIZE_LIBCUDA", old.c_str());
-    auto b = makeCudaBackend(why, dv);
+    auto b = makeCudaBackend(withLib(old), why, dv);
     CHECK(!b && dv == 9020 &&
               why == "the NVIDIA driver is too old: it lacks cuLaunchHostFunc (tensorize needs CUDA 10.0 or later, driver >= 410.48; this driver supports CUDA 9.2)",
           ("a CUDA 9.2 driver is too old, naming the call: " + why).c_str());
   }
-  EnvVar lib("TENSORIZE_LIBCUDA", full.c_str());
+  const tz::Config c = withLib(full);  // CUDA_VISIBLE_DEVICES unset
   struct Case {
     int result;
     std::vector<std::string> parts;  // all in the reason; the first is its start
@@ -315,13 +302,13 @@ void failureReasons(Fake& f, const std::string& full, const std::string& old) {
       {999, {"cuInit failed: CUDA_ERROR_UNKNOWN (unknown error)"}},
       {4242, {"cuInit failed: CUDA error 4242 (no description from the driver)"}},
   };
-  for (auto& c : cases) {
-    f.reset(2, 12080, c.result, 1 << 30);
-    auto b = makeCudaBackend(why, dv);
-    bool ok = !b && dv == 12080 && startsWith(why, c.parts[0]);
-    for (auto& p : c.parts) ok = ok && contains(why, p);
-    if (c.parts.size() == 1) ok = ok && why == c.parts[0];
-    CHECK(ok, ("cuInit answering " + std::to_string(c.result) + ": " + why).c_str());
+  for (auto& k : cases) {
+    f.reset(2, 12080, k.result, 1 << 30);
+    auto b = makeCudaBackend(c, why, dv);
+    bool ok = !b && dv == 12080 && startsWith(why, k.parts[0]);
+    for (auto& p : k.parts) ok = ok && contains(why, p);
+    if (k.parts.size() == 1) ok = ok && why == k.parts[0];
+    CHECK(ok, ("cuInit answering " + std::to_string(k.result) + ": " + why).c_str());
   }
   {
     // The toolkit's stub libcuda.so.1 answers every call with CUDA_ERROR_STUB_LIBRARY, the
@@ -330,27 +317,28 @@ void failureReasons(Fake& f, const std::string& full, const std::string& old) {
     f.fail("cuDriverGetVersion", 34, 0);
     f.fail("cuGetErrorName", 34, 0);
     f.fail("cuGetErrorString", 34, 0);
-    auto b = makeCudaBackend(why, dv);
+    auto b = makeCudaBackend(c, why, dv);
     CHECK(!b && dv == 0 && startsWith(why, "the libcuda.so.1 found (" + full + ") is the CUDA toolkit's stub, not the NVIDIA driver (CUDA_ERROR_STUB_LIBRARY)"),
           ("a stub that cannot even name its error: " + why).c_str());
   }
   {
-    EnvVar vis("CUDA_VISIBLE_DEVICES", "");
+    tz::Config vis = c;
+    vis.cudaVisibleDevices = "";
     f.reset(2, 12080, 100, 1 << 30);
-    auto b = makeCudaBackend(why, dv);
+    auto b = makeCudaBackend(vis, why, dv);
     CHECK(!b && why == "no CUDA device found (the driver reports none; check CUDA_VISIBLE_DEVICES, which is \"\")",
           ("CUDA_VISIBLE_DEVICES set: its value in the reason: " + why).c_str());
   }
   f.reset(0, 12080, 0, 1 << 30);
-  auto b = makeCudaBackend(why, dv);
+  auto b = makeCudaBackend(c, why, dv);
   CHECK(!b && why == "no CUDA device found (the driver reports none; check CUDA_VISIBLE_DEVICES)", ("cuInit fine, no device: " + why).c_str());
   f.reset(2, 12080, 0, 1 << 30);
   f.fail("cuDeviceGetName", 999, 2);
-  b = makeCudaBackend(why, dv);
+  b = makeCudaBackend(c, why, dv);
   CHECK(!b && why == "cuDeviceGetName (cuda:1): CUDA_ERROR_UNKNOWN (unknown error)", ("a device query failing: " + why).c_str());
   f.reset(2, 12080, 0, 1 << 30);
   f.fail("cuDeviceGetCount", 3, 1);
-  b = makeCudaBackend(why, dv);
+  b = makeCudaBackend(c, why, dv);
   CHECK(!b && why == "cuDeviceGetCount: CUDA_ERROR_NOT_INITIALIZED (initialization error)", ("cuDeviceGetCount failing: " + why).c_str());
 }
 
@@ -513,11 +501,11 @@ void hostMemoryTests(Fake& f, Backend& b) {
   munmap(p, n);
 }
 
-void hostContextChoiceTests(Fake& f) {
+void hostContextChoiceTests(Fake& f, const tz::Config& c) {
   std::string why;
   int dv = 0;
   f.reset(2, 12080, 0, 64 << 20);
-  auto b = makeCudaBackend(why, dv);
+  auto b = makeCudaBackend(c, why, dv);
   CHECK(b != nullptr, ("fresh backend: " + why).c_str());
   if (!b) return;
   onNewThread([&] {
@@ -535,7 +523,7 @@ void hostContextChoiceTests(Fake& f) {
   CHECK(f.find("cuDevicePrimaryCtxRetain") >= 0 && !onZero, "no context was ever made on cuda:0");
   b.reset();
   f.reset(2, 12080, 0, 64 << 20);
-  b = makeCudaBackend(why, dv);
+  b = makeCudaBackend(c, why, dv);
   onNewThread([&] {
     void* h = nullptr;
     int mark = f.logSize();
@@ -614,11 +602,11 @@ void errorTests(Fake& f, Backend& b) {
 }
 
 // A context that cannot be made (a GPU busy in exclusive-process mode) is tried again later.
-void retainFailureTests(Fake& f) {
+void retainFailureTests(Fake& f, const tz::Config& c) {
   std::string why;
   int dv = 0;
   f.reset(2, 12080, 0, 64 << 20);
-  auto fresh = makeCudaBackend(why, dv);
+  auto fresh = makeCudaBackend(c, why, dv);
   CHECK(fresh != nullptr, ("fresh backend: " + why).c_str());
   if (!fresh) return;
   onNewThread([&] {
@@ -640,15 +628,14 @@ void fakeTests() {
   Fake f;
   CHECK(f.open(full), "the fake driver's controls");
   if (!f.h) return;
-  EnvVar vis("CUDA_VISIBLE_DEVICES", nullptr);
 
   failureReasons(f, full, v9);
 
-  EnvVar lib("TENSORIZE_LIBCUDA", full.c_str());
+  const tz::Config cfg = withLib(full);  // CUDA_VISIBLE_DEVICES unset
   f.reset(2, 12080, 0, 64 << 20);
   std::string why = "x";
   int dv = 0;
-  auto b = makeCudaBackend(why, dv);
+  auto b = makeCudaBackend(cfg, why, dv);
   CHECK(b != nullptr && why.empty() && dv == 12080, ("the fake with two devices: a backend: " + why).c_str());
   if (!b) return;
   const BackendInfo& in = b->info;
@@ -675,11 +662,11 @@ void fakeTests() {
   b.reset();
   CHECK(f.counts().contexts == 0 && f.calls("cuDevicePrimaryCtxRelease_v2") == 2, "destroying the backend releases its two primary contexts (_v2)");
 
-  retainFailureTests(f);
+  retainFailureTests(f, cfg);
 
   // The fake catches what CUDA forbids: a host function calling the driver.
   f.reset(1, 12080, 0, 64 << 20);
-  b = makeCudaBackend(why, dv);
+  b = makeCudaBackend(cfg, why, dv);
   onNewThread([&] {
     Stream s = nullptr;
     static Backend* self = nullptr;
@@ -695,14 +682,13 @@ void fakeTests() {
   });
   b.reset();
 
-  hostContextChoiceTests(f);
+  hostContextChoiceTests(f, cfg);
 
   // A CUDA 10.2 driver: enough for tensorize; contexts released under the older name.
   {
-    EnvVar lib10("TENSORIZE_LIBCUDA", v10.c_str());
     Fake f10;
     CHECK(f10.open(v10), "the CUDA 10.2 fake's controls");
-    auto b10 = makeCudaBackend(why, dv);
+    auto b10 = makeCudaBackend(withLib(v10), why, dv);
     CHECK(b10 && dv == 10020, ("a CUDA 10.2 driver is enough: " + why).c_str());
     if (b10) {
       exercise(*b10, 0, "fake CUDA 10.2");

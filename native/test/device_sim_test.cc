@@ -7,8 +7,8 @@
 // fault-injection op; host functions (order, one at a time, calling the device API);
 // pageable copies; overlapping registrations; the bandwidth model (lower bounds only: the
 // machine is shared); stream destroy, free and hostFree with work queued; two devices;
-// configuration from the environment; many threads at once. Every test ends with the
-// simulator's counts back at zero.
+// configuration from TENSORIZE_SIM_* (through readConfig); many threads at once. Every test
+// ends with the simulator's counts back at zero.
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -708,14 +708,11 @@ void twoDeviceTests() {
 
 // ---- the environment ----
 
+// TENSORIZE_SIM_* as config.cc reads them (readConfig, through configWith: no setenv, the
+// process's own settings untouched), made into a backend as the device layer's front does.
 void envTests() {
-  const char* vars[] = {"TENSORIZE_SIM_GPU_MEM", "TENSORIZE_SIM_GPU_GBPS", "TENSORIZE_SIM_SEED", "TENSORIZE_SIM_DELAY_US", "TENSORIZE_SIM_FAIL"};
-  setenv("TENSORIZE_SIM_GPU_MEM", "64MiB", 1);
-  setenv("TENSORIZE_SIM_GPU_GBPS", "2.5", 1);
-  setenv("TENSORIZE_SIM_SEED", "99", 1);
-  setenv("TENSORIZE_SIM_FAIL", "alloc@1", 1);
   {
-    auto b = makeSimBackend(3);
+    auto b = makeBackend(configWith({{"TENSORIZE_SIM_GPU", "3"}, {"TENSORIZE_SIM_GPU_MEM", "64MiB"}, {"TENSORIZE_SIM_GPU_GBPS", "2.5"}, {"TENSORIZE_SIM_SEED", "99"}, {"TENSORIZE_SIM_FAIL", "alloc@1"}}));
     DevPtr p = 0;
     CHECK(b->info.backend == "simulated" && b->info.devices.size() == 3 && b->info.devices[2].totalMemory == 64 * MiB, "sim env: devices and TENSORIZE_SIM_GPU_MEM");
     CHECK(b->alloc(0, 256, &p).code == Code::E_DEVICE_OOM && b->alloc(0, 256, &p).ok() && b->free(0, p).ok(), "sim env: TENSORIZE_SIM_FAIL applies");
@@ -726,15 +723,12 @@ void envTests() {
   } bad[] = {{"TENSORIZE_SIM_GPU_MEM", "lots"}, {"TENSORIZE_SIM_GPU_MEM", "1.5GiB"}, {"TENSORIZE_SIM_GPU_GBPS", "0"}, {"TENSORIZE_SIM_GPU_GBPS", "fast"},
              {"TENSORIZE_SIM_SEED", "-1"}, {"TENSORIZE_SIM_DELAY_US", "forever"}, {"TENSORIZE_SIM_FAIL", "copy@"}};
   for (const Bad& x : bad) {
-    for (const char* v : vars) unsetenv(v);
-    setenv(x.var, x.value, 1);
-    auto b = makeSimBackend(1);
+    auto b = makeBackend(configWith({{"TENSORIZE_SIM_GPU", "1"}, {x.var, x.value}}));
     DevPtr p = 0;
     Error e = b->alloc(0, 256, &p);
     CHECK(b->info.backend == "none" && b->info.devices.empty() && has(b->info.why, x.var) && e.code == Code::E_USAGE && has(e.message, x.var),
           (std::string("sim env: ") + x.var + "=" + x.value + " is refused, naming the variable").c_str());
   }
-  for (const char* v : vars) unsetenv(v);
   uint64_t n = 0;
   CHECK(parseSimSize("4GiB", n) && n == 4ull << 30 && parseSimSize("2GB", n) && n == 2000000000ull && parseSimSize("12345", n) && n == 12345 &&
             parseSimSize("512 MiB", n) && n == 512 * MiB,
@@ -746,7 +740,9 @@ void envTests() {
 // ---- through the device layer's front (device.cc): the process-wide backend ----
 
 // In a child process, so that this program's own process-wide backend stays unchosen:
-// TENSORIZE_SIM_GPU=1 at 2 GB/s, then probeH2D. The probe cannot beat the configured
+// TENSORIZE_SIM_GPU=1 at 2 GB/s, then probeH2D. The settings are read once per process
+// (config.h), so the child's setenv counts only because nothing in this program has read them
+// before the fork: deviceSimForkTests runs first in main. The probe cannot beat the configured
 // bandwidth (a lower bound on its time; no upper one), and leaves nothing behind.
 void frontTests() {
   struct Result {

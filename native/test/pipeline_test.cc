@@ -197,6 +197,7 @@ int main() {
   deviceSimTests();
   streamCoreTests();
   pieceHasherTests();
+  configTests();
   std::printf("%d passed, %d failed\n", passed, failed);
   return failed ? 1 : 0;
 }

@@ -3,8 +3,9 @@
 // no GPU). Runs on the built package (dist/ and the addon), no test framework needed:
 //   1. every reference vector loaded onto the device in several modes (--plaid with 4 and 8
 //      readers, small and default chunks, with and without --verify; the simple path),
-//      each tensor read back and its SHA-256 compared with the manifest; pinned and device
-//      bytes as the report promises;
+//      each tensor read back and compared with the manifest (name, type, dtype, shape,
+//      SHA-256 of its bytes: test/helpers/manifest.mjs, which the tap tests use too); pinned
+//      and device bytes as the report promises;
 //   2. errors on the device: a corrupted tensor under --verify (E_HASH_MISMATCH naming it),
 //      a truncated file, view() of device memory, --mmap with a GPU;
 //   3. HTTP: the vectors served on loopback by node:http with ranges, loaded onto the device
@@ -16,12 +17,12 @@
 //   node scripts/device/gpu-check.mjs [--device cuda:0] [--vectors DIR]
 // `--device cpu` runs the same checks into host memory (a dry run of this script anywhere).
 import { execFileSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { copyFileSync, createReadStream, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { manifestProblems, readManifest } from '../../test/helpers/manifest.mjs';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const { load, nativeInfo, TensorizerFile, FileSource } = await import(join(ROOT, 'dist/index.js'));
@@ -41,8 +42,6 @@ const check = (ok, what) => {
     console.log(`FAIL ${what}`);
   }
 };
-const sha256 = (b) => createHash('sha256').update(b).digest('hex');
-const nameOf = (n) => (typeof n === 'string' ? n : JSON.stringify(n));
 const rejects = async (p, code, what, message) => {
   try {
     const m = await p;
@@ -61,24 +60,14 @@ if (gpu && info.devices.length === 0) {
 }
 
 const vectors = readdirSync(VECTORS).filter((f) => f.endsWith('.tensors') && !f.startsWith('encrypted')).sort();
-const manifestOf = (f) => JSON.parse(readFileSync(join(VECTORS, f.replace(/\.tensors$/, '.json')), 'utf8'));
 
 async function checkModel(file, manifest, how, opts) {
   const model = await load(file, { device, ...opts });
   try {
-    for (const want of manifest.tensors) {
-      const got = model.tensors.find((x) => x.name === nameOf(want.name));
-      if (!got) {
-        check(false, `${how}: ${nameOf(want.name)} missing`);
-        continue;
-      }
-      if (want.meta) {
-        check(got.device === 'meta', `${how}: ${got.name} is meta`);
-        continue;
-      }
-      check(got.offset % 256 === 0, `${how}: ${got.name} aligned`);
-      check(sha256(model.read(got.name)) === want.sha256, `${how}: ${got.name} bytes`);
-    }
+    // every tensor (names, types, dtypes, shapes, meta tensors, aligned, bytes): one check, one FAIL line per problem
+    const problems = manifestProblems(model, manifest, { align: 256 });
+    if (problems.length === 0) check(true, `${how}: the manifest`);
+    for (const p of problems) check(false, `${how}: ${p}`);
     const s = model.stats;
     if (gpu) {
       check(s.deviceBytes > 0 && s.hostBytes === 0, `${how}: device memory, no host destination (${s.deviceBytes}, ${s.hostBytes})`);
@@ -108,7 +97,7 @@ for (const f of vectors) {
   for (const m of modes) {
     const how = `${f} ${device} ${JSON.stringify(m)}`;
     try {
-      await checkModel(join(VECTORS, f), manifestOf(f), how, m);
+      await checkModel(join(VECTORS, f), readManifest(VECTORS, f), how, m);
     } catch (e) {
       check(false, `${how}: ${e.code} ${e.message}`);
     }
@@ -128,7 +117,8 @@ try {
   const b = readFileSync(bad);
   b[victim.dataOffset + 1] ^= 0x10;
   writeFileSync(bad, b);
-  const named = new RegExp(`mismatch.*\\(tensor "${victim.name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}"\\)`);
+  // what load() says (as test/load.test.ts expects): <file>: tensor "<name>" does not match its stored CRC32 and SHA-256
+  const named = new RegExp(`: tensor "${victim.name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}" does not match its stored `);
   await rejects(load(bad, { device, plaid: true, verify: true, readers: 3, chunkSize: 4096 }), /^E_HASH_MISMATCH$/, 'corrupted tensor, --plaid --verify', named);
   await rejects(load(bad, { device, plaid: false, verify: true }), /^E_HASH_MISMATCH$/, 'corrupted tensor, simple --verify', named);
   writeFileSync(bad, b.subarray(0, victim.dataOffset + 3));
@@ -171,7 +161,7 @@ try {
       ]) {
         const how = `http ${net} ${f} ${device} ${JSON.stringify(m)}`;
         try {
-          const s = await checkModel(`${base}/${f}`, manifestOf(f), how, m);
+          const s = await checkModel(`${base}/${f}`, readManifest(VECTORS, f), how, m);
           check(s.network?.engine === net, `${how}: engine ${s.network?.engine}`);
         } catch (e) {
           check(false, `${how}: ${e.code} ${e.message}`);

@@ -6,10 +6,16 @@
 # test and the fake CUDA drivers that test loads, the production node_modules), the reference
 # vectors, and, when TENSORIZER_PATH (default /work/peers/tensorizer) holds a tensorizer
 # checkout, its Python package as the reference peer (never committed; it only travels). A call
-# carries at most 64 MiB: the sizes are printed at the end.
+# carries at most 64 MiB: the sizes are printed at the end. The scripts themselves, and the
+# files of the tree that gpu-check.mjs imports (test/helpers/manifest.mjs), travel with the
+# tracked tree, not in .device: packing stops if one of those imports is not tracked.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
+for dep in $(sed -nE "s|^import .* from '(\.[^']+)';$|\1|p" scripts/device/gpu-check.mjs); do
+  f=$(realpath --relative-to=. "scripts/device/$dep")
+  git ls-files --error-unmatch "$f" >/dev/null 2>&1 || { echo "$f (imported by scripts/device/gpu-check.mjs) is not tracked: it would not reach the GPU machine" >&2; exit 1; }
+done
 VECTORS=${TENSORIZE_VECTORS:-$ROOT/../shared/vectors}
 TZ=${TENSORIZER_PATH:-/work/peers/tensorizer}
 grep -qsx '/.device/' .git/info/exclude || { mkdir -p .git/info && echo '/.device/' >> .git/info/exclude; }

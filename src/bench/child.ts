@@ -4,7 +4,8 @@
  * The CUDA context (when loading to a GPU) is created before the clock starts.
  */
 import { TensorizeError } from '../errors.js';
-import { measure, warmUp, type Task } from './measure.js';
+import { measure, warmUp } from './measure.js';
+import type { Task } from './types.js';
 
 const chunks: Buffer[] = [];
 for await (const c of process.stdin) chunks.push(c as Buffer);

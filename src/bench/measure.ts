@@ -5,49 +5,14 @@
  * peak RSS is the method's own and no method inherits another's memory or CUDA state.
  */
 import { TensorizerFile } from '../format/reader.js';
-import { ALIGNMENT, load, parseDevice } from '../loader/load.js';
+import { ALIGNMENT, load, parseDevice } from '../ops/load.js';
 import { native } from '../native/binding.js';
 import { hugePagesByDefault } from '../util/memory.js';
 import { FileSource } from '../sources/file.js';
-import { openSource, sourceKind, type SourceOptions } from '../sources/open.js';
+import { openSource, sourceKind } from '../sources/open.js';
 import { checkRange, type ByteSource } from '../sources/source.js';
-import { fetchNative, networkTargetOf } from '../engine/fetch.js';
-
-export type MethodId = 'plaid' | 'mmap' | 'simple' | 'naive';
-export type ProbeId = 'read-parallel' | 'read-sequential' | 'download' | 'h2d';
-export type TaskId = MethodId | ProbeId;
-
-/** What a child process is asked to measure (JSON-serialisable). */
-export interface Task {
-  id: TaskId;
-  /** A local .tensors path, or an http(s):// / s3:// URL. */
-  file: string;
-  /** `cpu` or `cuda:N`. */
-  device: string;
-  readers: number;
-  chunkSize: number;
-  /** Remote sources: range requests in flight. */
-  concurrency: number;
-  source?: SourceOptions;
-}
-
-/** One timed run. */
-export interface Sample {
-  /** Wall time of the measured work: for a load, from opening the file until every tensor is in place. */
-  seconds: number;
-  /** Tensor bytes loaded (methods) or bytes moved (probes). */
-  bytes: number;
-  /** bytes / seconds / 1e9. */
-  gbPerSecond: number;
-  /** From the start until the first tensor was complete in its destination (methods). */
-  firstTensorMs?: number;
-  /** Peak resident set size of the child process that ran it. */
-  peakRssBytes?: number;
-  /** Its resident set size just before the run started (Node, modules, a CUDA context). */
-  baseRssBytes?: number;
-  /** Fraction of the file's pages in the page cache just before the run (local files). */
-  residentBefore?: number;
-}
+import { transfer } from '../engine/transfer.js';
+import type { Sample, Task } from './types.js';
 
 export const REMOTE_RANGE = 8 << 20;
 export const H2D_PROBE_BYTES = 256 << 20;
@@ -172,28 +137,13 @@ async function naive(task: Task): Promise<Sample> {
 
 /**
  * The remote ceiling: the whole object as parallel 8 MiB range reads, bytes dropped, by the
- * native fetcher (the client loads use; TENSORIZE_NET=js: undici).
+ * transfer loads use (the native fetcher; TENSORIZE_NET=js: undici).
  */
 async function download(task: Task): Promise<Sample> {
   const src = await openSource(task.file, task.source);
   try {
-    const net = await networkTargetOf(src);
-    if (net) {
-      const { stats } = await fetchNative(src, net, [{ offset: 0, length: src.size, dst: 0, crc32: false, sha256: false }], { concurrency: task.concurrency, chunkSize: REMOTE_RANGE });
-      return sample(stats.bytes, stats.transferMs / 1000);
-    }
-    const t0 = performance.now();
-    let next = 0;
-    const worker = async () => {
-      const buf = Buffer.allocUnsafeSlow(REMOTE_RANGE);
-      while (next < src.size) {
-        const off = next;
-        next += REMOTE_RANGE;
-        await src.read(off, Math.min(REMOTE_RANGE, src.size - off), buf);
-      }
-    };
-    await Promise.all(Array.from({ length: Math.max(1, task.concurrency) }, worker));
-    return sample(src.size, (performance.now() - t0) / 1000);
+    const { stats } = await transfer([{ src: { offset: 0, length: src.size } }], { kind: 'hash' }, { source: src, concurrency: task.concurrency, chunkSize: REMOTE_RANGE });
+    return sample(stats.bytes, stats.transferMs / 1000);
   } finally {
     await src.close();
   }

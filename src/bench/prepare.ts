@@ -8,18 +8,16 @@ import { mkdir, open, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { TensorizeError } from '../errors.js';
 import { MAGIC, TensorType } from '../format/constants.js';
-import { verifyFile } from '../format/verify.js';
-import { DEFAULT_ALIGN, writeTensorizer, type WriteSummary } from '../format/writer.js';
+import { verifyFile } from '../ops/verify.js';
+import { DEFAULT_ALIGN } from '../format/encode.js';
+import { writeTensorizer, type WriteSummary } from '../ops/serialize.js';
 import { openInput } from '../inputs/index.js';
 import { FileSource, fsError } from '../sources/file.js';
 import { sourceKind } from '../sources/open.js';
-import { writeSyntheticSafetensors } from '../synthetic.js';
+import { writeSyntheticSafetensors } from '../ops/synthetic.js';
 import { TempDir } from '../util/tempfile.js';
 import { formatBytes, gbps } from '../util/units.js';
-import type { BenchSourceKind } from './run.js';
-
-export { DEFAULT_BENCH_SIZE } from './run.js';
-import { DEFAULT_BENCH_SIZE } from './run.js';
+import { DEFAULT_BENCH_SIZE, type BenchSourceKind } from './types.js';
 
 export interface Step {
   what: 'make' | 'serialize' | 'verify';

@@ -6,7 +6,7 @@
  */
 import { table } from '../util/table.js';
 import { formatBytes } from '../util/units.js';
-import type { BenchEntry, BenchResult, Summary } from './run.js';
+import type { BenchEntry, BenchResult, Summary } from './types.js';
 
 export function escapeXml(s: string): string {
   return s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { usageError } from '../errors.js';
 import type { SourceOptions } from '../sources/open.js';
+import { parseSize as parseBytes } from '../util/units.js';
 
 export function parsePositiveInt(name: string, max = 1024): (v: string) => number {
   return (v: string) => {
@@ -13,14 +14,13 @@ export function parsePositiveInt(name: string, max = 1024): (v: string) => numbe
   };
 }
 
-/** Sizes such as 1048576, 512k, 16MiB, 1.5G (binary multiples). */
+/** Sizes such as 1048576, 512k, 16MiB, 1.5G (binary multiples): util/units.ts's parseSize, as an option parser. */
 export function parseSize(v: string): number {
-  const m = /^([0-9]+(?:\.[0-9]+)?)\s*([kmgt]?)(i?b)?$/i.exec(v.trim());
-  if (!m) throw new InvalidArgumentError(`"${v}" is not a size (examples: 1048576, 16MiB, 1.5GiB)`);
-  const mult = { '': 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30, t: 2 ** 40 }[m[2]!.toLowerCase() as '' | 'k' | 'm' | 'g' | 't'];
-  const n = Math.round(Number(m[1]) * mult);
-  if (!Number.isSafeInteger(n) || n <= 0) throw new InvalidArgumentError(`size "${v}" is out of range`);
-  return n;
+  try {
+    return parseBytes(v);
+  } catch (e) {
+    throw new InvalidArgumentError((e as Error).message);
+  }
 }
 
 /** The options every command that reads a .tensors source takes, for http(s):// and s3:// sources. */

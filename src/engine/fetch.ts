@@ -6,9 +6,11 @@
  * (engine/remote.ts, undici) stays for machines without the addon and can be forced with
  * TENSORIZE_NET=js.
  */
+import { config } from '../config.js';
 import { native, nativeAvailable, type NativeFetchStats, type NativeHandle } from '../native/binding.js';
 import { DEFAULT_SPEED_LIMIT, DEFAULT_SPEED_TIME_MS } from '../sources/retry.js';
 import type { ByteSource, NetworkTarget } from '../sources/source.js';
+import { pollProgress } from './progress.js';
 import { DEFAULT_CONCURRENCY, DEFAULT_REMOTE_CHUNK } from './remote.js';
 
 export interface FetchJob {
@@ -28,12 +30,13 @@ export interface FetchOptions {
   concurrency?: number;
   chunkSize?: number;
   maxGap?: number;
-  onProgress?: (bytesDone: number) => void;
+  /** Bytes received since the last call (polled every 100 ms, and once at the end). */
+  onProgress?: (bytes: number) => void;
 }
 
 /** The native fetcher's target for `src`, or undefined when the JavaScript path must be used. */
 export async function networkTargetOf(src: ByteSource): Promise<NetworkTarget | undefined> {
-  if (!src.networkTarget || process.env.TENSORIZE_NET === 'js' || !nativeAvailable()) return undefined;
+  if (!src.networkTarget || config().netJs || !nativeAvailable()) return undefined;
   return src.networkTarget();
 }
 
@@ -75,11 +78,10 @@ export async function fetchNative(src: Pick<ByteSource, 'name' | 'size'>, net: N
     speedLimit: net.retry.speedLimit ?? DEFAULT_SPEED_LIMIT,
     speedTimeMs: net.retry.speedTimeMs ?? DEFAULT_SPEED_TIME_MS,
   });
-  let timer: NodeJS.Timeout | undefined;
-  if (opts.onProgress) timer = setInterval(() => opts.onProgress!(bin.progress(handle)), 100);
+  const stop = pollProgress(() => bin.progress(handle), opts.onProgress);
   try {
     const stats = await done;
-    opts.onProgress?.(bin.progress(handle));
+    stop();
     for (const m of stats.retryLog) net.retry.onRetry?.(m);
     if (opts.device === undefined) {
       bin.free(handle);
@@ -87,18 +89,8 @@ export async function fetchNative(src: Pick<ByteSource, 'name' | 'size'>, net: N
     }
     return { handle, stats };
   } finally {
-    if (timer) clearInterval(timer);
+    stop();
   }
-}
-
-/** The fetcher reports a running total; most callers count increments. */
-export function incrementally(onProgress: ((bytes: number) => void) | undefined): ((total: number) => void) | undefined {
-  if (!onProgress) return undefined;
-  let done = 0;
-  return (total) => {
-    onProgress(total - done);
-    done = total;
-  };
 }
 
 /** CRC32 and SHA-256 of each job (prefix, then data) from the native fetcher's result. */

@@ -9,38 +9,7 @@ import { closeSync, openSync, readSync, writeSync } from 'node:fs';
 import { crc32 } from 'node:zlib';
 import { TensorizeError } from '../errors.js';
 import { swapBytes } from '../format/dtypes.js';
-
-export interface Range {
-  offset: number;
-  length: number;
-}
-
-/**
- * A strided view of a file: element i (multi-index) is at `offset + sum(i[d] * strides[d]) * itemsize`.
- * Gathered into contiguous row-major bytes by the job.
- */
-export interface StridedView {
-  offset: number;
-  itemsize: number;
-  shape: number[];
-  /** In elements. */
-  strides: number[];
-}
-
-/** Where a tensor's bytes are: ranges concatenated in order, or (when `view` is set, with no ranges) a strided view. */
-export interface SourceData {
-  path: string;
-  ranges: Range[];
-  view?: StridedView;
-  /** Byte-swap every group of this many bytes (a big-endian input); 1 or absent means as-is. */
-  swap?: number;
-}
-
-/** How many bytes a SourceData yields. */
-export function sourceBytes(d: SourceData): number {
-  if (d.view) return d.view.shape.reduce((a, n) => a * n, d.view.itemsize);
-  return d.ranges.reduce((n, r) => n + r.length, 0);
-}
+import type { SourceData, StridedView } from '../format/view.js';
 
 export interface StreamJob {
   id: number;

@@ -5,16 +5,18 @@
  * strided views, and everything when the addon is missing or TENSORIZE_ENGINE=js, go to the
  * pool of JavaScript worker threads. Results and failures are per job either way.
  */
+import { config } from '../config.js';
 import { TensorizeError } from '../errors.js';
 import { native, nativeAvailable, type NativeCopyJob, type NativeHandle } from '../native/binding.js';
 import type { JobResult, StreamJob } from './job.js';
 import { defaultThreads, StreamPool } from './pool.js';
+import { pollProgress } from './progress.js';
 
 export type Engine = 'native' | 'js';
 
 /** The engine plain jobs run on here: TENSORIZE_ENGINE=js|native, else native when the addon loads. */
 export function chooseEngine(): Engine {
-  const want = process.env.TENSORIZE_ENGINE;
+  const want = config().engine;
   if (want === 'js') return 'js';
   if (want === 'native') {
     native(); // throws E_NATIVE_UNAVAILABLE with the fixes
@@ -93,18 +95,11 @@ export class JobRunner {
     const bin = native();
     const run = bin.copy({ inputs, output: [...outputs][0], threads: this.threads, chunkSize: this.chunkSize, jobs });
     this.inFlight.add(run);
-    let reported = 0;
-    const report = () => {
-      const now = bin.progress(run.handle);
-      if (now > reported) this.onProgress(now - reported);
-      reported = now;
-    };
-    const timer = setInterval(report, 100);
+    const stop = pollProgress(() => bin.progress(run.handle), this.onProgress);
     run.done.then(
       (r) => {
-        clearInterval(timer);
+        stop();
         this.inFlight.delete(run);
-        report();
         batch.forEach((p, i) => {
           const res: JobResult = { id: p.job.id, bytes: r.bytes[i]! };
           if (p.job.crc32) res.crc32 = r.crc32[i]!;
@@ -113,7 +108,7 @@ export class JobRunner {
         });
       },
       (e: unknown) => {
-        clearInterval(timer);
+        stop();
         this.inFlight.delete(run);
         // The job that failed first, so that Promise.all reports it with its tensor name.
         const at = (e as { item?: number }).item;

@@ -1,4 +1,4 @@
-/** Fixed values of the tensorizer single-file format (tensorizer-format.md §1-§5). */
+/** Fixed values of the tensorizer single-file format (docs/format.md §1-§5). */
 export const MAGIC = Buffer.from('|TZR|', 'latin1');
 /** magic(5) + version(4) + flags(32) + tensor_size(8) + reserved(8) + tensor_count(8) */
 export const FILE_HEADER_SIZE = 65;

@@ -1,5 +1,5 @@
 /**
- * The per-tensor header (tensorizer-format.md §5): encoding for the writer, strict
+ * The per-tensor header (docs/format.md §5): encoding for the writer, strict
  * decoding for the reader, and the exact byte ranges the CRC32 and SHA-256 cover (§5.1).
  */
 import { TensorizeError } from '../errors.js';

@@ -1,6 +1,6 @@
 /**
  * Tensor paths: a plain name, or a structured path of string and integer components
- * stored as 0x1E followed by a compact JSON array (tensorizer-format.md §8).
+ * stored as 0x1E followed by a compact JSON array (docs/format.md §8).
  */
 import { TensorizeError } from '../errors.js';
 

@@ -1,5 +1,5 @@
 /** What every input format (safetensors, later PyTorch) turns into: tensors and where their bytes are. */
-import type { SourceData } from '../engine/job.js';
+import type { SourceData } from '../format/view.js';
 import type { DTypeInfo } from '../format/dtypes.js';
 import type { TensorPath } from '../format/paths.js';
 import type { ByteSource } from '../sources/source.js';

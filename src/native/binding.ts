@@ -7,6 +7,7 @@
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
+import { config } from '../config.js';
 import { TensorizeError } from '../errors.js';
 
 export interface NativeDevice {
@@ -63,7 +64,7 @@ export interface NativeSpec {
   fileSize?: number;
   /** (file offset, length, destination offset) triples. */
   items: Float64Array;
-  expect?: NativeExpect[];
+  expect?: readonly NativeExpect[];
 }
 
 export interface NativeStats {
@@ -245,7 +246,7 @@ let cached: NativeBinding | undefined;
 /** Load the addon (once). Throws E_NATIVE_UNAVAILABLE with the fixes when it cannot. */
 export function native(): NativeBinding {
   if (cached) return cached;
-  const path = process.env.TENSORIZE_NATIVE ?? ADDON_PATH;
+  const path = config().nativePath ?? ADDON_PATH;
   const hints = [
     'build it: npm run build:native (needs cmake >= 3.18 and a C++17 compiler: apt-get install cmake g++)',
     'or point TENSORIZE_NATIVE at a tensorize_native.node built for this platform',

@@ -4,6 +4,7 @@
  * an addon that cannot load is reported with the error and its fixes.
  */
 import os from 'node:os';
+import { config } from '../config.js';
 import { TensorizeError } from '../errors.js';
 import { freePageReporting, hugePagesByDefault } from '../util/memory.js';
 import { ADDON_PATH, native, type DeviceBackend, type NativeDevice, type NativeInfo } from './binding.js';
@@ -81,7 +82,7 @@ export function nativeInfo(): NativeReport {
     freePageReporting: freePageReporting(),
     hugePages: hugePagesByDefault(),
   };
-  const addonPath = process.env.TENSORIZE_NATIVE ?? ADDON_PATH;
+  const addonPath = config().nativePath ?? ADDON_PATH;
   let bin;
   try {
     bin = native();

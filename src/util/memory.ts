@@ -10,6 +10,7 @@
  * TENSORIZE_HUGEPAGES=1 or 0 decides instead.
  */
 import { readdirSync, readFileSync } from 'node:fs';
+import { config } from '../config.js';
 
 /** A virtio balloon device with free page reporting (feature bit 5) is present. */
 export function freePageReporting(): boolean {
@@ -24,8 +25,5 @@ export function freePageReporting(): boolean {
 }
 
 export function hugePagesByDefault(): boolean {
-  const env = process.env.TENSORIZE_HUGEPAGES;
-  if (env === '1' || env === 'on') return true;
-  if (env === '0' || env === 'off') return false;
-  return !freePageReporting();
+  return config().hugePages ?? !freePageReporting();
 }

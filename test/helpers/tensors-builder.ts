@@ -1,5 +1,5 @@
 /**
- * A hand-rolled .tensors builder, independent of src/format/writer.ts (an oracle for the
+ * A hand-rolled .tensors builder, independent of src/format/encode.ts and src/ops/serialize.ts (an oracle for the
  * reader and the writer), with knobs to make the index and the headers say whatever a test
  * needs. Hashes are always computed over the header as written (so a test fails on the
  * structure, not on a hash) unless a test changes bytes afterwards.

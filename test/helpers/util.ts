@@ -1,4 +1,5 @@
 /** Helpers shared by tests: vector locations, a tiny safetensors writer, hashing. */
+import { reloadConfig } from '../../src/config.js';
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, writeFileSync } from 'node:fs';
@@ -73,4 +74,11 @@ export async function runCli(args: string[], env: Record<string, string | undefi
   child.stderr.on('data', (d) => (stderr += d));
   const code = await new Promise<number | null>((r) => child.on('close', (c) => r(c)));
   return { code, stdout, stderr };
+}
+
+/** Set (or, with undefined, unset) an environment variable in this process and have tensorize read its configuration again. */
+export function setEnv(name: string, value: string | undefined): void {
+  if (value === undefined) delete process.env[name];
+  else process.env[name] = value;
+  reloadConfig();
 }

@@ -3,8 +3,9 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 
 import { formatText, renderHtml, renderSvg } from '../../bench/report.js';
-import { benchDevice, checkMethods, DEFAULT_BENCH_SIZE, DEFAULT_RUNS, METHOD_IDS, runBench } from '../../bench/run.js';
-import type { MethodId } from '../../bench/measure.js';
+import { benchDevice, checkMethods } from '../../bench/plan.js';
+import { runBench } from '../../bench/run.js';
+import { DEFAULT_BENCH_SIZE, DEFAULT_RUNS, METHOD_IDS, type MethodId } from '../../bench/types.js';
 import { TensorizeError, usageError } from '../../errors.js';
 import { sourceKind } from '../../sources/open.js';
 import { onInterrupt } from '../../util/interrupt.js';

@@ -1,5 +1,5 @@
 import { Command, Option } from 'commander';
-import { exportSafetensors, type MetaPolicy } from '../../outputs/safetensors.js';
+import { exportSafetensors, type MetaPolicy } from '../../ops/export.js';
 import { basename } from 'node:path';
 import { openSource, sourceKind } from '../../sources/open.js';
 import { refuseOverwrite, resolveOutput } from '../../util/outpath.js';

@@ -1,7 +1,7 @@
 import { Command } from 'commander';
 import { TENSOR_TYPE_NAMES } from '../../format/constants.js';
 import { TensorizerFile } from '../../format/reader.js';
-import { verifyError } from '../../format/verify.js';
+import { verifyError } from '../../format/check.js';
 import { openSource } from '../../sources/open.js';
 import { addSourceOptions, sourceOptions, type SourceCliOptions } from '../options.js';
 import { formatBytes, printJson, result, table, warn, type CommonOptions } from '../output.js';

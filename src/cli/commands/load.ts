@@ -1,5 +1,5 @@
 import { Command } from 'commander';
-import { load, type LoadOptions, type LoadStats } from '../../loader/load.js';
+import { load, type LoadOptions, type LoadStats } from '../../ops/load.js';
 import { addSourceOptions, parsePositiveInt, parseSize, sourceOptions, type SourceCliOptions } from '../options.js';
 import { formatBytes, peakRssBytes, printJson, Progress, report, table, warn, type CommonOptions } from '../output.js';
 

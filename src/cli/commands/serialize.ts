@@ -5,7 +5,8 @@ import { usageError } from '../../errors.js';
 import { TensorType } from '../../format/constants.js';
 import { numel } from '../../format/header.js';
 import { pathToString } from '../../format/paths.js';
-import { checkAlign, DEFAULT_ALIGN, writeTensorizer } from '../../format/writer.js';
+import { checkAlign, DEFAULT_ALIGN } from '../../format/encode.js';
+import { writeTensorizer } from '../../ops/serialize.js';
 import type { InputModel } from '../../inputs/index.js';
 import { fsError } from '../../sources/file.js';
 import { sourceKind } from '../../sources/open.js';
@@ -44,7 +45,7 @@ const collect = (v: string, prev: string[] | undefined): string[] => [...(prev ?
  * of globs), matched as load --filter matches names (compileFilter).
  */
 async function buffersMatcher(patterns: string[]): Promise<(name: string) => boolean> {
-  const { compileFilter } = await import('../../loader/load.js');
+  const { compileFilter } = await import('../../ops/load.js');
   const matchers = patterns
     .flatMap((p) => (/^\/.*\/[a-z]*$/s.test(p) ? [p] : p.split(',').filter((g) => g !== '')))
     .map((p) => {

@@ -1,5 +1,6 @@
 import { Command } from 'commander';
-import { verifyError, verifyFile } from '../../format/verify.js';
+import { verifyError } from '../../format/check.js';
+import { verifyFile } from '../../ops/verify.js';
 import { openSource } from '../../sources/open.js';
 import { addSourceOptions, parsePositiveInt, sourceOptions, type SourceCliOptions } from '../options.js';
 import { formatBytes, gbps, peakRssBytes, printJson, Progress, report, result, warn, type CommonOptions } from '../output.js';

@@ -8,7 +8,7 @@
 import { TensorizeError } from '../../errors.js';
 import { formatBytes } from '../../util/units.js';
 import type { DTypeInfo } from '../../format/dtypes.js';
-import { viewSource } from '../../engine/view.js';
+import { viewSource } from '../../format/view.js';
 import { FileSource } from '../../sources/file.js';
 import type { ByteSource } from '../../sources/source.js';
 import type { InputModel, InputTensor } from '../model.js';

@@ -1,21 +1,19 @@
 /**
- * Full check of a .tensors file: the structure (via TensorizerFile) and every stored
- * CRC32 and SHA-256, recomputed exactly as tensorizer computes them (§5.1).
+ * The structural check of a .tensors file and the hash rules (docs/format.md §5): every
+ * tensor header read and checked against the index, the bytes after the last record,
+ * tensors without hashes, and the hashes of tensors without data (meta and empty tensors:
+ * their hashes cover the header alone). Reads headers through TensorizerFile; moves no
+ * tensor data.
  *
  * checkStructure() is the one structural validation that every command reading a file's
- * tensors runs before it hands anything out (verify, load --verify, export): every tensor
- * header read and checked against the index, the bytes after the last record, tensors
- * without hashes, and the hashes of tensors without data (meta and empty tensors: their
- * hashes cover the header alone). verifyError() is the error they all throw for what it
- * finds, so a file verify rejects is rejected everywhere with the same message.
+ * tensors runs before it hands anything out (verify, load --verify, export). verifyError()
+ * is the error they all throw for what it finds, and compareHashes() the one comparison of
+ * recomputed hashes with stored ones, so a file verify rejects is rejected everywhere with
+ * the same message.
  */
 import { createHash } from 'node:crypto';
 import { crc32 } from 'node:zlib';
-import { inTensor, TensorizeError } from '../errors.js';
-import { JobRunner } from '../engine/runner.js';
-import type { ByteSource } from '../sources/source.js';
-import { hashRemote } from '../engine/remote.js';
-import { fetchedHashes, fetchNative, incrementally, networkTargetOf } from '../engine/fetch.js';
+import { TensorizeError } from '../errors.js';
 import { HashType } from './constants.js';
 import { hashedHeaderParts, type TensorHeader } from './header.js';
 import { TensorizerFile, type TensorEntry } from './reader.js';
@@ -26,30 +24,6 @@ export interface HashFailure {
   hash: 'crc32' | 'sha256';
   expected: string;
   actual: string;
-}
-
-export interface VerifyResult {
-  file: string;
-  version: number;
-  tensors: number;
-  dataBytes: number;
-  hashesChecked: number;
-  meta: number;
-  failures: HashFailure[];
-  /** Other reasons the file does not pass: tensors without hashes, unexpected trailing bytes. */
-  problems: string[];
-  warnings: string[];
-  ok: boolean;
-}
-
-export interface VerifyOptions {
-  threads?: number;
-  /** Remote sources: range requests in flight (default 8). */
-  concurrency?: number;
-  /** Remote sources: bytes per range request (default 8 MiB). */
-  chunkSize?: number;
-  onStart?: (totalBytes: number) => void;
-  onProgress?: (bytes: number) => void;
 }
 
 /** One tensor whose header was read and checked against its index entry. */
@@ -144,12 +118,20 @@ function hashParts(parts: readonly Buffer[]): Computed {
 
 /** The stored hashes of `t` that `got` disagrees with. */
 export function compareHashes(t: CheckedTensor, got: Computed): HashFailure[] {
+  return hashFailures({ tensor: t.entry.name, index: t.entry.index }, { crc32: t.crc32, sha256: t.sha256 }, got);
+}
+
+/**
+ * The one comparison of recomputed hashes with stored ones: each stored hash that `got`
+ * disagrees with (or lacks) is a failure of `who`.
+ */
+export function hashFailures(who: { tensor: string; index: number }, stored: Computed, got: Computed): HashFailure[] {
   const out: HashFailure[] = [];
-  const base = { tensor: t.entry.name, index: t.entry.index };
-  if (t.crc32 !== undefined && got.crc32 !== t.crc32) out.push({ ...base, hash: 'crc32', expected: hex32(t.crc32), actual: got.crc32 === undefined ? '?' : hex32(got.crc32) });
-  if (t.sha256 !== undefined) {
+  if (stored.crc32 !== undefined && got.crc32 !== stored.crc32) out.push({ ...who, hash: 'crc32', expected: hex32(stored.crc32), actual: got.crc32 === undefined ? '?' : hex32(got.crc32) });
+  if (stored.sha256 !== undefined) {
+    const expected = Buffer.from(stored.sha256).toString('hex');
     const actual = got.sha256 ? Buffer.from(got.sha256).toString('hex') : '?';
-    if (actual !== t.sha256.toString('hex')) out.push({ ...base, hash: 'sha256', expected: t.sha256.toString('hex'), actual });
+    if (actual !== expected) out.push({ ...who, hash: 'sha256', expected, actual });
   }
   return out;
 }
@@ -182,67 +164,6 @@ export function verifyError(file: string, failures: readonly HashFailure[], prob
 export function assertSound(c: CheckedFile): void {
   if (c.problems.length) throw verifyError(c.tf.name, [], c.problems);
   if (c.failures.length) throw verifyError(c.tf.name, c.failures, []);
-}
-
-export async function verifyFile(source: ByteSource, opts: VerifyOptions = {}): Promise<VerifyResult> {
-  const tf = await TensorizerFile.open(source);
-  const c = await checkStructure(tf);
-  const failures = [...c.failures];
-  let hashesChecked = c.hashesChecked;
-  const dataBytes = c.tensors.reduce((n, h) => n + h.header.dataLength, 0);
-  opts.onStart?.(dataBytes);
-  // Tensors with data and a hash: recompute over the header parts and the data.
-  const checks = c.tensors.filter((t) => t.header.dataLength > 0 && (t.crc32 !== undefined || t.sha256 !== undefined));
-  const got = await recompute(source, checks, opts);
-  checks.forEach((t, i) => {
-    hashesChecked += (t.crc32 === undefined ? 0 : 1) + (t.sha256 === undefined ? 0 : 1);
-    failures.push(...compareHashes(t, got[i]!));
-  });
-  failures.sort((a, b) => a.index - b.index || a.hash.localeCompare(b.hash));
-  return {
-    file: source.name,
-    version: tf.info.version,
-    tensors: tf.entries.length,
-    dataBytes,
-    hashesChecked,
-    meta: c.tensors.filter((t) => t.meta).length,
-    failures,
-    problems: c.problems,
-    warnings: [],
-    ok: failures.length === 0 && c.problems.length === 0,
-  };
-}
-
-/**
- * CRC32 and SHA-256 of each checked tensor's header parts and data: local files on the job
- * runner (native engine when built), remote sources by ordered parallel range reads.
- */
-async function recompute(source: ByteSource, checks: CheckedTensor[], opts: VerifyOptions): Promise<Computed[]> {
-  const path = source.localPath;
-  if (path === undefined) {
-    const jobs = checks.map((c) => ({ offset: c.entry.dataOffset, length: c.header.dataLength, dst: 0, prefix: c.prefix, crc32: c.crc32 !== undefined, sha256: c.sha256 !== undefined }));
-    const net = await networkTargetOf(source);
-    if (net) {
-      const onProgress = incrementally(opts.onProgress);
-      const { stats } = await fetchNative(source, net, jobs, { concurrency: opts.concurrency, chunkSize: opts.chunkSize, onProgress });
-      return jobs.map((_, k) => fetchedHashes(stats, k));
-    }
-    return hashRemote(source, jobs, { concurrency: opts.concurrency, chunkSize: opts.chunkSize, onProgress: opts.onProgress });
-  }
-  const pool = new JobRunner(opts.threads, opts.onProgress);
-  try {
-    return await Promise.all(
-      checks.map(({ entry, header, crc32: crc, sha256: sha, prefix }) =>
-        pool
-          .run({ id: entry.index, src: { path, ranges: [{ offset: entry.dataOffset, length: header.dataLength }] }, prefix, crc32: crc !== undefined, sha256: sha !== undefined })
-          .catch((e: unknown) => {
-            throw inTensor(e, entry.name);
-          }),
-      ),
-    );
-  } finally {
-    await pool.close();
-  }
 }
 
 function hex32(n: number): string {

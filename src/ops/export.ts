@@ -7,16 +7,13 @@
  * (as the safetensors writer orders them), so each starts at a multiple of its element size.
  */
 import { open } from 'node:fs/promises';
-import { inTensor, TensorizeError } from '../errors.js';
+import { TensorizeError } from '../errors.js';
 import { fsError } from '../sources/file.js';
 import type { ByteSource } from '../sources/source.js';
-import { readRemote } from '../engine/remote.js';
-import { fetchedHashes, fetchNative, incrementally, networkTargetOf } from '../engine/fetch.js';
-import { writeFully } from '../engine/job.js';
-import { JobRunner } from '../engine/runner.js';
+import { transfer } from '../engine/transfer.js';
 import { isPlain } from '../format/paths.js';
 import { TensorizerFile } from '../format/reader.js';
-import { assertSound, checkStructure, compareHashes, verifyError, type CheckedTensor, type Computed } from '../format/verify.js';
+import { assertSound, checkStructure, verifyError, type CheckedTensor } from '../format/check.js';
 import { TempOutput } from '../util/tempfile.js';
 
 export type MetaPolicy = 'skip' | 'zeros' | 'error';
@@ -121,59 +118,30 @@ export async function exportSafetensors(source: ByteSource, out: string, opts: E
   const fileBytes = dataStart + pos;
 
   const tmp = await TempOutput.create(out);
-  const fh = await open(tmp.path, 'w+');
-  const pool = new JobRunner(opts.threads, opts.onProgress);
   opts.onStart?.(chosen.reduce((n, c) => n + (c.zeros ? 0 : c.end - c.begin), 0));
   try {
-    await fh.truncate(fileBytes); // zero-filled: meta tensors exported as zeros need no writes
-    await fh.write(head, 0, head.length, 0);
-    const copies = chosen.flatMap((c, i) => {
-      const { entry, header, prefix } = c.h;
-      if (c.zeros || header.dataLength === 0) return [];
-      return [{ i, t: c.h, entry, header, crc: verify && c.h.crc32 !== undefined, sha: verify && c.h.sha256 !== undefined, prefix, dst: dataStart + c.begin }];
-    });
-    const check = (x: (typeof copies)[number], r: Computed) => {
-      const failures = verify ? compareHashes(x.t, r) : [];
-      if (failures.length) {
-        const e = verifyError(tf.name, failures, []);
-        throw new TensorizeError(e.code, e.message, { hints: [...e.hints, 'nothing was exported; --no-verify exports the data as it is'] });
-      }
-    };
-    const local = source.localPath;
-    const net = local === undefined ? await networkTargetOf(source) : undefined;
-    if (net) {
-      // HTTP(S)/S3 through the native fetcher: received into its slots, written in place.
-      const onProgress = incrementally(opts.onProgress);
-      const jobs = copies.map((x) => ({ offset: x.entry.dataOffset, length: x.header.dataLength, dst: x.dst, prefix: x.prefix, crc32: x.crc, sha256: x.sha }));
-      const { stats } = await fetchNative(source, net, jobs, { output: tmp.path, concurrency: opts.concurrency, onProgress });
-      copies.forEach((x, k) => check(x, fetchedHashes(stats, k)));
-    } else if (local === undefined) {
-      // The JavaScript path (TENSORIZE_NET=js, or no addon): the data arrives in order by
-      // parallel range reads and is written to its place in the output as it comes.
-      const got = await readRemote(
-        source,
-        copies.map((x) => ({ offset: x.entry.dataOffset, length: x.header.dataLength, prefix: x.prefix, crc32: x.crc, sha256: x.sha })),
-        { concurrency: opts.concurrency, onProgress: opts.onProgress, onPart: (k, off, bytes) => writeFully(fh.fd, bytes, copies[k]!.dst + off) },
-      );
-      copies.forEach((x, k) => check(x, got[k]!));
-    } else {
-      await Promise.all(
-        copies.map(async (x) => {
-          const r = await pool
-            .run({ id: x.i, src: { path: local, ranges: [{ offset: x.entry.dataOffset, length: x.header.dataLength }] }, dst: { path: tmp.path, offset: x.dst }, prefix: x.prefix, crc32: x.crc, sha256: x.sha })
-            .catch((e: unknown) => {
-              throw inTensor(e, x.entry.name);
-            });
-          check(x, r);
-        }),
-      );
+    const fh = await open(tmp.path, 'w+');
+    try {
+      await fh.truncate(fileBytes); // zero-filled: meta tensors exported as zeros need no writes
+      await fh.write(head, 0, head.length, 0);
+    } finally {
+      await fh.close();
     }
-    await pool.close();
-    await fh.close();
+    // Each tensor's bytes to its place in the output, checked against its stored hashes on the way.
+    const jobs = chosen.flatMap(({ h, zeros, begin }) => {
+      if (zeros || h.header.dataLength === 0) return [];
+      const expect = verify ? { crc32: h.crc32, sha256: h.sha256 } : undefined;
+      return [{ src: { offset: h.entry.dataOffset, length: h.header.dataLength }, dst: dataStart + begin, prefix: h.prefix, expect, name: h.entry.name, index: h.entry.index }];
+    });
+    const { failures } = await transfer(jobs, { kind: 'file', path: tmp.path }, { source, threads: opts.threads, concurrency: opts.concurrency, onProgress: opts.onProgress });
+    if (failures.length) {
+      // The first tensor that does not match, as load reports it.
+      const first = failures.filter((f) => f.tensor === failures[0]!.tensor);
+      const e = verifyError(tf.name, first, []);
+      throw new TensorizeError(e.code, e.message, { hints: [...e.hints, 'nothing was exported; --no-verify exports the data as it is'] });
+    }
     await tmp.commit();
   } catch (e) {
-    await pool.close();
-    await fh.close().catch(() => {});
     await tmp.discard();
     throw e instanceof TensorizeError ? e : fsError(e, out);
   }

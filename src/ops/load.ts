@@ -9,20 +9,20 @@
  */
 import { constants } from 'node:buffer';
 import { stat } from 'node:fs/promises';
+import { config } from '../config.js';
 import { TensorizeError, usageError } from '../errors.js';
 import { TENSOR_TYPE_NAMES } from '../format/constants.js';
 import type { DTypeInfo } from '../format/dtypes.js';
 import type { TensorPath } from '../format/paths.js';
 import { TensorizerFile } from '../format/reader.js';
-import { assertSound, checkStructure, compareHashes, verifyError, type CheckedTensor } from '../format/verify.js';
+import { assertSound, checkStructure, verifyError, type CheckedTensor } from '../format/check.js';
 import { FileSource } from '../sources/file.js';
 import { openSource, sourceKind, type SourceOptions } from '../sources/open.js';
-import type { ByteSource } from '../sources/source.js';
-import { DEFAULT_CONCURRENCY, DEFAULT_REMOTE_CHUNK, readRemote, type RemoteJob } from '../engine/remote.js';
-import { fetchedHashes, fetchNative, networkTargetOf } from '../engine/fetch.js';
+import { DEFAULT_CONCURRENCY, DEFAULT_REMOTE_CHUNK } from '../engine/remote.js';
+import { transfer, type PackedJobs } from '../engine/transfer.js';
 import { hugePagesByDefault } from '../util/memory.js';
 import { noDeviceHints, noDeviceReason } from '../native/report.js';
-import { native, type NativeExpect, type NativeHandle, type NativeInfo, type NativeStats } from '../native/binding.js';
+import { native, type NativeExpect, type NativeHandle, type NativeInfo } from '../native/binding.js';
 
 export const ALIGNMENT = 256;
 export const DEFAULT_CHUNK = 16 * 1024 * 1024;
@@ -143,7 +143,7 @@ export function parseDevice(d: string | undefined, info: () => NativeInfo): numb
     const i = info();
     // A simulator asked for and not made (a bad TENSORIZE_SIM_* setting) is an error, not a
     // reason to fall back to host memory: CI that set it means to exercise the GPU path.
-    if (i.deviceCount === 0 && process.env.TENSORIZE_SIM_GPU) throw usageError(`TENSORIZE_SIM_GPU is set but no simulated device was made: ${noDeviceReason(i)}`);
+    if (i.deviceCount === 0 && config().simGpu) throw usageError(`TENSORIZE_SIM_GPU is set but no simulated device was made: ${noDeviceReason(i)}`);
     return i.deviceCount > 0 ? 0 : -1;
   }
   const m = /^cuda(?::([0-9]{1,3}))?$/.exec(d);
@@ -236,17 +236,19 @@ export async function load(path: string, opts: LoadOptions = {}): Promise<Loaded
   const localPath = src.localPath;
   const remote = localPath === undefined;
   const chunkSize = opts.chunkSize ?? (remote ? DEFAULT_REMOTE_CHUNK : DEFAULT_CHUNK);
+  const concurrency = opts.concurrency ?? DEFAULT_CONCURRENCY;
   const tensors: LoadedTensor[] = [];
+  // The plan, packed as the loader takes it (a model may hold tens of thousands of tensors).
   const items: number[] = [];
-  const expect: NativeExpect[] = [];
-  const verifiedTensors: CheckedTensor[] = [];
+  const names: string[] = [];
+  const indexes: number[] = [];
+  const checks: NativeExpect[] = [];
+  let dataBytes = 0;
   let skipped = 0;
   let misaligned = 0;
-  let dataBytes = 0;
-  let fileSize: number;
   try {
     const tf = await TensorizerFile.open(src);
-    fileSize = remote ? src.size : (await stat(localPath)).size;
+    const fileSize = remote ? src.size : (await stat(localPath)).size;
     // --verify: the structural check verify runs, on every tensor (filtered out or not),
     // before anything is read into the destination. Without it the index is trusted, but
     // the end of the file is still checked (a lowered tensor count, a file cut short).
@@ -281,16 +283,16 @@ export async function load(path: string, opts: LoadOptions = {}): Promise<Loaded
       };
       tensors.push(entry);
       if (meta) continue;
-      if (c) {
-        expect.push({ crc32: c.crc32, sha256: c.sha256, prefix: Buffer.concat(c.prefix) });
-        verifiedTensors.push(c);
-      } else if (tf.info.hasCryptInfo) {
+      if (!c && tf.info.hasCryptInfo) {
         const { header } = await tf.readHeader(e);
         if (header.crypt && header.crypt.chunks.length > 0) throw new TensorizeError('E_UNSUPPORTED', `${path}: encrypted: not supported yet (tensor ${JSON.stringify(e.name)} is encrypted)`);
       }
       items.push(e.dataOffset, e.dataLength, mmap ? e.dataOffset : dst);
-      if (mmap && e.dataLength > 0 && e.dataOffset % Math.max(1, (e.dtype as DTypeInfo).itemsize) !== 0) misaligned++;
+      names.push(e.name);
+      indexes.push(e.index);
+      if (c) checks.push({ crc32: c.crc32, sha256: c.sha256, prefix: Buffer.concat(c.prefix) });
       dataBytes += e.dataLength;
+      if (mmap && e.dataLength > 0 && e.dataOffset % Math.max(1, (e.dtype as DTypeInfo).itemsize) !== 0) misaligned++;
       dst += Math.ceil(e.dataLength / ALIGNMENT) * ALIGNMENT;
     }
     if (tensors.length === 0) throw usageError(opts.filter === undefined ? `${path} holds no tensors` : `--filter ${JSON.stringify(opts.filter)} matches none of the ${tf.entries.length} tensors`);
@@ -299,37 +301,33 @@ export async function load(path: string, opts: LoadOptions = {}): Promise<Loaded
     opts.onStart?.(dataBytes);
     const noGpu = device < 0 && opts.device === undefined && !mmap ? noDeviceReason(info()) : undefined;
     if (noGpu) opts.onWarning?.(`no usable GPU (${noGpu}): loading into host memory (--device cpu says so and silences this)`);
-    const stat0 = { device, devName, plaid, mmap, readers, chunkSize, verify, hugePages, openMs, skipped, info, noGpu };
-    if (remote) return await loadRemote(src, path, tensors, items, verifiedTensors, total, stat0, opts, t0);
-    const { handle, done } = bin.start({ path: localPath!, device, plaid, mmap, readers, chunkSize, verify, hugePages, total, fileSize, items: Float64Array.from(items), expect: verify ? expect : undefined });
-    let timer: NodeJS.Timeout | undefined;
-    if (opts.onProgress) timer = setInterval(() => opts.onProgress!(bin.progress(handle)), 100);
-    let st: NativeStats;
-    try {
-      st = await done;
-    } catch (e) {
-      throw nameTensor(e, tensors.filter((x) => !x.meta), src.name);
-    } finally {
-      if (timer) clearInterval(timer);
+    let done = 0;
+    const onProgress = opts.onProgress && ((n: number) => opts.onProgress!((done += n)));
+    const sink = { kind: 'memory' as const, device, total, hugePages, plaid, mmap, readers, fileSize };
+    const jobs: PackedJobs = { items: Float64Array.from(items), names, indexes, checks: verify ? checks : undefined };
+    const { handle, failures, stats: st } = await transfer(jobs, sink, { source: src, chunkSize, concurrency, onProgress });
+    if (failures.length) {
+      native().free(handle!);
+      throw verifyError(src.name, failures, []);
     }
-    opts.onProgress?.(bin.progress(handle));
-    const totalMs = performance.now() - t0;
+    // Remote loads: the wall time of the transfer (hash comparison included); local: the loader's own.
+    const transferMs = remote ? st.wallMs : st.transferMs;
     return new LoadedModel(path, tensors, {
       device: devName,
       deviceName: device < 0 ? 'host memory' : (info().devices[device]?.name ?? devName),
       backend: device < 0 ? 'host' : info().backend === 'simulated' ? 'simulated' : 'cuda',
       plaid,
       mmap,
-      readers,
+      readers: remote ? concurrency : readers,
       chunkSize,
       verified: verify,
       openMs,
-      firstTensorMs: st.firstTensorMs < 0 ? -1 : openMs + st.firstTensorMs,
-      transferMs: st.transferMs,
+      firstTensorMs: st.firstJobMs < 0 ? -1 : openMs + st.firstJobMs,
+      transferMs,
       allocMs: st.allocMs,
-      totalMs,
+      totalMs: performance.now() - t0,
       bytes: st.bytes,
-      gbPerSecond: st.transferMs > 0 ? st.bytes / st.transferMs / 1e6 : 0,
+      gbPerSecond: transferMs > 0 ? st.bytes / transferMs / 1e6 : 0,
       pinnedBytes: st.pinnedBytes,
       deviceBytes: st.deviceBytes,
       hostBytes: st.hostBytes,
@@ -339,138 +337,9 @@ export async function load(path: string, opts: LoadOptions = {}): Promise<Loaded
       ...(noGpu ? { noGpu } : {}),
       tensors: tensors.length,
       skipped,
-    }, handle);
+      ...(st.network ? { network: st.network } : {}),
+    }, handle!);
   } finally {
     await src.close();
   }
-}
-
-interface Planned {
-  device: number;
-  devName: string;
-  plaid: boolean;
-  mmap: boolean;
-  readers: number;
-  chunkSize: number;
-  verify: boolean;
-  hugePages: boolean;
-  openMs: number;
-  skipped: number;
-  info: () => NativeInfo;
-  noGpu?: string;
-}
-
-/**
- * HTTP and S3: the data region is fetched in order by parallel range requests (see
- * engine/remote.ts) and each piece is copied into the native destination as it arrives;
- * with verify, the hashes are computed on the way and compared at the end.
- */
-async function loadRemote(
-  src: ByteSource,
-  path: string,
-  tensors: LoadedTensor[],
-  items: number[],
-  expect: CheckedTensor[],
-  total: number,
-  p: Planned,
-  opts: LoadOptions,
-  t0: number,
-): Promise<LoadedModel> {
-  const bin = native();
-  const tStart = performance.now();
-  const jobs: (RemoteJob & { dst: number })[] = [];
-  for (let k = 0; k < items.length; k += 3) {
-    const e = p.verify ? expect[k / 3]! : undefined;
-    jobs.push({ offset: items[k]!, length: items[k + 1]!, dst: items[k + 2]!, prefix: e ? e.prefix : [], crc32: e?.crc32 !== undefined, sha256: e?.sha256 !== undefined });
-  }
-  const concurrency = opts.concurrency ?? DEFAULT_CONCURRENCY;
-  let handle: NativeHandle | undefined;
-  let firstMs = -1;
-  let pinnedBytes = 0;
-  let allocMs = 0;
-  let network: NetworkStats;
-  let hashes: { crc32?: number; sha256?: Uint8Array }[] = [];
-  try {
-    const net = await networkTargetOf(src);
-    if (net) {
-      const r = await fetchNative(src, net, jobs, { device: p.device, total, hugePages: p.hugePages, concurrency, chunkSize: p.chunkSize, onProgress: opts.onProgress });
-      handle = r.handle;
-      firstMs = r.stats.firstTensorMs < 0 ? -1 : r.stats.allocMs + r.stats.firstTensorMs;
-      pinnedBytes = r.stats.pinnedBytes;
-      allocMs = r.stats.allocMs;
-      if (p.verify) hashes = jobs.map((_, k) => fetchedHashes(r.stats, k));
-      network = { engine: 'native', connections: r.stats.connections, requests: r.stats.requests, retries: r.stats.retries, wireBytes: r.stats.wireBytes };
-    } else {
-      const a0 = performance.now();
-      handle = bin.alloc({ device: p.device, total, hugePages: p.hugePages });
-      allocMs = performance.now() - a0;
-      const h = handle;
-      let done = 0;
-      hashes = await readRemote(src, jobs, {
-        concurrency,
-        chunkSize: p.chunkSize,
-        onPart: (k, off, bytes) => bin.writeAsync(h, jobs[k]!.dst + off, bytes),
-        onJobDone: () => {
-          if (firstMs < 0) firstMs = performance.now() - tStart;
-        },
-        onProgress: (n) => opts.onProgress?.((done += n)),
-      });
-      network = { engine: 'js', connections: concurrency, requests: -1, retries: -1, wireBytes: -1 };
-    }
-    if (p.verify) {
-      const failures = hashes.flatMap((r, k) => compareHashes(expect[k]!, r));
-      if (failures.length) throw verifyError(src.name, failures, []);
-    }
-  } catch (e) {
-    if (handle) bin.free(handle);
-    throw e;
-  }
-  const transferMs = performance.now() - tStart;
-  const bytes = jobs.reduce((n, j) => n + j.length, 0);
-  return new LoadedModel(path, tensors, {
-    device: p.devName,
-    deviceName: p.device < 0 ? 'host memory' : (p.info().devices[p.device]?.name ?? p.devName),
-    backend: p.device < 0 ? 'host' : p.info().backend === 'simulated' ? 'simulated' : 'cuda',
-    plaid: p.plaid,
-    mmap: false,
-    readers: concurrency,
-    chunkSize: p.chunkSize,
-    verified: p.verify,
-    openMs: p.openMs,
-    firstTensorMs: firstMs < 0 ? -1 : p.openMs + firstMs,
-    transferMs,
-    allocMs,
-    totalMs: performance.now() - t0,
-    bytes,
-    gbPerSecond: transferMs > 0 ? bytes / transferMs / 1e6 : 0,
-    pinnedBytes,
-    deviceBytes: p.device >= 0 ? total : 0,
-    hostBytes: p.device < 0 ? total : 0,
-    mappedBytes: 0,
-    misaligned: 0,
-    hugePages: p.hugePages,
-    ...(p.noGpu ? { noGpu: p.noGpu } : {}),
-    tensors: tensors.length,
-    skipped: p.skipped,
-    network,
-  }, handle);
-}
-
-/**
- * Native errors carry the index of the tensor (among those with data); put its name in the
- * message, and for a hash mismatch the file, as verify reports it.
- */
-function nameTensor(e: unknown, withData: LoadedTensor[], file: string): unknown {
-  if (!(e instanceof TensorizeError)) return e;
-  const idx = (e as TensorizeError & { item?: number }).item;
-  const t = idx === undefined ? undefined : withData[idx];
-  if (!t) return e;
-  const hashes = (e as TensorizeError & { hashes?: string[] }).hashes;
-  if (e.code === 'E_HASH_MISMATCH' && hashes?.length) {
-    // Reported as verify reports it (the stored and computed values stay in the cause).
-    const failures = hashes.map((h) => ({ tensor: t.name, index: 0, hash: h === 'crc32' ? ('crc32' as const) : ('sha256' as const), expected: '', actual: '' }));
-    const v = verifyError(file, failures, []);
-    return new TensorizeError(v.code, v.message, { hints: v.hints, cause: e });
-  }
-  return new TensorizeError(e.code, `${e.message} (tensor ${JSON.stringify(t.name)})`, { hints: e.hints, cause: e });
 }

@@ -14,8 +14,8 @@ import {
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { TensorizeError } from '../errors.js';
-import { classifyS3Error, makeS3Client, parseS3Url, type S3Options } from '../sources/s3.js';
-import { retrying } from '../sources/retry.js';
+import { classifyS3Error, makeS3Client, parseS3Url, type S3Options } from './s3.js';
+import { retrying } from './retry.js';
 
 export interface UploadOptions extends S3Options {
   /** Bytes per part (default 16 MiB; S3 needs at least 5 MiB for all but the last). */

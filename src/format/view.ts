@@ -1,9 +1,43 @@
 /**
- * Turn a tensor view (storage offset, size and stride in elements, as torch records them)
+ * Where a tensor's bytes are (SourceData: ranges of a file, or a strided view), and how a
+ * tensor view becomes one. Planning only: the engine reads them (engine/job.ts).
+ *
+ * viewSource turns a tensor view (storage offset, size and stride in elements, as torch records them)
  * into a SourceData: one range when the view is contiguous, a list of ranges when its rows
  * are contiguous runs, and a strided view for the job to gather otherwise.
  */
-import type { Range, SourceData } from './job.js';
+
+export interface Range {
+  offset: number;
+  length: number;
+}
+
+/**
+ * A strided view of a file: element i (multi-index) is at `offset + sum(i[d] * strides[d]) * itemsize`.
+ * Gathered into contiguous row-major bytes by the job.
+ */
+export interface StridedView {
+  offset: number;
+  itemsize: number;
+  shape: number[];
+  /** In elements. */
+  strides: number[];
+}
+
+/** Where a tensor's bytes are: ranges concatenated in order, or (when `view` is set, with no ranges) a strided view. */
+export interface SourceData {
+  path: string;
+  ranges: Range[];
+  view?: StridedView;
+  /** Byte-swap every group of this many bytes (a big-endian input); 1 or absent means as-is. */
+  swap?: number;
+}
+
+/** How many bytes a SourceData yields. */
+export function sourceBytes(d: SourceData): number {
+  if (d.view) return d.view.shape.reduce((a, n) => a * n, d.view.itemsize);
+  return d.ranges.reduce((n, r) => n + r.length, 0);
+}
 
 /** Runs shorter than this are gathered rather than read one by one. */
 const MIN_RUN_BYTES = 4096;

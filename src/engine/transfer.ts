@@ -1,0 +1,405 @@
+/**
+ * The one transfer API: every command that moves tensor bytes (serialize, verify, export,
+ * load, bench) hands `transfer()` a list of jobs and a sink, and this module alone picks the
+ * engine, polls progress, names the tensor in errors and compares hashes.
+ *
+ * A job is a byte range of the transfer's source (or, for local inputs, ranges or a strided
+ * view of a file: a SourceData), hashed on the way when asked (CRC32 and SHA-256 over a
+ * prefix, then the data) and checked against stored hashes when it has some. A load hands
+ * its jobs over packed (PackedJobs: numbers and names, no object per tensor). Sinks:
+ *
+ *   hash    nothing is written: the hashes only (or the bytes are dropped, for a benchmark)
+ *   file    an existing file; each job's bytes land at its `dst` (a job without one is only hashed)
+ *   stream  an ordered consumer (the S3 multipart upload): the jobs' bytes one after another
+ *   memory  a new native destination (GPU or host memory); each job's bytes at its `dst`
+ *
+ * Engines, by source and sink:
+ *
+ *   local files  hash, file   the native copy engine (runner.ts); strided views, no addon or
+ *                             TENSORIZE_ENGINE=js: the pool of JavaScript workers
+ *   local files  stream       ordered reads on this thread
+ *   local file   memory       the native loader (pinned ring to the GPU, or host memory, or mmap)
+ *   network      hash, file,  the native fetcher (fetch.ts); no addon or TENSORIZE_NET=js:
+ *                memory       ordered parallel range reads in JavaScript (remote.ts)
+ *   network      stream       ordered parallel range reads in JavaScript
+ */
+import { open } from 'node:fs/promises';
+import { inTensor, TensorizeError } from '../errors.js';
+import { hashFailures, verifyError, type Computed, type HashFailure } from '../format/check.js';
+import { swapBytes } from '../format/dtypes.js';
+import type { Range, SourceData } from '../format/view.js';
+import { native, type NativeExpect, type NativeFetchStats, type NativeHandle } from '../native/binding.js';
+import type { ByteSource } from '../sources/source.js';
+import { writeFully, type JobResult } from './job.js';
+import { fetchedHashes, fetchNative, networkTargetOf, type FetchJob } from './fetch.js';
+import { pollProgress } from './progress.js';
+import { DEFAULT_CONCURRENCY, readRemote, type RemoteJob } from './remote.js';
+import { JobRunner } from './runner.js';
+
+export interface TransferJob {
+  /** A range of the transfer's `source`, or (local inputs, no `source`) where in which file. */
+  src: Range | SourceData;
+  /** Where the bytes go: an offset in the file or native destination (file and memory sinks). */
+  dst?: number;
+  /** Bytes hashed before the data and not written (a tensor header with zeroed hash values). */
+  prefix?: readonly Uint8Array[];
+  crc32?: boolean;
+  sha256?: boolean;
+  /** Stored hashes: computed and compared here; a mismatch is a failure in the result. */
+  expect?: Computed;
+  /** The tensor, for errors and failures. */
+  name?: string;
+  /** The tensor's index in its file, for failures. */
+  index?: number;
+}
+
+/**
+ * Range jobs of the transfer's source packed as the native loader takes them: a plan of
+ * many tensors (a load of tens of thousands) without an object per job.
+ */
+export interface PackedJobs {
+  /** Three numbers per job: offset in the source, length, destination offset. */
+  items: Float64Array;
+  /** The tensor of each job, for errors and failures. */
+  names: readonly string[];
+  /** Each tensor's index in its file, for failures (default: the job's own). */
+  indexes?: readonly number[];
+  /** Hashes to check on the way (every job, or none): each job's stored hashes and the prefix they cover. */
+  checks?: readonly NativeExpect[];
+}
+
+export type Sink =
+  | { kind: 'hash' }
+  | { kind: 'file'; path: string }
+  | { kind: 'stream'; write: (bytes: Buffer) => Promise<void> }
+  | {
+      kind: 'memory';
+      /** -1: host memory. */
+      device: number;
+      /** Bytes to allocate. */
+      total: number;
+      hugePages?: boolean;
+      /** Local files: the native loader's settings (see LoadOptions). */
+      plaid?: boolean;
+      mmap?: boolean;
+      readers?: number;
+      fileSize?: number;
+    };
+
+export interface TransferOptions {
+  /** Where range jobs read from; without it every job names its file (a SourceData). */
+  source?: ByteSource;
+  /** Local engines: threads. */
+  threads?: number;
+  /** Bytes per read (local engines, the loader's ring slots, the network's range requests). */
+  chunkSize?: number;
+  /** Network sources: range requests in flight (default 8). */
+  concurrency?: number;
+  /** Bytes done since the last call. */
+  onProgress?: (bytes: number) => void;
+}
+
+export type TransferEngine = 'copy' | 'workers' | 'stream' | 'loader' | 'fetcher' | 'js';
+
+export interface TransferStats {
+  engine: TransferEngine;
+  bytes: number;
+  /** The run, as the engine measured it (the native loader and fetcher), else as measured here. */
+  transferMs: number;
+  /** The run, measured here around the engine. */
+  wallMs: number;
+  /** Memory sinks: allocating the destination (and the pinned ring). */
+  allocMs: number;
+  /** Memory sinks: from the start until the first job was complete; -1 when unknown. */
+  firstJobMs: number;
+  pinnedBytes: number;
+  deviceBytes: number;
+  hostBytes: number;
+  mappedBytes: number;
+  /** Network sources. */
+  network?: { engine: 'native' | 'js'; connections: number; requests: number; retries: number; wireBytes: number };
+}
+
+export interface TransferResult {
+  /**
+   * Per job, in order: the bytes moved and the hashes computed. Empty for the native loader
+   * (a local file into memory), which checks the hashes itself and fails at a mismatch.
+   */
+  results: JobResult[];
+  /** Jobs whose computed hashes disagree with their `expect`, in job order. */
+  failures: HashFailure[];
+  stats: TransferStats;
+  /** Memory sinks: the destination (free it with native().free, or hand it to a LoadedModel). */
+  handle?: NativeHandle;
+}
+
+/** A job of a network source: one range, with a prefix (maybe empty) and the hashes it wants. */
+type Ranged = FetchJob & RemoteJob;
+
+const wants = (j: TransferJob) => ({ crc32: j.crc32 ?? j.expect?.crc32 !== undefined, sha256: j.sha256 ?? j.expect?.sha256 !== undefined });
+const isRange = (s: Range | SourceData): s is Range => !('ranges' in s);
+const nameOf = (j: TransferJob, k: number) => j.name ?? `#${k}`;
+
+function emptyStats(engine: TransferEngine): TransferStats {
+  return { engine, bytes: 0, transferMs: 0, wallMs: 0, allocMs: 0, firstJobMs: -1, pinnedBytes: 0, deviceBytes: 0, hostBytes: 0, mappedBytes: 0 };
+}
+
+/** Move the jobs' bytes from the source to the sink (see the module comment). */
+export async function transfer(jobs: readonly TransferJob[] | PackedJobs, sink: Sink, opts: TransferOptions = {}): Promise<TransferResult> {
+  const t0 = performance.now();
+  const src = opts.source;
+  const network = src !== undefined && src.localPath === undefined;
+  if (!network && sink.kind === 'memory') {
+    // The native loader checks the hashes itself and fails at a mismatch: no failures to list.
+    const out = await loadLocal(isPacked(jobs) ? jobs : pack(jobs), sink, opts);
+    return { ...out, results: [], failures: [], stats: finish(out.stats, t0) };
+  }
+  const list = isPacked(jobs) ? unpack(jobs) : jobs;
+  const out = network ? await fromNetwork(src, list, sink, opts) : await fromFiles(list.map((j) => localData(j, src)), list, sink as Exclude<Sink, { kind: 'memory' }>, opts);
+  finish(out.stats, t0);
+  if (out.stats.bytes === 0) for (const r of out.results) out.stats.bytes += r.bytes;
+  const failures: HashFailure[] = [];
+  for (let k = 0; k < list.length; k++) {
+    const j = list[k]!;
+    if (j.expect) failures.push(...hashFailures({ tensor: nameOf(j, k), index: j.index ?? k }, j.expect, out.results[k]!));
+  }
+  return { ...out, failures };
+}
+
+function finish(stats: TransferStats, t0: number): TransferStats {
+  stats.wallMs = performance.now() - t0;
+  if (stats.transferMs === 0) stats.transferMs = stats.wallMs;
+  return stats;
+}
+
+const isPacked = (jobs: readonly TransferJob[] | PackedJobs): jobs is PackedJobs => !Array.isArray(jobs);
+
+/** Range jobs, packed (for the loader). */
+function pack(jobs: readonly TransferJob[]): PackedJobs {
+  const items = new Float64Array(jobs.length * 3);
+  jobs.forEach((j, k) => {
+    if (!isRange(j.src)) throw new TensorizeError('E_NATIVE', 'the loader takes ranges of a local source');
+    items.set([j.src.offset, j.src.length, j.dst ?? 0], 3 * k);
+  });
+  const checks = jobs.some((j) => j.expect) ? jobs.map((j) => ({ crc32: j.expect?.crc32, sha256: j.expect?.sha256 && asBuffer(j.expect.sha256), prefix: Buffer.concat(j.prefix ?? []) })) : undefined;
+  return { items, names: jobs.map(nameOf), indexes: jobs.map((j, k) => j.index ?? k), checks };
+}
+
+/** Packed jobs as a list. */
+function unpack(p: PackedJobs): TransferJob[] {
+  return p.names.map((name, k) => ({
+    src: { offset: p.items[3 * k]!, length: p.items[3 * k + 1]! },
+    dst: p.items[3 * k + 2]!,
+    name,
+    index: p.indexes?.[k] ?? k,
+    ...(p.checks ? { prefix: [p.checks[k]!.prefix], expect: { crc32: p.checks[k]!.crc32, sha256: p.checks[k]!.sha256 } } : {}),
+  }));
+}
+
+function localData(j: TransferJob, src: ByteSource | undefined): SourceData {
+  if (!isRange(j.src)) return j.src;
+  if (src?.localPath === undefined) throw new TensorizeError('E_NATIVE', 'a range job needs a source');
+  return { path: src.localPath, ranges: [j.src] };
+}
+
+async function fromFiles(data: SourceData[], jobs: readonly TransferJob[], sink: Exclude<Sink, { kind: 'memory' }>, opts: TransferOptions): Promise<{ results: JobResult[]; stats: TransferStats }> {
+  if (sink.kind === 'stream') return { results: await streamFiles(data, jobs, sink.write, opts), stats: emptyStats('stream') };
+  const runner = new JobRunner(opts.threads, opts.onProgress, opts.chunkSize);
+  try {
+    const results = await Promise.all(
+      jobs.map((j, k) =>
+        runner
+          .run({ id: k, src: data[k]!, dst: sink.kind === 'file' && j.dst !== undefined ? { path: sink.path, offset: j.dst } : undefined, prefix: j.prefix ? [...j.prefix] : undefined, ...wants(j) })
+          .catch((e: unknown) => {
+            throw j.name === undefined ? e : inTensor(e, j.name);
+          }),
+      ),
+    );
+    return { results, stats: emptyStats(runner.engine === 'native' && !data.some((d) => d.view) ? 'copy' : 'workers') };
+  } finally {
+    await runner.close();
+  }
+}
+
+/** Each job's bytes in order into `write`, read on this thread (byte-swapped where asked). */
+async function streamFiles(data: SourceData[], jobs: readonly TransferJob[], write: (b: Buffer) => Promise<void>, opts: TransferOptions): Promise<JobResult[]> {
+  const files = new Map<string, Awaited<ReturnType<typeof open>>>();
+  const chunk = Buffer.allocUnsafeSlow(opts.chunkSize ?? 8 << 20);
+  const results: JobResult[] = [];
+  try {
+    for (const [k, d] of data.entries()) {
+      if (d.view || wants(jobs[k]!).crc32 || wants(jobs[k]!).sha256) throw new TensorizeError('E_NATIVE', 'a stream sink takes ranges without hashes');
+      let fh = files.get(d.path);
+      if (!fh) files.set(d.path, (fh = await open(d.path, 'r')));
+      let bytes = 0;
+      for (const r of d.ranges) {
+        for (let pos = 0; pos < r.length; ) {
+          const n = Math.min(chunk.length, r.length - pos);
+          const { bytesRead } = await fh.read(chunk, 0, n, r.offset + pos);
+          if (bytesRead !== n) {
+            const what = jobs[k]!.name === undefined ? '' : ` (tensor ${JSON.stringify(jobs[k]!.name)})`;
+            throw new TensorizeError('E_IO', `${d.path}: short read at byte ${r.offset + pos}; the file changed while being read${what}`);
+          }
+          const piece = chunk.subarray(0, n);
+          swapBytes(piece, d.swap);
+          await write(piece);
+          opts.onProgress?.(n);
+          pos += n;
+          bytes += n;
+        }
+      }
+      results.push({ id: k, bytes });
+    }
+  } finally {
+    for (const fh of files.values()) await fh.close();
+  }
+  return results;
+}
+
+/** A local file into GPU or host memory (or mapped) by the native loader, which checks the hashes itself. */
+async function loadLocal(jobs: PackedJobs, sink: Extract<Sink, { kind: 'memory' }>, opts: TransferOptions): Promise<{ stats: TransferStats; handle: NativeHandle }> {
+  const bin = native();
+  const path = opts.source?.localPath;
+  if (path === undefined) throw new TensorizeError('E_NATIVE', 'the loader needs a local source');
+  const { handle, done } = bin.start({
+    path,
+    device: sink.device,
+    plaid: sink.plaid ?? true,
+    mmap: sink.mmap ?? false,
+    readers: sink.readers ?? 8,
+    chunkSize: opts.chunkSize ?? 16 << 20,
+    verify: jobs.checks !== undefined,
+    hugePages: sink.hugePages ?? false,
+    total: sink.total,
+    fileSize: sink.fileSize ?? 0,
+    items: jobs.items,
+    expect: jobs.checks,
+  });
+  const stop = pollProgress(() => bin.progress(handle), opts.onProgress);
+  try {
+    const st = await done;
+    stop();
+    const stats: TransferStats = {
+      ...emptyStats('loader'),
+      bytes: st.bytes,
+      transferMs: st.transferMs,
+      allocMs: st.allocMs,
+      firstJobMs: st.firstTensorMs,
+      pinnedBytes: st.pinnedBytes,
+      deviceBytes: st.deviceBytes,
+      hostBytes: st.hostBytes,
+      mappedBytes: st.mappedBytes,
+    };
+    return { stats, handle };
+  } catch (e) {
+    stop();
+    throw nativeError(e, (k) => (k < jobs.names.length ? { name: jobs.names[k]!, index: jobs.indexes?.[k] ?? k } : undefined), opts.source?.name ?? path);
+  }
+}
+
+async function fromNetwork(src: ByteSource, jobs: readonly TransferJob[], sink: Sink, opts: TransferOptions): Promise<{ results: JobResult[]; stats: TransferStats; handle?: NativeHandle }> {
+  const ranged = jobs.map((j, k) => {
+    const d = j.src;
+    const r = isRange(d) ? d : !d.view && d.ranges.length === 1 && (d.swap ?? 1) <= 1 ? d.ranges[0] : undefined;
+    if (!r) throw new TensorizeError('E_NATIVE', `job ${k}: a network source is read by single ranges`);
+    return { offset: r.offset, length: r.length, dst: j.dst ?? 0, prefix: j.prefix ? [...j.prefix] : [], ...wants(j) } satisfies Ranged;
+  });
+  const concurrency = opts.concurrency ?? DEFAULT_CONCURRENCY;
+  const net = sink.kind === 'stream' ? undefined : await networkTargetOf(src);
+  if (net) {
+    const memory = sink.kind === 'memory' ? { device: sink.device, total: sink.total, hugePages: sink.hugePages } : undefined;
+    const common = { output: sink.kind === 'file' ? sink.path : undefined, concurrency, chunkSize: opts.chunkSize, onProgress: opts.onProgress };
+    let r: { handle?: NativeHandle; stats: NativeFetchStats };
+    try {
+      r = memory ? await fetchNative(src, net, ranged, { ...common, ...memory }) : await fetchNative(src, net, ranged, common);
+    } catch (e) {
+      throw nativeError(e, (k) => (jobs[k] && jobs[k].name !== undefined ? { name: jobs[k].name!, index: jobs[k].index ?? k } : undefined), src.name);
+    }
+    const st = r.stats;
+    const hashing = ranged.some((j) => j.crc32 || j.sha256);
+    const results = ranged.map((j, k) => ({ id: k, bytes: j.length, ...(hashing ? pick(j, fetchedHashes(st, k)) : {}) }));
+    const stats: TransferStats = {
+      ...emptyStats('fetcher'),
+      bytes: ranged.reduce((n, j) => n + j.length, 0),
+      transferMs: st.transferMs,
+      allocMs: st.allocMs,
+      firstJobMs: st.firstTensorMs < 0 ? -1 : st.allocMs + st.firstTensorMs,
+      pinnedBytes: st.pinnedBytes,
+      deviceBytes: memory && memory.device >= 0 ? memory.total : 0,
+      hostBytes: memory && memory.device < 0 ? memory.total : 0,
+      network: { engine: 'native', connections: st.connections, requests: st.requests, retries: st.retries, wireBytes: st.wireBytes },
+    };
+    return { results, stats, handle: r.handle };
+  }
+  return readNetworkJs(src, ranged, sink, { ...opts, concurrency });
+}
+
+/** A Buffer over the same bytes (no copy). */
+const asBuffer = (b: Uint8Array): Buffer => (Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+
+/** Only the hashes a job asked for. */
+function pick(j: { crc32: boolean; sha256: boolean }, h: { crc32: number; sha256: Uint8Array }): Computed {
+  return { ...(j.crc32 ? { crc32: h.crc32 } : {}), ...(j.sha256 ? { sha256: h.sha256 } : {}) };
+}
+
+/** The JavaScript network path: ordered parallel range reads (remote.ts), each piece into the sink as it arrives. */
+async function readNetworkJs(src: ByteSource, jobs: Ranged[], sink: Sink, opts: TransferOptions) {
+  const stats = emptyStats('js');
+  stats.network = { engine: 'js', connections: opts.concurrency!, requests: -1, retries: -1, wireBytes: -1 };
+  const read = { concurrency: opts.concurrency, chunkSize: opts.chunkSize, onProgress: opts.onProgress };
+  if (sink.kind === 'hash') return { results: await readRemote(src, jobs, read), stats };
+  if (sink.kind === 'stream') {
+    for (let k = 1; k < jobs.length; k++) {
+      if (jobs[k]!.offset < jobs[k - 1]!.offset + jobs[k - 1]!.length) throw new TensorizeError('E_NATIVE', 'a stream sink takes jobs in file order');
+    }
+    let chain = Promise.resolve();
+    const results = await readRemote(src, jobs, { ...read, onPart: (_k, _off, bytes) => (chain = chain.then(() => sink.write(bytes))) });
+    await chain;
+    return { results, stats };
+  }
+  if (sink.kind === 'file') {
+    const fh = await open(sink.path, 'r+');
+    try {
+      return { results: await readRemote(src, jobs, { ...read, onPart: (k, off, bytes) => writeFully(fh.fd, bytes, jobs[k]!.dst + off) }), stats };
+    } finally {
+      await fh.close();
+    }
+  }
+  const bin = native();
+  const a0 = performance.now();
+  const handle = bin.alloc({ device: sink.device, total: sink.total, hugePages: sink.hugePages });
+  stats.allocMs = performance.now() - a0;
+  stats[sink.device >= 0 ? 'deviceBytes' : 'hostBytes'] = sink.total;
+  try {
+    const results = await readRemote(src, jobs, {
+      ...read,
+      onPart: (k, off, bytes) => bin.writeAsync(handle, jobs[k]!.dst + off, bytes),
+      onJobDone: () => {
+        if (stats.firstJobMs < 0) stats.firstJobMs = performance.now() - a0;
+      },
+    });
+    return { results, stats, handle };
+  } catch (e) {
+    bin.free(handle);
+    throw e;
+  }
+}
+
+/**
+ * The one place a native error meets the jobs: its `item` (the failing job's index) names
+ * the tensor, and a hash mismatch the native side found reads as verify reports it.
+ */
+export function nativeError(e: unknown, job: (k: number) => { name: string; index: number } | undefined, file: string): unknown {
+  if (!(e instanceof TensorizeError)) return e;
+  const idx = (e as TensorizeError & { item?: number }).item;
+  const j = idx === undefined ? undefined : job(idx);
+  if (!j) return e;
+  const hashes = (e as TensorizeError & { hashes?: string[] }).hashes;
+  if (e.code === 'E_HASH_MISMATCH' && hashes?.length) {
+    // Reported as verify reports it (the stored and computed values stay in the cause).
+    const failures = hashes.map((h) => ({ tensor: j.name, index: j.index, hash: h === 'crc32' ? ('crc32' as const) : ('sha256' as const), expected: '', actual: '' }));
+    const v = verifyError(file, failures, []);
+    return new TensorizeError(v.code, v.message, { hints: v.hints, cause: e });
+  }
+  return new TensorizeError(e.code, `${e.message} (tensor ${JSON.stringify(j.name)})`, { hints: e.hints, cause: e });
+}
