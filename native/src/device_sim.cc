@@ -482,22 +482,28 @@ class SimBackend : public Backend {
     return {};
   }
 
+  // What every host-to-device copy checks, in this order: an injected fault (which poisons
+  // the device), a poisoned device, the destination range (not for n == 0). Counts the copy.
+  static std::string copyDetail(SimDevice* d, uint64_t n) { return d->name() + ", " + std::to_string(n) + " bytes"; }
+
+  Error beginCopyIn(SimDevice* d, const char* api, DevPtr dst, uint64_t n, uint64_t* off) {
+    const std::string detail = copyDetail(d, n);
+    if (std::string f = injected(kCopy); !f.empty()) return poisonNow(d, api, detail, f);
+    if (d->poisoned) return sticky(d, api);
+    if (n > 0) {
+      if (Error e = checkRange(d, api, detail, dst, n, off); !e.ok()) return e;
+    }
+    copies_++;
+    return {};
+  }
+
   Error copyAsync(DevPtr dst, const void* src, uint64_t n, Stream s) override {
     const char* api = "cuMemcpyHtoDAsync";
     if (Error e = enter(api); !e.ok()) return e;
     auto st = stream(s);
     if (!st) return badHandle(api, "stream");
-    SimDevice* d = st->dev;
-    const std::string detail = d->name() + ", " + std::to_string(n) + " bytes";
-    if (std::string f = injected(kCopy); !f.empty()) return poisonNow(d, api, detail, f);
-    if (d->poisoned) return sticky(d, api);
-    if (n == 0) {
-      copies_++;
-      return {};
-    }
-    uint64_t off;
-    if (Error e = checkRange(d, api, detail, dst, n, &off); !e.ok()) return e;
-    copies_++;
+    uint64_t off = 0;
+    if (Error e = beginCopyIn(st->dev, api, dst, n, &off); !e.ok() || n == 0) return e;
     StreamOp op;
     op.kind = StreamOp::Copy;
     op.off = off;
@@ -508,7 +514,7 @@ class SimBackend : public Backend {
     } else {
       // Pageable memory: CUDA stages it before the call returns; so does the simulator.
       op.staged.reset(new (std::nothrow) uint8_t[n]);
-      if (!op.staged) return cuError(Code::E_HOST_OOM, api, detail, "CUDA_ERROR_OUT_OF_MEMORY", "no host memory to stage a pageable copy");
+      if (!op.staged) return cuError(Code::E_HOST_OOM, api, copyDetail(st->dev, n), "CUDA_ERROR_OUT_OF_MEMORY", "no host memory to stage a pageable copy");
       std::memcpy(op.staged.get(), src, n);
       op.src = op.staged.get();
       pageable_++;
@@ -633,16 +639,8 @@ class SimBackend : public Backend {
     const char* api = "cuMemcpyHtoD";
     SimDevice* d;
     if (Error e = enter(api, device, &d); !e.ok()) return e;
-    const std::string detail = d->name() + ", " + std::to_string(n) + " bytes";
-    if (std::string f = injected(kCopy); !f.empty()) return poisonNow(d, api, detail, f);
-    if (d->poisoned) return sticky(d, api);
-    if (n == 0) {
-      copies_++;
-      return {};
-    }
-    uint64_t off;
-    if (Error e = checkRange(d, api, detail, dst, n, &off); !e.ok()) return e;
-    copies_++;
+    uint64_t off = 0;
+    if (Error e = beginCopyIn(d, api, dst, n, &off); !e.ok() || n == 0) return e;
     auto reg = pin(src, n);
     if (!reg) pageable_++;
     transfer(*d, off, static_cast<const uint8_t*>(src), n);
@@ -654,7 +652,7 @@ class SimBackend : public Backend {
     const char* api = "cuMemcpyDtoH";
     SimDevice* d;
     if (Error e = enter(api, device, &d); !e.ok()) return e;
-    const std::string detail = d->name() + ", " + std::to_string(n) + " bytes";
+    const std::string detail = copyDetail(d, n);
     if (std::string f = injected(kRead); !f.empty()) return cuError(Code::E_DEVICE, api, detail, "CUDA_ERROR_INVALID_VALUE", "injected: " + f);
     if (d->poisoned) return sticky(d, api);
     reads_++;

@@ -101,6 +101,18 @@ export interface TransferOptions {
 
 export type TransferEngine = 'copy' | 'workers' | 'stream' | 'loader' | 'fetcher' | 'js';
 
+/** How the bytes of a network source came (a load's report says it too). */
+export interface NetworkStats {
+  /** `native`: the addon's fetcher (one thread per connection, no bytes through JS); `js`: undici. */
+  engine: 'native' | 'js';
+  connections: number;
+  /** Range requests sent, retries included. */
+  requests: number;
+  retries: number;
+  /** Body bytes received: tensor data, the headers between tensors, and retried bytes. */
+  wireBytes: number;
+}
+
 export interface TransferStats {
   engine: TransferEngine;
   bytes: number;
@@ -117,7 +129,7 @@ export interface TransferStats {
   hostBytes: number;
   mappedBytes: number;
   /** Network sources. */
-  network?: { engine: 'native' | 'js'; connections: number; requests: number; retries: number; wireBytes: number };
+  network?: NetworkStats;
 }
 
 export interface TransferResult {

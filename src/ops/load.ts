@@ -19,10 +19,12 @@ import { assertSound, checkStructure, verifyError, type CheckedTensor } from '..
 import { FileSource } from '../sources/file.js';
 import { openSource, sourceKind, type SourceOptions } from '../sources/open.js';
 import { DEFAULT_CONCURRENCY, DEFAULT_REMOTE_CHUNK } from '../engine/remote.js';
-import { transfer, type PackedJobs } from '../engine/transfer.js';
+import { transfer, type NetworkStats, type PackedJobs } from '../engine/transfer.js';
 import { hugePagesByDefault } from '../util/memory.js';
 import { noDeviceHints, noDeviceReason } from '../native/report.js';
 import { native, type NativeExpect, type NativeHandle, type NativeInfo } from '../native/binding.js';
+
+export type { NetworkStats };
 
 export const ALIGNMENT = 256;
 export const DEFAULT_CHUNK = 16 * 1024 * 1024;
@@ -124,17 +126,6 @@ export interface LoadStats {
   skipped: number;
   /** HTTP(S) and S3 sources: how the bytes came. */
   network?: NetworkStats;
-}
-
-export interface NetworkStats {
-  /** `native`: the addon's fetcher (one thread per connection, no bytes through JS); `js`: undici. */
-  engine: 'native' | 'js';
-  connections: number;
-  /** Range requests sent, retries included. */
-  requests: number;
-  retries: number;
-  /** Body bytes received: tensor data, the headers between tensors, and retried bytes. */
-  wireBytes: number;
 }
 
 export function parseDevice(d: string | undefined, info: () => NativeInfo): number {
