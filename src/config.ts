@@ -15,6 +15,10 @@ export interface Config {
   nativePath?: string;
   /** TENSORIZE_SIM_GPU is set: a simulated device was asked for (the native side reads its value). */
   simGpu: boolean;
+  /** TENSORIZE_PEER_PYTHON: the Python with the peer loaders (`bench --peers`; default: the venv below, else python3). */
+  peerPython?: string;
+  /** TENSORIZE_PEERS_DIR: the peers' venv made by scripts/peers/setup.sh (default ~/.cache/tensorize/peers). */
+  peersDir?: string;
 }
 
 /** The settings `env` gives. */
@@ -27,6 +31,8 @@ export function readConfig(env: NodeJS.ProcessEnv): Config {
     hugePages: h === '1' || h === 'on' ? true : h === '0' || h === 'off' ? false : undefined,
     nativePath: env.TENSORIZE_NATIVE || undefined,
     simGpu: Boolean(env.TENSORIZE_SIM_GPU),
+    peerPython: env.TENSORIZE_PEER_PYTHON || undefined,
+    peersDir: env.TENSORIZE_PEERS_DIR || undefined,
   };
 }
 

@@ -26,7 +26,7 @@ function headerFields(e: TensorEntry) {
   const n = encodePath(e.path).length;
   const d = Buffer.byteLength(e.dtypeString, 'latin1');
   const h = e.headerOffset;
-  const hashBlockLen = h + 15 + n + d + 4 * e.shape.length;
+  const hashBlockLen = h + 15 + n + d + e.dimBytes * e.shape.length;
   return {
     hashCount: hashBlockLen + 2,
     crc: [hashBlockLen + 5, hashBlockLen + 9],
@@ -34,13 +34,14 @@ function headerFields(e: TensorEntry) {
   };
 }
 
-/** Offset of an index entry's dtype string (intact index, entries in file order). */
-function dtypeStringOffset(entries: TensorEntry[], e: TensorEntry): number {
+/** Offset of an index entry's dtype string (intact index, entries in file order; `tagged`: v5 entry tags). */
+function dtypeStringOffset(entries: TensorEntry[], e: TensorEntry, tagged: boolean): number {
   let o = 73;
   for (const x of entries) {
     const n = encodePath(x.path).length;
+    if (tagged) o += 4;
     if (x === e) return o + 2 + n + 2;
-    o += 2 + n + 2 + Buffer.byteLength(x.dtypeString, 'latin1') + 1 + 4 * x.shape.length + 24;
+    o += 2 + n + 2 + Buffer.byteLength(x.dtypeString, 'latin1') + 1 + x.dimBytes * x.shape.length + 24;
   }
   return -1;
 }
@@ -52,10 +53,22 @@ t.test('2. bit flips', async (t) => {
   writeFileSync(p, buf);
   const { entries, version } = await structure(p);
   t.equal(version, 2, 'the compact file is data version 2 (it holds a bfloat16 tensor)');
-  const fields = entries.map(headerFields);
+  // The same with a [2^32, 0] tensor: data version 5, flag bit 1, tagged index entries.
+  const long = await compact(dir, writeTensorizer, { long: true });
+  const pLong = join(dir, 'flip-v5.tensors');
+  writeFileSync(pLong, long.buf);
+  const sLong = await structure(pLong);
+  t.equal(sLong.version, 5, 'the compact file with a [2^32, 0] tensor is data version 5');
   const inRange = (x: number, [a, b]: number[]) => x >= a! && x < b!;
 
-  t.test('every bit and every byte (XOR 0xff) of the file header, index and tensor headers', async (t) => {
+  const files = [
+    { label: 'the compact file (v2)', buf, p, entries, version },
+    { label: 'the compact file with a [2^32, 0] tensor (v5)', buf: long.buf, p: pLong, entries: sLong.entries, version: sLong.version },
+  ];
+  for (const { label, buf, p, entries, version } of files)
+  t.test(`${label}: every bit and every byte (XOR 0xff) of the file header, index and tensor headers`, async (t) => {
+    const fields = entries.map(headerFields);
+    const tagged = version >= 5;
     // Regions: [0, first record) and each tensor header.
     const offsets: number[] = [];
     for (let x = 0; x < entries[0]!.headerOffset; x++) offsets.push(x);
@@ -95,7 +108,7 @@ t.test('2. bit flips', async (t) => {
           // a smaller tensor_count (the rest of the file is warned about as trailing bytes),
           // and '<' <-> '|' in an opaque dtype string of the index ("|V2\0torch.bfloat16").
           const countDown = off >= 57 && off < 65 && b.readBigUInt64LE(57) < BigInt(entries.length) && b.readBigUInt64LE(57) > 0n;
-          const opaquePrefix = entries.some((e) => e.dtype.opaque && off === dtypeStringOffset(entries, e)) && (b[off] === 0x3c || b[off] === 0x7c);
+          const opaquePrefix = entries.some((e) => e.dtype.opaque && off === dtypeStringOffset(entries, e, tagged)) && (b[off] === 0x3c || b[off] === 0x7c);
           if (countDown && !r.ok && r.problems.some((x) => /unexpected bytes follow the last tensor record/.test(x))) continue; // rejected, as it should be
           else if (opaquePrefix && r.ok) accepted.push(`${where} (index dtype prefix '${String.fromCharCode(b[off]!)}'): ${describe(o)}`);
           else problems.push(`${where} (file header / index): accepted: ${describe(o)}`);

@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { FileSource } from '../src/sources/file.js';
 import { POOL_MOCK } from './helpers/pool.js';
 import { describe, expectError, verifyPath, type ErrExpect } from './helpers/hostile.js';
-import { basic, build, f32, u64, type Built } from './helpers/tensors-builder.js';
+import { basic, build, f32, u64, type BuildOpts, type Built, type Rec } from './helpers/tensors-builder.js';
 
 const { verifyFile } = await t.mockImport<typeof import('../src/ops/verify.js')>('../src/ops/verify.js', POOL_MOCK);
 const { exportSafetensors } = await t.mockImport<typeof import('../src/ops/export.js')>('../src/ops/export.js', POOL_MOCK);
@@ -149,7 +149,6 @@ t.test('4. structural rules', async (t) => {
     for (const v of [0, 99, 0xffffffff]) {
       await check(t, build(basic(), { version: v }), { codes: ['E_FORMAT'], word: /unsupported data version/, offset: 5 }, `data version ${v}`);
     }
-    await check(t, build(basic(), { version: 5 }), { codes: ['E_UNSUPPORTED'], word: /data version 5/ }, 'data version 5');
     await check(t, build(basic(), { version: 3 }), { codes: ['E_FORMAT'], word: /crypt/, tensor: 'w' }, 'data version 3 without crypt info');
     await check(t, build(basic(), { version: 4, flags: 1n }), { codes: ['E_FORMAT'], word: /crypt/, tensor: 'w' }, 'v4 encrypted flag without crypt info');
     await check(t, build(basic(), { flags: 2n }), { codes: ['E_FORMAT'], word: /feature flags/, offset: 9 }, 'flags = 2');
@@ -160,6 +159,55 @@ t.test('4. structural rules', async (t) => {
     await check(t, magic, { codes: ['E_FORMAT'], word: /not a tensorizer file/ }, 'bad magic');
     const enc = build(basic((r) => r.forEach((x) => (x.hdr = { crypt: Buffer.concat([u64(14), Buffer.from([1, 0]), u64(4), Buffer.from([2, 0, 9, 9])]) }))), { version: 3 });
     await check(t, enc, { codes: ['E_UNSUPPORTED'], word: /encrypted/ }, 'an encrypted file (crypt chunk present)');
+  });
+
+  t.test('data version 5: tagged index entries, 64-bit dimensions (docs/format.md §4.1)', async (t) => {
+    // What tensorizer 2.12 writes for a tensor with a dimension >= 2^32: version 5, flag bit 1,
+    // a u32 tag before every index entry (5: u64 dimensions, 1: u32), u64 dimensions in that
+    // tensor's header too (the header has no tag of its own).
+    const LONG = 2 ** 32;
+    const v5 = (over: (recs: Rec[]) => void = () => {}, o: BuildOpts = {}) =>
+      build(basic((r) => {
+        r.push({ name: 'long', shape: [LONG, 0], data: Buffer.alloc(0) }, { name: 'tail', dtype: '<i2', shape: [2], data: Buffer.from([5, 0, 6, 0]) });
+        over(r);
+      }), { version: 5, flags: 2n, trailer: true, ...o });
+    const good = v5();
+    t.equal(good.buf.readUInt32LE(good.idx[0]!.tag), 1, 'builder: a short entry is tagged 1');
+    t.equal(good.buf.readUInt32LE(good.idx[2]!.tag), 5, 'builder: the long entry is tagged 5');
+    const o = await accept(t, good, 'v5, flag bit 1, tags 1 and 5, a [2^32, 0] tensor');
+    t.equal(o.kind === 'ok' ? o.r.tensors : -1, 4, 'all four tensors checked');
+    await accept(t, v5((r) => r.forEach((x) => (x.hdr = { ...x.hdr, crypt: Buffer.concat([u64(2), Buffer.alloc(2)]) })), { flags: 3n }), 'v5 with flag bits 0 and 1 (encrypted, tagged) and empty crypt info');
+    await accept(t, build(basic(), { version: 5 }), 'v5 without flag bit 1: untagged entries, 32-bit dimensions (tensorizer reads it as such)');
+    await accept(t, v5((r) => r.push({ name: 'meta', shape: [LONG, 3], data: Buffer.alloc(0) })), 'a meta tensor of shape [2^32, 3] (48 GiB, no data)');
+
+    // Flags.
+    for (const v of [1, 4]) {
+      await check(t, build(basic(), { version: v, flags: 2n }), { codes: ['E_FORMAT'], word: /feature flags 0x2 at byte 9: bit 1 \(tagged index entries\) belongs to data version 5 and later, not to this version \d file/, offset: 9 }, `flag bit 1 (tagged entries) in a data version ${v} file`);
+    }
+    await check(t, v5(undefined, { flags: 6n }), { codes: ['E_FORMAT'], word: /unknown feature flags 0x6/, offset: 9 }, 'v5 with flag bit 2');
+    await check(t, v5(undefined, { flags: 2n | (1n << 200n) }), { codes: ['E_FORMAT'], word: /unknown feature flags/, offset: 9 }, 'v5 with flag bit 200');
+    // Tags.
+    for (const tag of [0, 2, 3, 4, 6, 0xffffffff]) {
+      const b = v5((r) => (r[1]!.idx = { tag }));
+      await check(t, b, { codes: ['E_FORMAT'], word: new RegExp(`unknown entry version tag ${tag}\\b`), offset: b.idx[1]!.tag }, `entry tag ${tag}`);
+    }
+    // Stricter than tensorizer, which reads these: the index is not hashed, and a 1 flipped
+    // to 5 on a scalar's entry would read the same (found by the bit-flip test).
+    await check(t, v5((r) => (r[0]!.long = true)), { codes: ['E_FORMAT'], word: /metadata entry 0 is tagged 5 \(64-bit dimensions\), but its shape \[2,3\] has no dimension of 2\^32 or more/, tensor: 'w' }, 'a tag-5 entry whose dimensions fit in 32 bits');
+    await check(t, v5((r) => r.push({ name: 's', shape: [], data: f32(1), long: true })), { codes: ['E_FORMAT'], word: /metadata entry 4 is tagged 5 .*shape \[\] has no dimension/, tensor: 's' }, 'a scalar\'s entry tagged 5');
+    await check(t, v5(undefined, { tagged: false }), { codes: ['E_FORMAT'] }, 'flag bit 1 set but the entries carry no tags');
+    await check(t, v5((r) => (r[2]!.idx = { tag: 1 })), { codes: ['E_FORMAT'] }, 'the long entry tagged 1 (its u64 dimensions read as u32 ones)');
+    await check(t, build(basic((r) => r.push({ name: 'long', shape: [LONG, 0], data: Buffer.alloc(0) })), { version: 5, flags: 0n, tagged: true }), { codes: ['E_FORMAT'] }, 'tagged entries without flag bit 1');
+    // Dimensions against the header.
+    await check(t, v5((r) => (r[2]!.hdr = { shape: [LONG + 1, 0] })), { codes: ['E_FORMAT'], word: /shape \(\[4294967297,0\]\) disagrees with the index \(\[4294967296,0\]\)/, tensor: 'long' }, 'header dimension 2^32 + 1, index 2^32');
+    await check(t, v5((r) => (r[2]!.hdr = { shape: [0, LONG] })), { codes: ['E_FORMAT'], word: /shape .*disagrees/, tensor: 'long' }, 'header [0, 2^32], index [2^32, 0]');
+    await check(t, v5((r) => (r[0]!.idx = { long: true })), { codes: ['E_FORMAT'], tensor: 'w' }, 'index entry tagged 5 (u64 dimensions), header with u32 dimensions');
+    await check(t, v5((r) => (r[0]!.hdr = { long: true })), { codes: ['E_FORMAT'], tensor: 'w' }, 'index entry tagged 1, header with u64 dimensions');
+    // Dimensions that no tensor can have, or that tensorize cannot hold exactly.
+    await check(t, v5((r) => r.push({ name: 'huge', shape: [2 ** 63, 2 ** 63, 2], data: Buffer.alloc(0) })), { codes: ['E_FORMAT'], word: /absurdly large/, tensor: 'huge' }, 'u64 dimensions whose product overflows 64 bits');
+    await check(t, v5((r) => r.push({ name: 'huge', shape: [2 ** 40, 2 ** 20], data: Buffer.alloc(0) })), { codes: ['E_FORMAT'], word: /absurdly large/, tensor: 'huge' }, 'a [2^40, 2^20] float32 meta tensor (2^62 bytes)');
+    const wide = v5((r) => r.push({ name: 'wide', shape: [2 ** 60, 0], data: Buffer.alloc(0) }));
+    await check(t, wide, { codes: ['E_UNSUPPORTED'], word: /dimension 1152921504606846976; tensorize reads dimensions up to 2\^53 - 1/, tensor: 'wide', offset: wide.idx[4]!.ndim + 1 }, 'a zero-element tensor with a dimension of 2^60');
   });
 
   t.test('count smaller than the records that follow', async (t) => {

@@ -28,9 +28,10 @@ function indexEnd(entries: TensorEntry[]): number {
 }
 
 t.test('1. truncation', async (t) => {
-  t.test('compact file (our writer, no trailer): every length 0..size-1', async (t) => {
+  for (const long of [false, true])
+  t.test(`compact file${long ? ' with a [2^32, 0] tensor (data version 5)' : ''} (our writer, no trailer): every length 0..size-1`, async (t) => {
     const dir = t.testdir({});
-    const { buf } = await compact(dir, writeTensorizer);
+    const { buf } = await compact(dir, writeTensorizer, { long });
     const p = join(dir, 'trunc.tensors');
     writeFileSync(p, buf);
     t.ok((await verifyPath(p, verifyFile)).kind === 'ok', 'the intact file verifies');

@@ -6,6 +6,13 @@
 //   misaligned tensor under load --mmap.
 // - --buffers: a torch.nn.Module with parameters and buffers, saved by torch, loads with
 //   tensorizer's load_into_module into a fresh module; one tensor type for all cannot.
+// - random models that tensorizer 2.12.1 writes (write_state_dict, write_module; a data
+//   version 5 pair among them): verify, load (CLI, and the library against the python
+//   side's manifest of SHA-256s) and export (every tensor's bytes) agree with what torch
+//   held; serialize --no-align of the same state dict is tensorizer's bytes, index and
+//   file header included, v5 tags and 64-bit dimensions too.
+// - data version 5 from serialize: tensorizer 2.12.1 reads it (verify_hash, 1 and 3
+//   readers, lazy; load_into_module), 2.11.1 and 2.10.1 refuse it with their version error.
 // Without the peers these are skipped with the reason (TENSORIZE_REQUIRE_PEERS=1: failed).
 import t, { type Test } from 'tap';
 import { spawnSync } from 'node:child_process';
@@ -14,6 +21,8 @@ import { join } from 'node:path';
 import { TensorizerFile } from '../src/format/reader.js';
 import { FileSource } from '../src/sources/file.js';
 import { nativeAvailable } from '../src/native/binding.js';
+import { load } from '../src/ops/load.js';
+import { manifestProblems, type Manifest } from './helpers/manifest.mjs';
 import { findPeer, runPeer, type Peer } from './helpers/peers.js';
 import { BIN, bytes, sha256, writeSafetensors } from './helpers/util.js';
 
@@ -172,6 +181,141 @@ t.test('--buffers: a torch module with buffers loads through tensorizer load_int
     t.match(param, { ok: false, error: /^KeyError: .*attribute '\w+' already exists/ }, `--tensor-type param: tensorizer ${v} refuses`);
     t.match(buffer, { ok: false, error: /^KeyError: .*attribute '\w+' already exists/ }, `--tensor-type buffer: tensorizer ${v} refuses`);
     t.match(def, { ok: false, error: /^NotImplementedError: .*write_state_dict/ }, `the default (state_dict): tensorizer ${v} refuses`);
+  }
+});
+
+/** A safetensors file's tensors: name -> dtype, shape and the SHA-256 of its bytes. */
+function safetensorsDigest(file: string): Map<string, { dtype: string; shape: number[]; sha256: string }> {
+  const raw = readFileSync(file);
+  const n = Number(raw.readBigUInt64LE(0));
+  const header = JSON.parse(raw.subarray(8, 8 + n).toString('utf8')) as Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }>;
+  return new Map(
+    Object.entries(header)
+      .filter(([k]) => k !== '__metadata__')
+      .map(([k, h]) => [k, { dtype: h.dtype, shape: h.shape, sha256: sha256(raw.subarray(8 + n + h.data_offsets[0], 8 + n + h.data_offsets[1])) }]),
+  );
+}
+
+const ST_DTYPE: Record<string, string> = {
+  float32: 'F32', float16: 'F16', bfloat16: 'BF16', float64: 'F64', int8: 'I8', uint8: 'U8', int16: 'I16', int32: 'I32', int64: 'I64', bool: 'BOOL', complex64: 'C64',
+};
+
+/** The index entries' bytes without their three offsets (tags, names, types, dtypes, shapes). */
+async function indexFields(file: string): Promise<string[]> {
+  const b = readFileSync(file);
+  const src = await FileSource.open(file);
+  try {
+    const tf = await TensorizerFile.open(src);
+    const tagged = (tf.info.flags & 2n) !== 0n;
+    let o = 73;
+    return tf.entries.map((e) => {
+      const start = o;
+      o += (tagged ? 4 : 0) + 2 + b.readUInt16LE(o + (tagged ? 4 : 0));
+      o += 2 + b.readUInt8(o + 1);
+      o += 1 + e.dimBytes * b.readUInt8(o);
+      const fields = b.subarray(start, o).toString('hex');
+      o += 24;
+      return fields;
+    });
+  } finally {
+    await src.close();
+  }
+}
+
+t.test('random models tensorizer 2.12.1 writes (write_state_dict, write_module; a v5 pair): verify, load and export agree with its manifest; serialize --no-align is its bytes', { skip: why }, async (t) => {
+  const dir = t.testdir();
+  const made = runPeer(peer!, peer!.versions[0]!, 'tensorizer_random_models.py', [dir, '--count', '3', '--seed', '7']);
+  t.equal(made.status, 0, made.stderr);
+  t.match(JSON.parse(made.stdout), { tensorizer: peer!.versions[0]!.version });
+  const manifests = JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')) as Record<string, Manifest>;
+  const files = Object.keys(manifests);
+  t.same(files.sort(), ['mod0.tensors', 'mod1.tensors', 'mod2.tensors', 'sd0.tensors', 'sd1.tensors', 'sd2.tensors']);
+  const all = Object.values(manifests).flatMap((m) => m.tensors);
+  t.ok(all.some((x) => x.dtype === 'bfloat16') && all.some((x) => x.shape.length === 0) && all.some((x) => x.nbytes === 0) && all.some((x) => typeof x.name !== 'string'), 'bf16, 0-dim, zero-size tensors and structured paths are among them');
+  t.ok(all.some((x) => x.type === 'param') && all.some((x) => x.type === 'buffer') && all.some((x) => x.type === 'state_dict'), 'params, buffers and state-dict tensors');
+
+  for (const f of files.sort()) {
+    const file = join(dir, f);
+    const manifest = manifests[f]!;
+    const src = await FileSource.open(file);
+    const version = (await TensorizerFile.open(src)).info.version;
+    await src.close();
+    const long = manifest.tensors.some((x) => x.shape.some((d) => d >= 2 ** 32));
+    t.equal(version >= 5, long, `${f}: tensorizer wrote data version ${version}${long ? ' (a dimension of 2^32)' : ''}`);
+    const v = cli('verify', file);
+    t.equal(v.status, 0, `${f}: verify: ${v.stdout}${v.stderr}`);
+    t.match(v.stdout, new RegExp(`^OK .*data version ${version}, ${manifest.tensors.length} tensors`));
+    const l = cli('load', file, '--device', 'cpu', '--verify', '--json');
+    t.equal(l.status, 0, `${f}: load --device cpu --verify: ${l.stderr}`);
+    t.match(JSON.parse(l.stdout), { ok: true, tensors: manifest.tensors.length, verified: true });
+    if (nativeAvailable()) {
+      for (const mode of [{ verify: true }, { verify: true, plaid: true, readers: 3 }, { mmap: true, verify: true }]) {
+        const model = await load(file, { device: 'cpu', ...mode });
+        try {
+          t.same(manifestProblems(model, manifest, { view: true }), [], `${f}: load ${JSON.stringify(mode)} gives the manifest's tensors, byte for byte`);
+        } finally {
+          model.close();
+        }
+      }
+    }
+    const st = join(dir, f.replace(/\.tensors$/, '.safetensors'));
+    const e = cli('export', file, '-o', st, '--join-paths', '-q');
+    t.equal(e.status, 0, `${f}: export: ${e.stderr}`);
+    const got = safetensorsDigest(st);
+    const want = new Map(manifest.tensors.map((x) => [typeof x.name === 'string' ? x.name : x.name.join('.'), { dtype: ST_DTYPE[x.dtype]!, shape: x.shape, sha256: x.sha256! }]));
+    t.same(got, want, `${f}: export holds every tensor, dtype, shape and bytes`);
+  }
+
+  // The flat state dicts again, through torch.save and serialize --no-align: tensorizer's
+  // own bytes except where the index starts the records (tensorizer reserves 256 KiB).
+  for (const i of [0, 2]) {
+    const ours = join(dir, `ours${i}.tensors`);
+    const r = cli('serialize', join(dir, `sd${i}.pt`), '-o', ours, '--no-align', '-q');
+    t.equal(r.status, 0, r.stderr);
+    const theirs = join(dir, `sd${i}.tensors`);
+    t.same(readFileSync(ours).subarray(0, 65), readFileSync(theirs).subarray(0, 65), `sd${i}: the file header (version, flags, sizes, count) is tensorizer's`);
+    t.same(await indexFields(ours), await indexFields(theirs), `sd${i}: every index entry is tensorizer's but for its offsets${i === 0 ? ' (version tags and 64-bit dimensions included)' : ''}`);
+    t.same(await sections(ours), await sections(theirs), `sd${i}: every tensor header and its data are tensorizer's`);
+  }
+  t.equal(readFileSync(join(dir, 'ours0.tensors')).readUInt32LE(5), 5, 'sd0 is data version 5 in both');
+});
+
+t.test('data version 5 from serialize: tensorizer 2.12.1 reads it (verify_hash; load_into_module), 2.11 and 2.10 refuse it', { skip: why }, async (t) => {
+  const dir = t.testdir();
+  const made = runPeer(peer!, peer!.versions[0]!, 'tensorizer_random_models.py', [dir, '--count', '1', '--seed', '11']);
+  t.equal(made.status, 0, made.stderr);
+  const manifest = join(dir, 'sd0.json');
+  writeFileSync(manifest, JSON.stringify((JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')) as Record<string, Manifest>)['sd0.tensors']));
+  const files = [join(dir, 'default.tensors'), join(dir, 'noalign.tensors')];
+  t.equal(cli('serialize', join(dir, 'sd0.pt'), '-o', files[0]!, '-q').status, 0);
+  t.equal(cli('serialize', join(dir, 'sd0.pt'), '-o', files[1]!, '-q', '--no-align').status, 0);
+  for (const f of files) t.equal(readFileSync(f).readUInt32LE(5), 5, 'data version 5');
+
+  const pt = join(dir, 'longnet.pt');
+  const saved = runPeer(peer!, peer!.versions[0]!, 'module_peer.py', ['save-module-long', pt]);
+  t.equal(saved.status, 0, saved.stderr);
+  const kinds = JSON.parse(saved.stdout) as { params: string[]; buffers: string[] };
+  t.ok(kinds.buffers.includes('head.empty_long'), 'the module has a [2^32, 0] buffer');
+  const net = join(dir, 'longnet.tensors');
+  const r = cli('serialize', pt, '-o', net, '-q', '--buffers', '*.running_mean,*.running_var,*.num_batches_tracked,*.scale,*.empty_long');
+  t.equal(r.status, 0, r.stderr);
+  t.equal(readFileSync(net).readUInt32LE(5), 5, 'the module file is data version 5');
+
+  for (const v of peer!.versions) {
+    const c = runPeer(peer!, v, 'tensorizer_check.py', [...files, manifest, '--num-readers', '1,3']);
+    const m = runPeer(peer!, v, 'module_peer.py', ['load-module-long', pt, net]);
+    t.equal(m.status, 0, m.stderr);
+    const [res] = JSON.parse(m.stdout) as { ok: boolean; version: string; loaded: number; error: string | null }[];
+    if (v === peer!.versions[0]) {
+      t.equal(c.status, 0, `tensorizer ${v.version} loads both byte for byte (verify_hash; 1 and 3 readers; lazy)\n${c.stdout}${c.stderr}`);
+      t.match(c.stdout, /^OK \d+ tensors$/m);
+      t.same(res, { ok: true, version: v.version, loaded: kinds.params.length + kinds.buffers.length, error: null, mismatches: [] }, `tensorizer ${v.version} load_into_module fills a fresh module`);
+    } else {
+      // Not ours to fix: older tensorizer refuses the version with its own clear error.
+      t.equal(c.status, 1, `tensorizer ${v.version} refuses data version 5`);
+      t.match(c.stdout, /open failed: InvalidVersionError: Unsupported version: this data stream uses tensorizer data version 5/);
+      t.match(res, { ok: false, error: /^InvalidVersionError: Unsupported version: .*data version 5/ }, `tensorizer ${v.version} load_into_module refuses it too`);
+    }
   }
 });
 

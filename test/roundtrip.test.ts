@@ -13,6 +13,9 @@ import { openInput } from '../src/inputs/index.js';
 import { openSafetensorsFile } from '../src/inputs/safetensors.js';
 import { exportSafetensors } from '../src/ops/export.js';
 import { FileSource } from '../src/sources/file.js';
+import type { WriteTensor } from '../src/format/encode.js';
+import { checkpointZip, pickleDict, tensorV2 } from './helpers/pickle.js';
+import { build, f32 as f32le, type BuildOpts, type Rec } from './helpers/tensors-builder.js';
 import { bytes, sha256, writeSafetensors, type StTensor } from './helpers/util.js';
 
 const ALL: StTensor[] = [
@@ -240,4 +243,87 @@ t.test('input sniffing: a safetensors header length may start with any byte', as
   const dir = t.testdir({ 'ckpt.pt': Buffer.from('PK\x03\x04rest of a zip', 'latin1'), 'legacy.pt': Buffer.from([0x80, 0x02, 0x8a, 0x0a]) });
   await t.rejects(openInput(join(dir, 'ckpt.pt')), { code: 'E_INPUT', message: /not a readable PyTorch zip archive/ });
   await t.rejects(openInput(join(dir, 'legacy.pt')), { code: 'E_UNSUPPORTED', message: /bare pickle, not a torch\.save checkpoint/ });
+});
+
+t.test('a dimension of 2^32 or more makes data version 5, laid out as the independent builder does (docs/format.md §4.1); without one nothing changes', async (t) => {
+  const LONG = 2 ** 32;
+  const w = f32le(0, 1, 2, 3, 4, 5);
+  const b = Buffer.from([1, 0, 2, 0, 3, 0]);
+  const dir = t.testdir({ 'w.bin': w, 'b.bin': b });
+  const f32 = dtypeByName('float32')!;
+  const i16 = dtypeByName('int16')!;
+  const bf16 = dtypeByName('bfloat16')!;
+  const mine = (extra: WriteTensor[]): WriteTensor[] => [
+    { path: ['w'], type: TensorType.PARAM, dtype: f32, shape: [2, 3], data: { path: join(dir, 'w.bin'), ranges: [{ offset: 0, length: 24 }] } },
+    ...extra,
+    { path: ['b'], type: TensorType.PARAM, dtype: i16, shape: [3], data: { path: join(dir, 'b.bin'), ranges: [{ offset: 0, length: 6 }] } },
+  ];
+  const theirs = (extra: Rec[]): Rec[] => [{ name: 'w', shape: [2, 3], data: w }, ...extra, { name: 'b', dtype: '<i2', shape: [3], data: b }];
+  const write = async (name: string, tensors: WriteTensor[]) => {
+    const out = join(dir, name);
+    const s = await writeTensorizer(out, tensors, { trailer: false, threads: 1 });
+    return { s, buf: readFileSync(out), out };
+  };
+
+  // Without a long dimension: versions 1-4 as before, no flag, no tags.
+  const short = await write('short.tensors', mine([{ path: ['e'], type: TensorType.PARAM, dtype: f32, shape: [0, 0xffffffff] }]));
+  t.equal(short.s.version, 1, 'a dimension of 2^32 - 1 still fits version 1');
+  t.same(short.buf, build(theirs([{ name: 'e', shape: [0, 0xffffffff], data: Buffer.alloc(0) }])).buf, 'byte for byte the untagged layout');
+
+  const cases: [string, WriteTensor[], Rec[], BuildOpts][] = [
+    ['[2^32, 0]', [{ path: ['long'], type: TensorType.PARAM, dtype: f32, shape: [LONG, 0] }], [{ name: 'long', shape: [LONG, 0], data: Buffer.alloc(0) }], {}],
+    ['[0, 2^32, 3] and [2^52, 0] with a bf16 meta tensor of [2^32, 2]', [
+      { path: ['long'], type: TensorType.PARAM, dtype: i16, shape: [0, LONG, 3] },
+      { path: ['wider'], type: TensorType.PARAM, dtype: f32, shape: [2 ** 52, 0] },
+      { path: ['meta'], type: TensorType.PARAM, dtype: bf16, shape: [LONG, 2], meta: true },
+    ], [
+      { name: 'long', dtype: '<i2', shape: [0, LONG, 3], data: Buffer.alloc(0) },
+      { name: 'wider', shape: [2 ** 52, 0], data: Buffer.alloc(0) },
+      { name: 'meta', dtype: '<V2\0torch.bfloat16', shape: [LONG, 2], data: Buffer.alloc(0) },
+    ], {}],
+  ];
+  for (const [label, extra, recs] of cases) {
+    const got = await write('long.tensors', mine(extra));
+    t.equal(got.s.version, 5, `${label}: data version 5`);
+    const want = build(theirs(recs), { version: 5, flags: 2n });
+    t.equal(got.buf.readUInt32LE(want.idx[0]!.tag), 1, `${label}: the first (short) entry is tagged 1`);
+    t.same(got.buf, want.buf, `${label}: byte for byte the builder's v5 file (flag bit 1, every entry tagged, u64 dimensions in the long entries and their headers)`);
+    const src = await FileSource.open(got.out);
+    const tf = await TensorizerFile.open(src);
+    t.same(tf.entries.map((e) => [e.name, e.shape, e.dimBytes]), [['w', [2, 3], 4], ...recs.map((r) => [r.name, r.shape, 8]), ['b', [3], 4]], `${label}: read back`);
+    const v = await verifyFile(src);
+    t.ok(v.ok && v.version === 5, `${label}: verify passes`);
+    const st = join(dir, 'back.safetensors');
+    const exported = await exportSafetensors(src, st, { meta: 'skip' });
+    await src.close();
+    t.equal(exported.tensors, 2 + recs.filter((r) => r.name !== 'meta').length, `${label}: exported (the meta tensor skipped)`);
+    const back = await openSafetensorsFile(st);
+    t.same(new Map(back.tensors.map((x) => [x.path[0], x.shape])).get('long'), recs[0]!.shape, `${label}: the long shape survives export`);
+  }
+
+  // What the format cannot hold, or tensorize cannot represent exactly, is refused cleanly.
+  for (const [shape, why] of [[[2 ** 53, 0], /dimension 9007199254740992; tensorize writes dimensions from 0 to 2\^53 - 1/], [[1.5], /dimension 1.5/], [[-1], /dimension -1/], [Array(256).fill(1), /256 dimensions; the format allows 255/]] as const) {
+    await t.rejects(writeTensorizer(join(dir, 'bad.tensors'), mine([{ path: ['x'], type: TensorType.PARAM, dtype: f32, shape: [...shape], meta: true }])), { code: 'E_INEXPRESSIBLE', message: why }, `shape [${shape.length > 3 ? `${shape.length} dims` : shape}] is refused`);
+  }
+  t.notOk(readdirSync(dir).includes('bad.tensors'), 'and nothing is written');
+});
+
+t.test('safetensors and PyTorch inputs with a [2^32, 0] tensor serialize to data version 5', async (t) => {
+  const dir = t.testdir();
+  const st = join(dir, 'long.safetensors');
+  writeSafetensors(st, [{ name: 'a', dtype: 'F32', shape: [2], data: bytes(8, 1) }, { name: 'long', dtype: 'BF16', shape: [2 ** 32, 0], data: Buffer.alloc(0) }]);
+  const s = await serialize(st, join(dir, 'st.tensors'));
+  t.equal(s.version, 5);
+  const pt = join(dir, 'long.pt');
+  writeFileSync(pt, checkpointZip(pickleDict([['a', tensorV2('FloatStorage', '0', 2, 0, [2], [1])], ['long', tensorV2('FloatStorage', '1', 0, 0, [0, 2 ** 32], [2 ** 32, 1])]]), { '0': bytes(8, 1), '1': Buffer.alloc(0) }));
+  const m = await openInput(pt);
+  t.same(m.tensors.map((x) => x.shape), [[2], [0, 2 ** 32]], 'the checkpoint reader keeps the long dimension');
+  const p = await serialize(pt, join(dir, 'pt.tensors'));
+  t.equal(p.version, 5);
+  for (const f of ['st.tensors', 'pt.tensors']) {
+    const src = await FileSource.open(join(dir, f));
+    const v = await verifyFile(src);
+    await src.close();
+    t.ok(v.ok && v.tensors === 2, `${f} verifies`);
+  }
 });

@@ -8,7 +8,7 @@
 import t, { type Test } from 'tap';
 import { existsSync, readdirSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { build, f32, type Built, type Rec } from './helpers/tensors-builder.js';
+import { build, f32, type BuildOpts, type Built, type Rec } from './helpers/tensors-builder.js';
 import { bytes, runCli } from './helpers/util.js';
 
 const MiB = 1 << 20;
@@ -150,6 +150,33 @@ t.test('6. a file cut short inside the end marker, and one with bytes appended',
   const marker = Buffer.from(cut);
   marker[marker.length - 3] = 1;
   await rejectedEverywhere(t, marker, /are not tensorizer's zero end marker/, plainCommands);
+});
+
+t.test('7. data version 5 (docs/format.md §4.1): read by every command; its faults rejected by all of them', async (t) => {
+  const LONG = 2 ** 32;
+  const v5 = (over: (recs: Rec[]) => void = () => {}, o: BuildOpts = {}) =>
+    build(model((r) => {
+      r.splice(1, 0, { name: 'long', shape: [LONG, 0], data: Buffer.alloc(0) });
+      over(r);
+    }), { version: 5, flags: 2n, trailer: true, ...o });
+  const dir = t.testdir({});
+  const file = join(dir, 'good.tensors');
+  writeFileSync(file, v5().buf);
+  for (const [name, args] of Object.entries({ ...commands(file, dir), ...plainCommands(file, dir), info: ['info', file] })) {
+    const r = await runCli(args);
+    t.equal(r.code, 0, `${name} reads a v5 file: ${r.stderr}`);
+  }
+  const info = await runCli(['info', file, '--json']);
+  t.match(JSON.parse(info.stdout), { dataVersion: 5, flags: '0x2', tensors: [{ name: 'a' }, { name: 'long', shape: [LONG, 0], bytes: 0 }, { name: 'big' }, { name: 'c' }] }, 'info shows the long shape');
+  const withIndex = (f: string, d: string) => ({ ...plainCommands(f, d), info: ['info', f] });
+  await rejectedEverywhere(t, v5((r) => (r[1]!.idx = { tag: 2 })), /metadata entry 1: unknown entry version tag 2/, withIndex);
+  await rejectedEverywhere(t, build(model(), { version: 4, flags: 2n, trailer: true }), /feature flags 0x2 at byte 9: bit 1 \(tagged index entries\) belongs to data version 5/, withIndex);
+  await rejectedEverywhere(t, v5(undefined, { flags: 6n }), /unknown feature flags 0x6 at byte 9/, withIndex);
+  await rejectedEverywhere(t, v5((r) => (r[1]!.shape = [2 ** 62, 2 ** 62, 2])), /shape \[4611686018427387904,4611686018427387904,2\] of float32 would be \d+ bytes; refusing such an absurdly large tensor/, withIndex);
+  await rejectedEverywhere(t, v5((r) => (r[1]!.hdr = { shape: [LONG + 1, 0] })), /the tensor header's shape \(\[4294967297,0\]\) disagrees with the index \(\[4294967296,0\]\)/);
+  const flipped = v5();
+  flipped.buf[flipped.recs[2]!.dataOffset + 7] ^= 0x01;
+  await rejectedEverywhere(t, flipped.buf, /tensor "big" does not match its stored CRC32 and SHA-256$/);
 });
 
 t.test('a flipped data byte, alone and with a fault of structure', async (t) => {

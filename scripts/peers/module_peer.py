@@ -14,6 +14,9 @@ PYTHONPATH to test that one):
         tensor must equal REF.pt's (dtype, shape, values) and be registered as the same
         kind (parameter or buffer). Prints a list of {"ok": bool, "version", "loaded",
         "error", "mismatches"}, one per FILE.
+    module_peer.py save-module-long OUT.pt / load-module-long REF.pt FILE.tensors...
+        The same with LongNet: Net plus an empty buffer of shape [2^32, 0], which
+        makes a data version 5 file (tensorizer 2.12 and later).
     module_peer.py save-mixed OUT.pt OUT.tensors
         A state dict of many dtypes and names of varying lengths, saved with torch.save
         and with tensorizer's own TensorSerializer.write_state_dict. Prints a manifest for
@@ -51,9 +54,15 @@ class Net(torch.nn.Module):
         return self.head(x)
 
 
-def save_module(out):
+class LongNet(Net):
+    def __init__(self):
+        super().__init__()
+        self.head.register_buffer("empty_long", torch.empty((2 ** 32, 0)))
+
+
+def save_module(out, cls=Net):
     torch.manual_seed(1)
-    net = Net()
+    net = cls()
     net.train()
     with torch.no_grad():
         for _ in range(3):  # move the running statistics away from their defaults
@@ -65,13 +74,13 @@ def save_module(out):
     }))
 
 
-def load_modules(ref_path, *paths):
-    print(json.dumps([load_module(p, torch.load(ref_path)) for p in paths]))
+def load_modules(ref_path, *paths, cls=Net):
+    print(json.dumps([load_module(p, torch.load(ref_path), cls) for p in paths]))
 
 
-def load_module(path, ref):
+def load_module(path, ref, cls=Net):
     torch.manual_seed(2)
-    net = Net()
+    net = cls()
     kinds_before = ({n for n, _ in net.named_parameters()}, {n for n, _ in net.named_buffers()})
     result = {"ok": False, "version": tensorizer.__version__, "loaded": 0, "error": None, "mismatches": []}
     try:
@@ -123,7 +132,13 @@ def save_mixed(out_pt, out_tensors):
 
 def main(argv):
     cmd, args = argv[0], argv[1:]
-    {"save-module": save_module, "load-module": load_modules, "save-mixed": save_mixed}[cmd](*args)
+    {
+        "save-module": save_module,
+        "load-module": load_modules,
+        "save-module-long": lambda out: save_module(out, LongNet),
+        "load-module-long": lambda ref, *paths: load_modules(ref, *paths, cls=LongNet),
+        "save-mixed": save_mixed,
+    }[cmd](*args)
 
 
 if __name__ == "__main__":

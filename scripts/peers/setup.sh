@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# Install the peers the interoperability tests compare tensorize against: the real tensorizer
-# (versions pinned in requirements.txt beside this script) in a virtual environment on top of
-# Debian's Python and torch. Idempotent: when the venv already matches requirements.txt it
-# only checks that (about a second).
+# Install the peers the interoperability tests and `tensorize bench --peers` compare tensorize
+# against, pinned in requirements.txt beside this script: the real tensorizer (three versions),
+# safetensors, Run:ai's model streamer (with its S3 backend) and fastsafetensors, in a virtual
+# environment on top of Debian's Python and torch (1.13.1, CPU). Idempotent: when the venv
+# already matches requirements.txt it only checks that (a few seconds). From scratch: 20-27 s
+# and 157 MB, 88 MB of it the model (PyPI wheels only; nothing is built). instanttensor and
+# flashpack need a newer torch (and CUDA): scripts/device/pack.sh carries them to the GPU
+# machine instead.
 #
 #   apt-get install python3-venv python3-torch python3-numpy python3-psutil python3-redis \
 #     python3-boto3 python3-libnacl python3-protobuf      # once, as root (or: setup.sh --apt)
@@ -10,8 +14,9 @@
 #   export TENSORIZE_PEER_PYTHON=$(scripts/peers/setup.sh) # or let the tests find the default
 #
 # The venv: $TENSORIZE_PEERS_DIR, default ~/.cache/tensorize/peers (the path the tests look
-# at when TENSORIZE_PEER_PYTHON is not set). Never installs torch from PyPI: tensorizer is
-# installed with --no-deps and its imports are served by the Debian packages above.
+# at when TENSORIZE_PEER_PYTHON is not set). Never installs torch from PyPI: every peer is
+# installed with --no-deps (binary wheels only) and its imports are served by the Debian
+# packages above or by a pin of requirements.txt (humanize, for Run:ai's streamer).
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 REQ="$HERE/requirements.txt"
@@ -44,6 +49,11 @@ want="$(cat "$REQ" "$0" | sha256sum | cut -d' ' -f1) $("$SYS_PY" -c 'import sys,
 check() {
   local ok=0
   "$DIR/bin/python" -c 'import tensorizer, sys; assert tensorizer.__version__ == sys.argv[1], tensorizer.__version__' "${main#*==}" || ok=1
+  # the other loaders, as scripts/peers/bench_peers.py imports them (S3 backend included)
+  "$DIR/bin/python" -c 'import safetensors.torch
+from runai_model_streamer import SafetensorsStreamer
+import runai_model_streamer_s3.files.files
+from fastsafetensors import SafeTensorsFileLoader, SingleGroup' || ok=1
   for pin in "${pins[@]:1}"; do
     PYTHONPATH="$DIR/tensorizer-${pin#*==}" "$DIR/bin/python" -c 'import tensorizer, sys; assert tensorizer.__version__ == sys.argv[1], tensorizer.__version__' "${pin#*==}" || ok=1
   done
@@ -75,8 +85,8 @@ mkdir -p "$(dirname "$DIR")"
 PIP=("$DIR/bin/python" -m pip install -q --disable-pip-version-check --no-input --no-deps --only-binary=:all:)
 "${PIP[@]}" "$main" "${others[@]}" >&2
 for pin in "${pins[@]:1}"; do "${PIP[@]}" --target "$DIR/tensorizer-${pin#*==}" "$pin" >&2; done
-# The imports tensorizer makes when loaded (redis, boto3, libnacl, protobuf, psutil) come
-# from Debian; fail here, with the reason, rather than in a test.
+# The imports the peers make when loaded (tensorizer: redis, boto3, libnacl, protobuf, psutil;
+# Run:ai: numpy, boto3) come from Debian; fail here, with the reason, rather than in a test.
 check >&2
 echo "$want" > "$stamp"
 echo "$DIR/bin/python"

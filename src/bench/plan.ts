@@ -50,6 +50,8 @@ export interface Planned {
   command?: string;
   run: () => Promise<Sample>;
   samples: Sample[];
+  /** A peer that failed: why; it is left out of the later rounds and the results. */
+  failed?: string;
 }
 
 export interface Plan {

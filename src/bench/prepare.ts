@@ -5,9 +5,10 @@
  * same code as `tensorize serialize` (the native copy engine), and the result is verified.
  */
 import { mkdir, open, stat } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { TensorizeError } from '../errors.js';
 import { MAGIC, TensorType } from '../format/constants.js';
+import { exportSafetensors } from '../ops/export.js';
 import { verifyFile } from '../ops/verify.js';
 import { DEFAULT_ALIGN } from '../format/encode.js';
 import { writeTensorizer, type WriteSummary } from '../ops/serialize.js';
@@ -100,6 +101,21 @@ export interface PreparedSource {
   cleanup: () => Promise<void>;
 }
 
+/** A regular file that starts as a safetensors file does: a u64 header length that fits, then `{`. */
+async function looksLikeSafetensors(path: string): Promise<boolean> {
+  const st = await stat(path).catch((e: unknown) => Promise.reject(fsError(e, path)));
+  if (!st.isFile() || st.size < 10) return false;
+  const fh = await open(path, 'r');
+  try {
+    const head = Buffer.alloc(9);
+    await fh.read(head, 0, 9, 0);
+    const n = head.readBigUInt64LE(0);
+    return n >= 2n && n <= BigInt(st.size - 8) && head[8] === 0x7b;
+  } finally {
+    await fh.close();
+  }
+}
+
 async function isTensorizerFile(path: string): Promise<boolean> {
   const fh = await open(path, 'r');
   try {
@@ -145,4 +161,45 @@ export async function prepareBenchSource(source: string | undefined, opts: { siz
     await w.cleanup();
     throw e;
   }
+}
+
+/**
+ * The same tensors as .safetensors, for the peers that read only that format: `given`
+ * (--safetensors), else the synthetic model's or the source itself when it is one
+ * .safetensors file, else (a local .tensors file, a converted PyTorch or sharded input)
+ * exported from the .tensors file into a temporary directory beside it (the same file
+ * system, so the peers read from the same disk; the system's temporary directory where
+ * that cannot be written), which `prepared.cleanup()` then removes too: a user's files are
+ * never written over. For a URL without `given`: none, and why.
+ */
+export async function safetensorsForm(prepared: PreparedSource, opts: { given?: string; log?: (line: string) => void }): Promise<{ file?: string; why?: string }> {
+  if (opts.given) {
+    if (sourceKind(opts.given) !== 'file') return { file: opts.given };
+    if (!(await looksLikeSafetensors(opts.given))) throw new TensorizeError('E_USAGE', `--safetensors ${opts.given} is not a .safetensors file (it must hold the same tensors as the source, in safetensors form)`);
+    return { file: resolve(opts.given) };
+  }
+  if (prepared.safetensors) return { file: prepared.safetensors };
+  if (prepared.kind === 'converted' && /\.safetensors$/i.test(prepared.input) && (await stat(prepared.input)).isFile()) return { file: resolve(prepared.input) };
+  if (prepared.kind === 'http' || prepared.kind === 's3') {
+    return { why: `no .safetensors of the same tensors at a URL: pass --safetensors ${prepared.kind === 's3' ? 's3://' : 'https://'}... (bench does not write into a remote store)` };
+  }
+  const w = await TempDir.create('.tensorize-bench-', dirname(resolve(prepared.file))).catch(() => TempDir.create('tensorize-bench-'));
+  const out = join(w.path, 'model.safetensors');
+  const t = performance.now();
+  const src = await FileSource.open(prepared.file);
+  try {
+    const s = await exportSafetensors(src, out, { verify: false });
+    opts.log?.(`wrote the same tensors as ${out} for the peers that read .safetensors: ${formatBytes(s.dataBytes)} in ${since(t).toFixed(2)} s`);
+  } catch (e) {
+    await w.remove();
+    return { why: `the .tensors file cannot be written as .safetensors for them: ${(e as Error).message}` };
+  } finally {
+    await src.close();
+  }
+  const before = prepared.cleanup;
+  prepared.cleanup = async () => {
+    await before();
+    await w.remove();
+  };
+  return { file: out };
 }

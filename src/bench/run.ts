@@ -12,7 +12,7 @@
  * - Every method and read probe runs `runs` times, interleaved (round-robin, each round
  *   starting one method later), each run in a fresh child process (own peak RSS, no
  *   shared heap or CUDA state); median, min and max are reported.
- * - Warm cache: one untimed read of the file first, and the page-cache residency checked
+ * - Warm cache: the file evicted, then one untimed sequential read of it first, and the page-cache residency checked
  *   before every run. Cold cache: the file is evicted (fdatasync + posix_fadvise
  *   DONTNEED) before every run, and residency checked to show whether that worked.
  */
@@ -32,7 +32,7 @@ import { planBench, settle, type Contents, type Plan, type Planned, type Setup }
 import { formatRate, spreadOf, STEADY_SPREAD } from './report.js';
 import { chooseCeiling, describeCache, entryOf, summarize, type Residency } from './summary.js';
 import { stopTask } from './task.js';
-import type { BenchEntry, BenchOptions, BenchResult } from './types.js';
+import type { BenchEntry, BenchOptions, BenchResult, PeerInfo, Sample } from './types.js';
 
 /** Benchmark loading one .tensors file; see the module comment. */
 export async function runBench(opts: BenchOptions): Promise<BenchResult> {
@@ -59,8 +59,9 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
       ceilings: scored.ceilings,
       ceiling: scored.ceiling,
       methods: scored.methods,
-      skipped: plan.skipped,
-      notes: benchNotes(s, scored, vm, plan.planned.some((p) => p.id === 'mmap')),
+      skipped: [...plan.skipped, ...(opts.skipped ?? []), ...plan.planned.flatMap((p) => (p.failed ? [{ id: p.id, label: p.label, reason: p.failed }] : []))],
+      ...(opts.peers ? { peers: opts.peers } : {}),
+      notes: [...benchNotes(s, scored, vm, plan.planned.some((p) => p.id === 'mmap')), ...peerNotes(scored.methods, contents, opts.peers)],
     };
   } finally {
     unhook();
@@ -103,19 +104,32 @@ function vmNote(log: (line: string) => void): string | undefined {
 
 /**
  * `runs` rounds over everything planned, round r starting r places later; before them, warm
- * the page cache (one untimed read of each file) unless cold. Returns what the page cache
+ * the page cache (each file evicted, then read once sequentially) unless cold. Returns what the page cache
  * held before the runs (local files).
  */
 async function runRounds(s: Setup, planned: readonly Planned[]): Promise<Residency | undefined> {
   const residency: Residency | undefined = s.remote ? undefined : { evictions: [], before: [] };
   if (!s.remote && !s.cold) {
-    s.log('warming the page cache: one untimed read of the file');
-    for (const f of new Set([s.file, ...planned.map((p) => p.file ?? s.file)])) await native().readProbe(f, s.readers, s.chunkSize);
+    // Every file is evicted, then read once from start to end by one thread, so that all of
+    // them are cached alike, as after a download or a copy. How a file entered the page cache
+    // decides how fast it can be mapped: read sequentially, its pages sit in large folios
+    // that a mapping takes 2 MiB at a time (1 GiB mapped in ~2 ms here); written by many
+    // threads, or read by parallel preads, in 4 KiB pages (30-200 ms). Left as found, a
+    // .tensors file just written by serialize and a .safetensors file written in one stream
+    // would hand the methods that map (--mmap, safetensors) different work.
+    s.log('warming the page cache: each file evicted, then read once sequentially (so that every file is cached alike)');
+    for (const f of new Set([s.file, ...planned.map((p) => p.file ?? s.file)])) {
+      native().evictFile(f);
+      await native().readProbe(f, 1, s.chunkSize);
+    }
   }
   s.log(`${s.runs} run${s.runs > 1 ? 's' : ''} of each, interleaved, each in a fresh process${s.cold && !s.remote ? ', the file evicted from the page cache before each' : ''}`);
   for (let r = 0; r < s.runs; r++) {
-    for (let k = 0; k < planned.length; k++) await runOnce(s, planned[(k + r) % planned.length]!, r, residency);
-    s.log(`  run ${r + 1}/${s.runs}: ${planned.map((p) => `${p.short} ${formatRate(p.samples[r]!.gbPerSecond)}`).join(', ')} GB/s`);
+    for (let k = 0; k < planned.length; k++) {
+      const p = planned[(k + r) % planned.length]!;
+      if (!p.failed) await runOnce(s, p, r, residency);
+    }
+    s.log(`  run ${r + 1}/${s.runs}: ${planned.filter((p) => !p.failed).map((p) => `${p.short} ${formatRate(p.samples[r]!.gbPerSecond)}`).join(', ')} GB/s`);
   }
   return residency;
 }
@@ -129,10 +143,20 @@ async function runOnce(s: Setup, p: Planned, r: number, residency: Residency | u
     before = pageCacheResidency(f);
     (s.cold ? residency.evictions : residency.before).push(before);
   }
-  const sample = await p.run().catch((e: unknown) => {
+  let sample: Sample;
+  try {
+    sample = await p.run();
+  } catch (e) {
     const err = e instanceof TensorizeError ? e : new TensorizeError('E_IO', (e as Error)?.message ?? String(e));
+    if (p.role === 'peer' && err.code !== 'E_INTERRUPTED') {
+      // A peer that fails (a server it cannot authenticate to, a crash of its own) leaves the
+      // rounds, listed with the reason; tensorize's own methods failing fails the bench.
+      p.failed = `failed in run ${r + 1}, so it was left out: ${err.message}`;
+      s.log(`warning: ${p.label} ${p.failed}`);
+      return;
+    }
     throw new TensorizeError(err.code, `${p.label}, run ${r + 1}: ${err.message}`, { hints: err.hints, cause: e });
-  });
+  }
   if (before !== undefined) sample.residentBefore = before;
   p.samples.push(sample);
 }
@@ -143,7 +167,7 @@ type Scored = ReturnType<typeof chooseCeiling> & { ceilings: BenchEntry[]; metho
 function score(plan: Plan): Scored {
   const ceilings = [...plan.planned.filter((p) => p.role === 'ceiling'), ...(plan.link ? [plan.link] : [])].map(entryOf);
   const chosen = chooseCeiling(ceilings);
-  const methods = plan.planned.filter((p) => p.role !== 'ceiling').map(entryOf);
+  const methods = plan.planned.filter((p) => p.role !== 'ceiling' && !p.failed).map(entryOf);
   const rate = chosen.ceiling.gbPerSecond;
   for (const e of [...ceilings, ...methods]) if (rate > 0) e.fractionOfCeiling = e.gbPerSecond.median / rate;
   return { ...chosen, ceilings, methods };
@@ -153,10 +177,10 @@ function score(plan: Plan): Scored {
 function benchNotes(s: Setup, scored: Scored, vm: string | undefined, mmap: boolean): string[] {
   const { ceiling, binding } = scored;
   const gpu = s.device.gpu;
-  const base = summarize([...scored.ceilings, ...scored.methods].flatMap((e) => e.samples.map((x) => x.baseRssBytes ?? 0)).filter((x) => x > 0)).median;
+  const base = summarize([...scored.ceilings, ...scored.methods.filter((e) => e.role !== 'peer')].flatMap((e) => e.samples.map((x) => x.baseRssBytes ?? 0)).filter((x) => x > 0)).median;
   const notes = [
     'GB/s: 10^9 bytes of tensor data per second of the whole load (open, index, allocation, transfer, until the last tensor is in place); ceilings: bytes of the file per second.',
-    `Each method ran ${s.runs} time${s.runs > 1 ? 's' : ''}, interleaved with the others, each run in a fresh Node process: median, min and max. Peak RSS is that process's, ${formatBytes(base)} of it before the run started (Node, modules${gpu ? ', the CUDA context' : ''})${gpu ? '' : '; host loads include their destination'}.`,
+    `Each method ran ${s.runs} time${s.runs > 1 ? 's' : ''}, interleaved with the others, each run in a fresh ${scored.methods.some((e) => e.role === 'peer') ? 'process (Node for tensorize, Python for the peers)' : 'Node process'}: median, min and max. Peak RSS is that process's; for tensorize, ${formatBytes(base)} of it before the run started (Node, modules${gpu ? ', the CUDA context' : ''})${gpu ? '' : '; host loads include their destination'}.`,
     `Ceiling: ${ceiling.label}, ${formatRate(ceiling.gbPerSecond)} GB/s: ${ceiling.reason}; "of ceiling" is a method's median over it.${s.remote ? '' : ` The read ceiling is the parallel raw read (what --plaid does, with the same readers and chunk size); the 1-thread read replaces it only when its median is higher and its runs are steady (spread no more than ${STEADY_SPREAD * 100}% of its median).`}`,
     ...scored.notes,
   ];
@@ -169,6 +193,32 @@ function benchNotes(s: Setup, scored: Scored, vm: string | undefined, mmap: bool
     notes.push(
       `--mmap copies nothing: it maps the file's pages from the page cache into the process${s.cold ? ', reading from disk only what is not cached' : ''}, so with the file cached it is page-table work and can exceed 100% of the ceiling, which is a read that copies every byte into a buffer. The pages stay the page cache's (they count in its peak RSS, as file-backed pages, without being new memory); a tensor written to is copied then, page by page.`,
     );
+  }
+  return notes;
+}
+
+/**
+ * With peers: how they ran, whether each loaded the same bytes, and tensorize's fastest
+ * method against the fastest peer, said plainly either way.
+ */
+export function peerNotes(methods: readonly BenchEntry[], contents: Pick<Contents, 'tensorBytes'>, peers: PeerInfo | undefined): string[] {
+  const ran = methods.filter((m) => m.role === 'peer');
+  if (ran.length === 0) return [];
+  const notes = [
+    `Peers: each run a fresh process of ${peers?.python ?? 'Python'}${peers?.pythonVersion ? ` (Python ${peers.pythonVersion}${peers.torch ? `, torch ${peers.torch}` : ''})` : ''}; the clock starts once Python, torch and the peer are imported and stops when every tensor is in place; their peak RSS includes Python and torch. Time to first tensor is shown where the peer hands tensors out one by one.`,
+  ];
+  for (const p of ran) {
+    const odd = p.samples.filter((x) => x.bytes !== contents.tensorBytes);
+    if (odd.length) notes.push(`${p.label} loaded ${odd[0]!.bytes} bytes of tensor data, and the file holds ${contents.tensorBytes}: its figures are not for the same work.`);
+  }
+  const best = (xs: readonly BenchEntry[]) => xs.reduce<BenchEntry | undefined>((a, b) => (!a || b.gbPerSecond.median > a.gbPerSecond.median ? b : a), undefined);
+  const peer = best(ran)!;
+  const ours = best(methods.filter((m) => m.role === 'method'));
+  if (ours && peer.gbPerSecond.median > 0 && ours.gbPerSecond.median > 0) {
+    const r = ours.gbPerSecond.median / peer.gbPerSecond.median;
+    const a = `${ours.label}, ${formatRate(ours.gbPerSecond.median)} GB/s`;
+    const b = `${peer.label}, ${formatRate(peer.gbPerSecond.median)} GB/s`;
+    notes.push(r >= 1 ? `Fastest tensorize method against the fastest peer (medians): ${a}, is ${r.toFixed(2)}x ${b}.` : `The fastest peer is ahead: ${b}, is ${(1 / r).toFixed(2)}x tensorize's fastest method, ${a} (medians).`);
   }
   return notes;
 }

@@ -123,7 +123,7 @@ export function describeCache(cold: boolean, remote: boolean, cache: Residency |
     minResidentBeforeRun: least,
     message:
       least >= 0.99
-        ? `Warm cache: the file was read once before the runs, and ${pct(least)} of its pages were cached before every run.`
+        ? `Warm cache: the file was evicted, then read once sequentially before the runs, and ${pct(least)} of its pages were cached before every run.`
         : `Warm cache, but only ${pct(least)} of the file's pages were cached before some runs (it may not fit in free memory): these figures are partly cold.`,
   };
 }

@@ -26,26 +26,46 @@ export function stopTask(): void {
   running?.kill('SIGKILL');
 }
 
-/** Run one task in a fresh Node process and return its sample. */
-export async function runTask(task: Task): Promise<Sample> {
+/** What a child process printed, and how it ended. */
+export interface ChildResult {
+  /** The exit code, or the signal that ended it. */
+  status: number | string;
+  out: string;
+  err: string;
+  /** Killed by stopTask(). */
+  killed: boolean;
+}
+
+/**
+ * Run `command` in a fresh process, one at a time (stopTask() kills it, and so does this
+ * process's exit), with `input` on its stdin; resolves when it has ended.
+ */
+export async function runChild(command: string, args: readonly string[], input: string, env?: NodeJS.ProcessEnv): Promise<ChildResult> {
   if (!exitHooked) {
     // Whatever ends this process (an error, a closed pipe, a signal) ends the run in flight too.
     exitHooked = true;
     process.on('exit', () => running?.kill('SIGKILL'));
   }
-  const child = spawn(process.execPath, [childScript()], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const child = spawn(command, args, { stdio: ['pipe', 'pipe', 'pipe'], ...(env ? { env } : {}) });
   running = child;
   let out = '';
   let err = '';
   child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
   child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
-  child.stdin.end(JSON.stringify(task));
+  child.stdin.on('error', () => {}); // a child that exits without reading its input
+  child.stdin.end(input);
   const status = await new Promise<number | string>((resolve, reject) => {
     child.on('error', reject);
     child.on('close', (code, signal) => resolve(code ?? signal ?? -1));
   }).finally(() => {
     if (running === child) running = undefined;
   });
+  return { status, out, err, killed: child.killed };
+}
+
+/** Run one task in a fresh Node process and return its sample. */
+export async function runTask(task: Task): Promise<Sample> {
+  const { status, out, err, killed } = await runChild(process.execPath, [childScript()], JSON.stringify(task));
   const last = out.trim().split('\n').pop() ?? '';
   let doc: { ok: boolean; sample?: Sample; error?: { code: string; message: string; hints?: string[] } } | undefined;
   try {
@@ -54,7 +74,7 @@ export async function runTask(task: Task): Promise<Sample> {
     doc = undefined;
   }
   if (doc?.ok && doc.sample) return doc.sample;
-  if (child.killed) throw new TensorizeError('E_INTERRUPTED', 'interrupted');
+  if (killed) throw new TensorizeError('E_INTERRUPTED', 'interrupted');
   if (doc?.error) throw new TensorizeError(doc.error.code as TensorizeError['code'], doc.error.message, { hints: doc.error.hints });
   throw new TensorizeError('E_IO', `the benchmark process for ${task.id} ended with ${typeof status === 'number' ? `exit code ${status}` : status}${err.trim() ? `: ${err.trim().split('\n').slice(-5).join(' / ')}` : ''}`);
 }

@@ -79,10 +79,21 @@ export interface BenchOptions {
   /** Default: all of METHOD_IDS. */
   methods?: readonly MethodId[];
   extraMethods?: readonly ExtraMethod[];
+  /** Methods the caller could not run (e.g. a peer not installed), listed with the reason. */
+  skipped?: BenchResult['skipped'];
+  /** The peers' environment, when extraMethods holds peer loaders. */
+  peers?: PeerInfo;
   /** What the user asked to benchmark, when the file was made or converted from it. */
   origin?: { kind: BenchSourceKind; input: string };
   /** Progress lines (stderr in the CLI). */
   log?: (line: string) => void;
+}
+
+/** Where the peer loaders ran: each run a fresh process of this Python. */
+export interface PeerInfo {
+  python: string;
+  pythonVersion?: string;
+  torch: string | null;
 }
 
 export type BenchSourceKind = 'synthetic' | 'converted' | 'tensors' | 'http' | 's3';
@@ -138,5 +149,7 @@ export interface BenchResult {
   ceiling: { id: string; label: string; gbPerSecond: number; reason?: string };
   methods: BenchEntry[];
   skipped: { id: string; label: string; reason: string }[];
+  /** With peers: the Python they ran in. */
+  peers?: PeerInfo;
   notes: string[];
 }

@@ -8,9 +8,20 @@
 import { createHash } from 'node:crypto';
 import { crc32 } from 'node:zlib';
 import { TensorizeError } from '../errors.js';
-import { HashType, MAGIC, METADATA_OFFSET, metadataEntrySize, TensorType } from './constants.js';
+import {
+  dimWidth,
+  ENTRY_TAG_U32,
+  ENTRY_TAG_U64,
+  FLAG_VERSIONED_ENTRIES,
+  HashType,
+  LONG_SHAPE_VERSION,
+  MAGIC,
+  METADATA_OFFSET,
+  metadataEntrySize,
+  TensorType,
+} from './constants.js';
 import type { DTypeInfo } from './dtypes.js';
-import { encodeHeader, headerSize, numel } from './header.js';
+import { checkShape, encodeHeader, headerSize, numel } from './header.js';
 import { encodePath, isPlain, PathRegistry, pathToString, type TensorPath } from './paths.js';
 import { sourceBytes, type SourceData } from './view.js';
 
@@ -55,6 +66,8 @@ export interface Planned {
   dataLength: number;
   /** Zero bytes at the end of the header, before data_length (alignment). */
   padding: number;
+  /** Bytes per dimension in its index entry and header: 8 when a dimension is 2^32 or more (§4.1). */
+  dimBytes: 4 | 8;
 }
 
 export function plan(tensors: readonly WriteTensor[], align = 1): { planned: Planned[]; version: number; metadataLength: number; warnings: string[] } {
@@ -63,6 +76,12 @@ export function plan(tensors: readonly WriteTensor[], align = 1): { planned: Pla
   const warnings: string[] = [];
   let version = 1;
   let metadataLength = 0;
+  for (const t of tensors) checkShape(t.shape, `tensor ${pathToString(t.path)}`);
+  // A dimension of 2^32 or more: data version 5, and every index entry gets a version tag
+  // (tensorizer tags them all once one needs 64-bit dimensions; §4.1). Otherwise the bytes
+  // are those of versions 1-4, which tensorizer 2.10 and 2.11 read.
+  const tagged = tensors.some((t) => dimWidth(t.shape) === 8);
+  if (tagged) version = LONG_SHAPE_VERSION;
   const pre = tensors.map((t) => {
     const conflict = registry.add(t.path);
     if (conflict) throw new TensorizeError('E_INPUT', conflict);
@@ -83,20 +102,21 @@ export function plan(tensors: readonly WriteTensor[], align = 1): { planned: Pla
       }
     }
     if (t.dtype.opaque && (t.meta || size === 0) && size64 === 0n) {
-      warnings.push(`tensor ${pathToString(t.path)} has no elements and the opaque dtype ${t.dtype.name}: tensorizer 2.11 cannot open files holding such tensors`);
+      warnings.push(`tensor ${pathToString(t.path)} has no elements and the opaque dtype ${t.dtype.name}: tensorizer 2.11 and 2.12 cannot open files holding such tensors`);
     } else if (t.dtype.opaque && t.meta) {
-      warnings.push(`meta tensor ${pathToString(t.path)} has the opaque dtype ${t.dtype.name}: tensorizer 2.11 cannot open files holding such tensors`);
+      warnings.push(`meta tensor ${pathToString(t.path)} has the opaque dtype ${t.dtype.name}: tensorizer 2.11 and 2.12 cannot open files holding such tensors`);
     }
-    metadataLength += metadataEntrySize(name.length, dtypeBytes.length, t.shape.length);
-    return { t, name, dtypeBytes, size };
+    const dimBytes = dimWidth(t.shape);
+    metadataLength += metadataEntrySize(name.length, dtypeBytes.length, t.shape.length, dimBytes, tagged);
+    return { t, name, dtypeBytes, size, dimBytes };
   });
   let pos = METADATA_OFFSET + metadataLength;
-  const planned = pre.map(({ t, name, dtypeBytes, size }) => {
+  const planned = pre.map(({ t, name, dtypeBytes, size, dimBytes }) => {
     const dataLength = t.meta ? 0 : size;
-    const bare = headerSize(name.length, dtypeBytes.length, t.shape.length, HASHES);
+    const bare = headerSize(name.length, dtypeBytes.length, t.shape.length, HASHES, dimBytes);
     const padding = dataLength > 0 ? (align - ((pos + bare) % align)) % align : 0;
     const hs = bare + padding;
-    const p: Planned = { t, name, dtypeBytes, headerOffset: pos, headerSize: hs, dataOffset: pos + hs, dataLength, padding };
+    const p: Planned = { t, name, dtypeBytes, headerOffset: pos, headerSize: hs, dataOffset: pos + hs, dataLength, padding, dimBytes };
     pos += hs + dataLength;
     return p;
   });
@@ -107,19 +127,26 @@ export function encodePrologue(planned: Planned[], version: number, metadataLeng
   const b = Buffer.alloc(METADATA_OFFSET + metadataLength);
   MAGIC.copy(b, 0);
   b.writeUInt32LE(version, 5);
-  // flags (bytes 9-40) stay zero: this writer does not encrypt.
+  // Flags (bytes 9-40): this writer does not encrypt; bit 1 when the index entries are tagged (§4.1).
+  const tagged = planned.some((p) => p.dimBytes === 8);
+  if (tagged) b.writeBigUInt64LE(FLAG_VERSIONED_ENTRIES, 9);
   b.writeBigUInt64LE(BigInt(planned.reduce((n, p) => n + p.dataLength, 0)), 41);
   b.writeBigUInt64LE(BigInt(planned.length), 57);
   b.writeBigUInt64LE(BigInt(metadataLength), 65);
   let o = METADATA_OFFSET;
   for (const p of planned) {
+    if (tagged) { b.writeUInt32LE(p.dimBytes === 8 ? ENTRY_TAG_U64 : ENTRY_TAG_U32, o); o += 4; }
     b.writeUInt16LE(p.name.length, o); o += 2;
     p.name.copy(b, o); o += p.name.length;
     b.writeUInt8(p.t.type, o); o += 1;
     b.writeUInt8(p.dtypeBytes.length, o); o += 1;
     p.dtypeBytes.copy(b, o); o += p.dtypeBytes.length;
     b.writeUInt8(p.t.shape.length, o); o += 1;
-    for (const d of p.t.shape) { b.writeUInt32LE(d, o); o += 4; }
+    for (const d of p.t.shape) {
+      if (p.dimBytes === 8) b.writeBigUInt64LE(BigInt(d), o);
+      else b.writeUInt32LE(d, o);
+      o += p.dimBytes;
+    }
     b.writeBigUInt64LE(BigInt(p.headerOffset), o); o += 8;
     b.writeBigUInt64LE(BigInt(p.dataOffset), o); o += 8;
     b.writeBigUInt64LE(BigInt(p.dataLength), o); o += 8;

@@ -3,7 +3,7 @@
  * decoding for the reader, and the exact byte ranges the CRC32 and SHA-256 cover (§5.1).
  */
 import { TensorizeError } from '../errors.js';
-import { HASH_LENGTHS, HashType, TensorType } from './constants.js';
+import { dimWidth, HASH_LENGTHS, HashType, TensorType } from './constants.js';
 import { parseTensorizerDtype, type DTypeInfo } from './dtypes.js';
 import { decodePath, type TensorPath } from './paths.js';
 
@@ -42,10 +42,24 @@ export interface TensorHeader {
   dataLength: number;
 }
 
-/** Encoded header size for the given fields (hash block: CRC32 + SHA-256, no crypt info). */
-export function headerSize(nameLen: number, dtypeLen: number, ndim: number, hashTypes: readonly HashType[]): number {
+/** Encoded header size for the given fields (no crypt info); `dimBytes` 8 for a tensor with 64-bit shape fields (§4.1). */
+export function headerSize(nameLen: number, dtypeLen: number, ndim: number, hashTypes: readonly HashType[], dimBytes: 4 | 8 = 4): number {
   const hashBlock = 1 + hashTypes.reduce((n, t) => n + 2 + HASH_LENGTHS[t], 0);
-  return 8 + 2 + 1 + 2 + nameLen + 1 + dtypeLen + 1 + 4 * ndim + 2 + hashBlock + 8;
+  return 8 + 2 + 1 + 2 + nameLen + 1 + dtypeLen + 1 + dimBytes * ndim + 2 + hashBlock + 8;
+}
+
+/**
+ * Refuse a shape the format cannot hold: more than 255 dimensions, or a dimension that is
+ * not an integer from 0 to 2^53 - 1 (64-bit shape fields hold more, but not exactly as a
+ * JavaScript number, and no tensor with such a dimension has any elements to write).
+ */
+export function checkShape(shape: readonly number[], what: string): void {
+  if (shape.length > 0xff) throw new TensorizeError('E_INEXPRESSIBLE', `${what} has ${shape.length} dimensions; the format allows 255`);
+  for (const d of shape) {
+    if (!Number.isSafeInteger(d) || d < 0) {
+      throw new TensorizeError('E_INEXPRESSIBLE', `${what} has the dimension ${d}; tensorize writes dimensions from 0 to 2^53 - 1`);
+    }
+  }
 }
 
 export interface EncodedHeader {
@@ -72,13 +86,10 @@ export function encodeHeader(f: {
 }): EncodedHeader {
   if (f.nameBytes.length > 0xffff) throw new TensorizeError('E_INEXPRESSIBLE', `tensor name is ${f.nameBytes.length} bytes; the format allows 65535`);
   if (f.dtypeBytes.length > 0xff) throw new TensorizeError('E_INEXPRESSIBLE', 'dtype string longer than 255 bytes');
-  if (f.shape.length > 0xff) throw new TensorizeError('E_INEXPRESSIBLE', `tensor has ${f.shape.length} dimensions; the format allows 255`);
-  for (const d of f.shape) {
-    if (!Number.isInteger(d) || d < 0 || d > 0xffffffff) {
-      throw new TensorizeError('E_INEXPRESSIBLE', `dimension ${d} does not fit in the format's 32-bit shape fields (data version 5 is not written)`);
-    }
-  }
-  const size = headerSize(f.nameBytes.length, f.dtypeBytes.length, f.shape.length, f.hashTypes) + (f.padding ?? 0);
+  checkShape(f.shape, 'tensor');
+  // A shape with a dimension of 2^32 or more is written with 64-bit fields (data version 5, §4.1).
+  const dimBytes = dimWidth(f.shape);
+  const size = headerSize(f.nameBytes.length, f.dtypeBytes.length, f.shape.length, f.hashTypes, dimBytes) + (f.padding ?? 0);
   const b = Buffer.alloc(size);
   let o = 0;
   b.writeBigUInt64LE(BigInt(size), o); o += 8;
@@ -89,7 +100,11 @@ export function encodeHeader(f: {
   b.writeUInt8(f.dtypeBytes.length, o); o += 1;
   f.dtypeBytes.copy(b, o); o += f.dtypeBytes.length;
   b.writeUInt8(f.shape.length, o); o += 1;
-  for (const d of f.shape) { b.writeUInt32LE(d, o); o += 4; }
+  for (const d of f.shape) {
+    if (dimBytes === 8) b.writeBigUInt64LE(BigInt(d), o);
+    else b.writeUInt32LE(d, o);
+    o += dimBytes;
+  }
   const hashBlock = 1 + f.hashTypes.reduce((n, t) => n + 2 + HASH_LENGTHS[t], 0);
   b.writeUInt16LE(hashBlock, o); o += 2;
   b.writeUInt8(f.hashTypes.length, o); o += 1;
@@ -123,9 +138,12 @@ class Cursor {
 
 /**
  * Parse a complete header buffer (`buf.length` must equal the header_size it starts with).
- * `where(o)` formats a position for error messages.
+ * `where(o)` formats a position for error messages. `dimBytes`: the width of the shape
+ * fields, which the tensor's index entry gives (8 for a v5 entry tagged 5; the header has no
+ * tag of its own, §4.1). A 64-bit dimension of 2^53 or more comes out inexact (at least
+ * 2^53), which no index entry the reader accepts can equal.
  */
-export function decodeHeader(buf: Buffer, withCrypt: boolean, where: (o: number) => string): TensorHeader {
+export function decodeHeader(buf: Buffer, withCrypt: boolean, where: (o: number) => string, dimBytes: 4 | 8 = 4): TensorHeader {
   const c = new Cursor(buf, buf.length - 8, where);
   if (buf.length < 8 + 8) throw new TensorizeError('E_FORMAT', `tensor header of ${buf.length} bytes is too short at ${where(0)}`);
   const headerSize = Number(c.u64('size'));
@@ -152,7 +170,7 @@ export function decodeHeader(buf: Buffer, withCrypt: boolean, where: (o: number)
   }
   const ndim = c.u8('dimension count');
   const shape: number[] = [];
-  for (let i = 0; i < ndim; i++) shape.push(c.u32('shape'));
+  for (let i = 0; i < ndim; i++) shape.push(dimBytes === 8 ? Number(c.u64('shape')) : c.u32('shape'));
   const blockOff = c.o;
   const blockLen = c.u16('hash block length');
   c.need(blockLen, 'hash block');

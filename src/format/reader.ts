@@ -9,8 +9,13 @@ import { at, inTensor, TensorizeError } from '../errors.js';
 import type { ByteSource } from '../sources/source.js';
 import { checkRange } from '../sources/source.js';
 import {
-  FLAG_ENCRYPTED,
+  dimWidth,
+  ENTRY_TAG_U32,
+  ENTRY_TAG_U64,
+  FLAG_VERSIONED_ENTRIES,
   hasCryptInfo,
+  KNOWN_FLAGS,
+  LONG_SHAPE_VERSION,
   MAGIC,
   METADATA_OFFSET,
   metadataEntrySize,
@@ -51,6 +56,11 @@ export interface TensorEntry {
   dataLength: number;
   /** itemsize × number of elements: the size the tensor has once loaded. */
   byteSize: number;
+  /**
+   * Bytes per dimension in this entry's shape and in its tensor header's: 8 for an entry
+   * tagged 5 in a data version 5 file (a dimension of 2^32 or more), else 4 (§4.1).
+   */
+  dimBytes: 4 | 8;
 }
 
 export interface FileInfo {
@@ -98,14 +108,15 @@ export class TensorizerFile {
     const head = await source.read(0, METADATA_OFFSET);
     if (!head.subarray(0, 5).equals(MAGIC)) throw notTensorizer(f);
     const version = head.readUInt32LE(5);
-    if (version === 5) {
-      throw new TensorizeError('E_UNSUPPORTED', `${f}: data version 5 (tensorizer >= 2.12, written for tensors with a dimension >= 2^32) is not supported`);
-    }
     if (!SUPPORTED_VERSIONS.includes(version)) {
-      throw new TensorizeError('E_FORMAT', `${f}: unsupported data version ${version} at byte 5 (tensorizer files are versions 1-4)`);
+      throw new TensorizeError('E_FORMAT', `${f}: unsupported data version ${version} at byte 5 (tensorizer files are versions 1-5)`);
     }
     const flags = readU256(head, 9);
-    if (flags > FLAG_ENCRYPTED) throw new TensorizeError('E_FORMAT', `${f}: unknown feature flags 0x${flags.toString(16)} at byte 9`);
+    if ((flags & ~KNOWN_FLAGS) !== 0n) throw new TensorizeError('E_FORMAT', `${f}: unknown feature flags 0x${flags.toString(16)} at byte 9`);
+    const tagged = (flags & FLAG_VERSIONED_ENTRIES) !== 0n;
+    if (tagged && version < LONG_SHAPE_VERSION) {
+      throw new TensorizeError('E_FORMAT', `${f}: feature flags 0x${flags.toString(16)} at byte 9: bit 1 (tagged index entries) belongs to data version ${LONG_SHAPE_VERSION} and later, not to this version ${version} file`);
+    }
     const tensorSizeField = head.readBigUInt64LE(41);
     const count64 = head.readBigUInt64LE(57);
     const m64 = head.readBigUInt64LE(65);
@@ -130,7 +141,7 @@ export class TensorizerFile {
       fileSize: source.size,
     };
     const damage: string[] = [];
-    const entries = parseMetadata(f, meta, count, source.size, opts.allowTruncated ? damage : undefined);
+    const entries = parseMetadata(f, meta, count, source.size, tagged, opts.allowTruncated ? damage : undefined);
     const last = entries[entries.length - 1]!;
     return new TensorizerFile(source, info, entries, source.size - (last.dataOffset + last.dataLength), damage[0]);
   }
@@ -236,7 +247,7 @@ export class TensorizerFile {
         `${at(f, e.headerOffset, e.name)}: header size ${size} disagrees with the index, which puts the data ${span} bytes after the header start`,
       );
     }
-    const header = decodeHeader(raw, this.info.hasCryptInfo, (o) => at(f, e.headerOffset + o, e.name));
+    const header = decodeHeader(raw, this.info.hasCryptInfo, (o) => at(f, e.headerOffset + o, e.name), e.dimBytes);
     const mismatch = (what: string, h: unknown, m: unknown) =>
       new TensorizeError('E_FORMAT', `${at(f, e.headerOffset, e.name)}: the tensor header's ${what} (${h}) disagrees with the index (${m})`);
     if (JSON.stringify(header.path) !== JSON.stringify(e.path)) throw mismatch('name', JSON.stringify(pathToString(header.path)), JSON.stringify(e.name));
@@ -286,8 +297,11 @@ function byteSizeOf(shape: readonly number[], itemsize: number): number {
   return Number.isSafeInteger(n) ? n : Number(numel(shape) * BigInt(itemsize));
 }
 
-/** `damage`: collect "runs past the end of the file" problems there instead of throwing (OpenOptions.allowTruncated). */
-function parseMetadata(f: string, meta: Buffer, count: number, fileSize: number, damage?: string[]): TensorEntry[] {
+/**
+ * `tagged`: every entry starts with a u32 version tag (flag bit 1, data version 5; §4.1).
+ * `damage`: collect "runs past the end of the file" problems there instead of throwing (OpenOptions.allowTruncated).
+ */
+function parseMetadata(f: string, meta: Buffer, count: number, fileSize: number, tagged: boolean, damage?: string[]): TensorEntry[] {
   const base = METADATA_OFFSET;
   const entries: TensorEntry[] = [];
   const registry = new PathRegistry();
@@ -301,6 +315,16 @@ function parseMetadata(f: string, meta: Buffer, count: number, fileSize: number,
   let prevEnd = base + meta.length;
   for (let i = 0; i < count; i++) {
     const entryStart = base + o;
+    let dimBytes: 4 | 8 = 4;
+    if (tagged) {
+      need(4, 'version tag', i);
+      const tag = meta.readUInt32LE(o);
+      if (tag !== ENTRY_TAG_U32 && tag !== ENTRY_TAG_U64) {
+        throw new TensorizeError('E_FORMAT', `${at(f, entryStart)}: metadata entry ${i}: unknown entry version tag ${tag} (tags are ${ENTRY_TAG_U32}, 32-bit dimensions, and ${ENTRY_TAG_U64}, 64-bit ones)`);
+      }
+      if (tag === ENTRY_TAG_U64) dimBytes = 8;
+      o += 4;
+    }
     need(2, 'name length', i);
     const nameLen = meta.readUInt16LE(o); o += 2;
     need(nameLen, 'name', i);
@@ -328,9 +352,32 @@ function parseMetadata(f: string, meta: Buffer, count: number, fileSize: number,
       dtypes.set(dtypeString, dtype);
     }
     const ndim = meta.readUInt8(o); o += 1;
-    need(4 * ndim + 24, 'shape and offsets', i);
+    need(dimBytes * ndim + 24, 'shape and offsets', i);
+    const shapeAt = base + o;
     const shape: number[] = [];
-    for (let d = 0; d < ndim; d++) { shape.push(meta.readUInt32LE(o)); o += 4; }
+    if (dimBytes === 4) {
+      for (let d = 0; d < ndim; d++) { shape.push(meta.readUInt32LE(o)); o += 4; }
+    } else {
+      const dims: bigint[] = [];
+      for (let d = 0; d < ndim; d++) { dims.push(meta.readBigUInt64LE(o)); o += 8; }
+      // Before anything computes with them: a tensor of more than 2^53 bytes is absurd, as
+      // below; a zero-element one with a dimension of 2^53 or more is valid but has no exact
+      // JavaScript number for that dimension.
+      const bytes = dims.reduce((n, d) => n * d, 1n) * BigInt(dtype.itemsize);
+      if (bytes > BigInt(Number.MAX_SAFE_INTEGER)) {
+        throw new TensorizeError('E_FORMAT', `${at(f, entryStart, name)}: metadata entry ${i}: shape [${dims}] of ${dtype.name} would be ${bytes} bytes; refusing such an absurdly large tensor`);
+      }
+      const wide = dims.find((d) => d > BigInt(Number.MAX_SAFE_INTEGER));
+      if (wide !== undefined) {
+        throw new TensorizeError('E_UNSUPPORTED', `${at(f, shapeAt, name)}: metadata entry ${i}: shape [${dims}] has the dimension ${wide}; tensorize reads dimensions up to 2^53 - 1`);
+      }
+      for (const d of dims) shape.push(Number(d));
+      // Tag 5 only where a dimension needs it, as tensorizer writes: the index is not hashed,
+      // and a 1 flipped to 5 on a scalar's entry would otherwise read the same.
+      if (dimWidth(shape) !== 8) {
+        throw new TensorizeError('E_FORMAT', `${at(f, entryStart, name)}: metadata entry ${i} is tagged ${ENTRY_TAG_U64} (64-bit dimensions), but its shape [${shape}] has no dimension of 2^32 or more (tensorizer tags such entries ${ENTRY_TAG_U32})`);
+      }
+    }
     const offsAt = base + o;
     const headerOffset = u64(meta, o);
     const dataOffset = u64(meta, o + 8);
@@ -343,7 +390,7 @@ function parseMetadata(f: string, meta: Buffer, count: number, fileSize: number,
     }
     o += 24;
     const byteSize = byteSizeOf(shape, dtype.itemsize);
-    const minHeader = 8 + 2 + 1 + 2 + nameLen + 1 + dtypeLen + 1 + 4 * ndim + 2 + 1 + 8;
+    const minHeader = 8 + 2 + 1 + 2 + nameLen + 1 + dtypeLen + 1 + dimBytes * ndim + 2 + 1 + 8;
     const problem =
       headerOffset !== prevEnd && i > 0
         ? `its record starts at byte ${headerOffset}, but the previous record ends at byte ${prevEnd}; records must be contiguous and in index order`
@@ -382,6 +429,7 @@ function parseMetadata(f: string, meta: Buffer, count: number, fileSize: number,
       dataOffset,
       dataLength,
       byteSize,
+      dimBytes,
     });
     prevEnd = dataOffset + dataLength;
   }

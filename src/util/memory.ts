@@ -5,9 +5,10 @@
  * (on the reference machine: 3.2 -> 9.9 GB/s for a load into host memory). But a VM whose
  * balloon device reports free memory back to its host (virtio-balloon free page
  * reporting, which works on 2 MiB blocks) must have the host back each fresh huge page
- * again first: there a load in a fresh process ran at 0.75-0.84 GB/s with huge pages and
- * 2.9-3.9 GB/s without (docs/benchmarks.md). So: on by default, off on such VMs;
- * TENSORIZE_HUGEPAGES=1 or 0 decides instead.
+ * again first: there a load in a fresh process ran at 0.74-0.84 GB/s with huge pages and
+ * 3.61-3.97 GB/s without (2026-12-01). So: on by default, off on such VMs;
+ * TENSORIZE_HUGEPAGES=1 or 0 decides instead. (On 2026-12-05 the same VM was, for a while,
+ * slow for fresh memory either way and huge pages helped: docs/benchmarks.md, Peers.)
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { config } from '../config.js';

@@ -42,9 +42,10 @@ function hook(): void {
 export class TempDir {
   private constructor(readonly path: string) {}
 
-  static async create(prefix: string): Promise<TempDir> {
+  /** A new directory `prefix`XXXXXX in `parent` (default: the system's temporary directory). */
+  static async create(prefix: string, parent = tmpdir()): Promise<TempDir> {
     hook();
-    const path = await mkdtemp(join(tmpdir(), prefix));
+    const path = await mkdtemp(join(parent, prefix));
     liveDirs.add(path);
     return new TempDir(path);
   }

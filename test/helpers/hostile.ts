@@ -126,10 +126,12 @@ export function safetensors(header: string | Buffer | object, data: Buffer | num
 /**
  * The compact file, in `dir`: written by our writer (`write`, the test's writeTensorizer)
  * from a hand-made safetensors file of five small tensors (one empty, one bfloat16, one
- * scalar), no trailer.
+ * scalar), no trailer. `long`: with a sixth, empty tensor of shape [2^32, 0] after the
+ * first, which makes it data version 5 (tagged index entries, docs/format.md §4.1).
  */
-export async function compact(dir: string, write: WriteFn): Promise<{ path: string; buf: Buffer }> {
-  const st = join(dir, 'compact.safetensors');
+export async function compact(dir: string, write: WriteFn, opts: { long?: boolean } = {}): Promise<{ path: string; buf: Buffer }> {
+  const stem = opts.long ? 'compact-v5' : 'compact';
+  const st = join(dir, `${stem}.safetensors`);
   const data = Buffer.alloc(24 + 10 + 8 + 1);
   for (let i = 0; i < data.length; i++) data[i] = (i * 37 + 11) & 0xff;
   writeFileSync(
@@ -138,6 +140,7 @@ export async function compact(dir: string, write: WriteFn): Promise<{ path: stri
       {
         __metadata__: { format: 'pt' },
         a: { dtype: 'F32', shape: [2, 3], data_offsets: [0, 24] },
+        ...(opts.long ? { long: { dtype: 'I16', shape: [2 ** 32, 0], data_offsets: [24, 24] } } : {}),
         e: { dtype: 'F32', shape: [0, 4], data_offsets: [24, 24] },
         'b.weight': { dtype: 'I16', shape: [5], data_offsets: [24, 34] },
         c: { dtype: 'BF16', shape: [2, 2], data_offsets: [34, 42] },
@@ -147,7 +150,7 @@ export async function compact(dir: string, write: WriteFn): Promise<{ path: stri
     ),
   );
   const model = await openInput(st);
-  const path = join(dir, 'compact.tensors');
+  const path = join(dir, `${stem}.tensors`);
   await write(
     path,
     model.tensors.map((x) => ({ path: x.path, type: TensorType.PARAM, dtype: x.dtype, shape: x.shape, data: x.data })),

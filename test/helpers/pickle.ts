@@ -28,10 +28,18 @@ export const P = {
     const b = Buffer.from(s, 'utf8');
     return Buffer.concat([Buffer.from('X'), u32(b.length), b]);
   },
+  /** BININT, or LONG1 (8 bytes, two's complement) beyond 32 bits, as pickle writes them. */
   int: (v: number): Buffer => {
-    const b = Buffer.alloc(5);
-    b[0] = 0x4a;
-    b.writeInt32LE(v, 1);
+    if (v >= -(2 ** 31) && v < 2 ** 31) {
+      const b = Buffer.alloc(5);
+      b[0] = 0x4a;
+      b.writeInt32LE(v, 1);
+      return b;
+    }
+    const b = Buffer.alloc(10);
+    b[0] = 0x8a;
+    b[1] = 8;
+    b.writeBigInt64LE(BigInt(v), 2);
     return b;
   },
   binput: (i: number): Buffer => Buffer.from([0x71, i]),

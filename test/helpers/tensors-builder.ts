@@ -19,8 +19,14 @@ export interface Rec {
   shape?: number[];
   data?: Buffer;
   moduleIdx?: number;
+  /**
+   * 64-bit dimensions in the index entry and the header (data version 5, docs/format.md
+   * §4.1). Default: when a dimension is 2^32 or more. `idx.long` / `hdr.long` set one side.
+   */
+  long?: boolean;
   /** Header fields that differ from the index. */
   hdr?: {
+    long?: boolean;
     name?: string | Buffer;
     type?: number;
     dtype?: string;
@@ -36,6 +42,9 @@ export interface Rec {
   };
   /** Index fields that differ from the header. */
   idx?: {
+    long?: boolean;
+    /** The entry's version tag, when the index is tagged (default: 5 for 64-bit dimensions, else 1). */
+    tag?: number;
     name?: string | Buffer;
     type?: number;
     dtype?: string;
@@ -57,6 +66,8 @@ export interface BuildOpts {
   gapBetween?: number;
   trailer?: boolean;
   swapIndex?: [number, number];
+  /** A u32 version tag before every index entry (default: when flag bit 1 is set; §4.1). */
+  tagged?: boolean;
 }
 export interface RecLayout {
   name: string;
@@ -77,6 +88,8 @@ export interface RecLayout {
 }
 export interface IdxLayout {
   start: number;
+  /** The version tag's offset (tagged indexes only; else -1). */
+  tag: number;
   nameLen: number;
   name: number;
   type: number;
@@ -104,6 +117,15 @@ export const u64 = (v: bigint | number): Buffer => {
   b.writeBigUInt64LE(BigInt(v));
   return b;
 };
+const isLong = (shape: number[]): boolean => shape.some((d) => d >= 2 ** 32);
+const putDims = (b: Buffer, p: number, shape: number[], long: boolean): number => {
+  for (const d of shape) {
+    if (long) b.writeBigUInt64LE(BigInt(d), p);
+    else b.writeUInt32LE(d, p);
+    p += long ? 8 : 4;
+  }
+  return p;
+};
 const itemsizeOf = (dtype: string): number => {
   const m = /[a-zA-Z]([0-9]+)/.exec(dtype.split('\0')[0]!);
   return m ? Number(m[1]) : 1;
@@ -123,8 +145,9 @@ export function build(recs: Rec[], o: BuildOpts = {}): Built {
     const shape = r.hdr?.shape ?? r.shape;
     const hashes = r.hdr?.hashes ?? DEFAULT_HASHES;
     const crypt = r.hdr?.crypt ?? Buffer.alloc(0);
+    const long = r.hdr?.long ?? r.long ?? isLong(shape);
     const block = 1 + hashes.reduce((n, h) => n + 2 + h.len, 0);
-    const size = 8 + 2 + 1 + 2 + name.length + 1 + dtype.length + 1 + 4 * shape.length + 2 + block + crypt.length + 8;
+    const size = 8 + 2 + 1 + 2 + name.length + 1 + dtype.length + 1 + (long ? 8 : 4) * shape.length + 2 + block + crypt.length + 8;
     const b = Buffer.alloc(size);
     let p = 0;
     b.writeBigUInt64LE(r.hdr?.sizeField ?? BigInt(size), p); p += 8;
@@ -140,7 +163,7 @@ export function build(recs: Rec[], o: BuildOpts = {}): Built {
     dtype.copy(b, p); p += dtype.length;
     const ndim = p;
     b.writeUInt8(shape.length, p); p += 1;
-    for (const d of shape) { b.writeUInt32LE(d, p); p += 4; }
+    p = putDims(b, p, shape, long);
     const hashBlockLen = p;
     b.writeUInt16LE(r.hdr?.hashBlockLenField ?? block, p); p += 2;
     const hashCount = p;
@@ -166,11 +189,13 @@ export function build(recs: Rec[], o: BuildOpts = {}): Built {
     return { b, rel: { moduleIdx, type, nameLen, dtype: dtypeOff, ndim, hashBlockLen, hashCount, hashValues, dataLengthField } };
   });
   // Index.
+  const tagged = o.tagged ?? ((o.flags ?? 0n) & 2n) !== 0n;
   const entries = norm.map((r) => {
     const name = bytes(r.idx?.name ?? r.name);
     const dtype = Buffer.from(r.idx?.dtype ?? r.dtype, 'latin1');
     const shape = r.idx?.shape ?? r.shape;
-    return { name, dtype, shape, size: 2 + name.length + 1 + 1 + dtype.length + 1 + 4 * shape.length + 24 };
+    const long = r.idx?.long ?? r.long ?? isLong(shape);
+    return { name, dtype, shape, long, size: (tagged ? 4 : 0) + 2 + name.length + 1 + 1 + dtype.length + 1 + (long ? 8 : 4) * shape.length + 24 };
   });
   const entriesLen = entries.reduce((n, e) => n + e.size, 0);
   const M = entriesLen + (o.metaPad ?? 0);
@@ -213,6 +238,8 @@ export function build(recs: Rec[], o: BuildOpts = {}): Built {
     const r = norm[i]!;
     const L = recs2[i]!;
     const start = 73 + p;
+    const tagOff = tagged ? start : -1;
+    if (tagged) { meta.writeUInt32LE(r.idx?.tag ?? (e.long ? 5 : 1), p); p += 4; }
     meta.writeUInt16LE(r.idx?.nameLenField ?? e.name.length, p); p += 2;
     const nameOff = 73 + p;
     e.name.copy(meta, p); p += e.name.length;
@@ -223,12 +250,12 @@ export function build(recs: Rec[], o: BuildOpts = {}): Built {
     e.dtype.copy(meta, p); p += e.dtype.length;
     const ndimOff = 73 + p;
     meta.writeUInt8(e.shape.length, p); p += 1;
-    for (const d of e.shape) { meta.writeUInt32LE(d, p); p += 4; }
+    p = putDims(meta, p, e.shape, e.long);
     const offs = 73 + p;
     meta.writeBigUInt64LE(r.idx?.headerOffset ?? BigInt(L.headerOffset), p); p += 8;
     meta.writeBigUInt64LE(r.idx?.dataOffset ?? BigInt(L.dataOffset), p); p += 8;
     meta.writeBigUInt64LE(r.idx?.dataLength ?? BigInt(L.dataLength), p); p += 8;
-    idx[i] = { start, nameLen: start, name: nameOff, type: typeOff, dtypeLen: dtypeLenOff, dtype: dtypeLenOff + 1, ndim: ndimOff, headerOffset: offs, dataOffset: offs + 8, dataLength: offs + 16 };
+    idx[i] = { start, tag: tagOff, nameLen: tagged ? start + 4 : start, name: nameOff, type: typeOff, dtypeLen: dtypeLenOff, dtype: dtypeLenOff + 1, ndim: ndimOff, headerOffset: offs, dataOffset: offs + 8, dataLength: offs + 16 };
   }
   const head = Buffer.alloc(73);
   head.write('|TZR|', 0, 'latin1');

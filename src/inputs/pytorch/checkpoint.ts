@@ -124,7 +124,6 @@ function toInputTensor(src: ByteSource, name: string, t: PyTensor, where: Locate
       fail(`tensor ${JSON.stringify(name)} (size [${t.shape}], stride [${t.stride}], offset ${t.offset}) reaches element ${reach - 1n} of a storage that holds ${limit} ${t.dtype.name} elements`);
     }
   }
-  if (t.shape.some((d) => d > 0xffffffff)) fail(`tensor ${JSON.stringify(name)} has a dimension larger than the tensorizer format allows`);
   return {
     path: [name],
     dtype: t.dtype,
