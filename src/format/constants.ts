@@ -51,3 +51,6 @@ export function dimWidth(shape: readonly number[]): 4 | 8 {
 export function metadataEntrySize(nameLen: number, dtypeLen: number, ndim: number, dimBytes: 4 | 8 = 4, tagged = false): number {
   return (tagged ? 4 : 0) + 2 + nameLen + 1 + 1 + dtypeLen + 1 + dimBytes * ndim + 24;
 }
+
+/** safetensors: the reference implementation refuses headers larger than this. */
+export const SAFETENSORS_MAX_HEADER = 100_000_000;

@@ -11,12 +11,14 @@ import { constants } from 'node:buffer';
 import { stat } from 'node:fs/promises';
 import { config } from '../config.js';
 import { TensorizeError, usageError } from '../errors.js';
-import { TENSOR_TYPE_NAMES } from '../format/constants.js';
-import type { DTypeInfo } from '../format/dtypes.js';
+import { MAGIC, METADATA_OFFSET, SAFETENSORS_MAX_HEADER, TENSOR_TYPE_NAMES } from '../format/constants.js';
+import { dtypeBySafetensors, type DTypeInfo } from '../format/dtypes.js';
 import type { TensorPath } from '../format/paths.js';
 import { TensorizerFile } from '../format/reader.js';
 import { assertSound, checkStructure, verifyError, type CheckedTensor } from '../format/check.js';
+import { readSafetensorsHeader } from '../inputs/safetensors-header.js';
 import { FileSource } from '../sources/file.js';
+import type { ByteSource } from '../sources/source.js';
 import { openSource, sourceKind, type SourceOptions } from '../sources/open.js';
 import { DEFAULT_CONCURRENCY, DEFAULT_REMOTE_CHUNK } from '../engine/remote.js';
 import { transfer, type NetworkStats, type PackedJobs } from '../engine/transfer.js';
@@ -238,55 +240,38 @@ export async function load(path: string, opts: LoadOptions = {}): Promise<Loaded
   let skipped = 0;
   let misaligned = 0;
   try {
-    const tf = await TensorizerFile.open(src);
     const fileSize = remote ? src.size : (await stat(localPath)).size;
-    // --verify: the structural check verify runs, on every tensor (filtered out or not),
-    // before anything is read into the destination. Without it the index is trusted, but
-    // the end of the file is still checked (a lowered tensor count, a file cut short).
-    let checked: CheckedTensor[] | undefined;
-    if (verify) {
-      const c = await checkStructure(tf);
-      assertSound(c);
-      checked = c.tensors;
-    } else {
-      const end = await tf.endProblem();
-      if (end) throw verifyError(tf.name, [], [end]);
-    }
+    // The first bytes say which format this is; read once, as many as a .tensors file's
+    // opening needs, so that sniffing costs a remote source no request of its own.
+    const head = await src.read(0, Math.min(METADATA_OFFSET, src.size));
+    const planning = withHead(src, head);
+    const planned = isSafetensors(head, src.size) ? await planSafetensors(planning, path, verify, match) : await planTensorizer(planning, path, verify, match);
+    skipped = planned.skipped;
     let dst = 0;
     const devName = device < 0 ? 'cpu' : `cuda:${device}`;
-    for (const e of tf.entries) {
-      if (match && !match(e.name)) {
-        skipped++;
-        continue;
-      }
-      const c = checked?.[e.index];
-      const meta = c ? c.meta : e.dataLength === 0 && e.byteSize > 0;
+    for (const e of planned.entries) {
       const entry: LoadedTensor = {
         name: e.name,
         path: e.path,
-        type: TENSOR_TYPE_NAMES[e.type] ?? String(e.type),
-        dtype: (e.dtype as DTypeInfo).name,
+        type: e.type,
+        dtype: e.dtype,
         shape: e.shape,
-        device: meta ? 'meta' : devName,
+        device: e.meta ? 'meta' : devName,
         offset: mmap ? e.dataOffset : dst,
-        bytes: meta ? 0 : e.dataLength,
-        meta,
+        bytes: e.meta ? 0 : e.dataLength,
+        meta: e.meta,
       };
       tensors.push(entry);
-      if (meta) continue;
-      if (!c && tf.info.hasCryptInfo) {
-        const { header } = await tf.readHeader(e);
-        if (header.crypt && header.crypt.chunks.length > 0) throw new TensorizeError('E_UNSUPPORTED', `${path}: encrypted: not supported yet (tensor ${JSON.stringify(e.name)} is encrypted)`);
-      }
+      if (e.meta) continue;
       items.push(e.dataOffset, e.dataLength, mmap ? e.dataOffset : dst);
       names.push(e.name);
       indexes.push(e.index);
-      if (c) checks.push({ crc32: c.crc32, sha256: c.sha256, prefix: Buffer.concat(c.prefix) });
+      if (e.check) checks.push(e.check);
       dataBytes += e.dataLength;
-      if (mmap && e.dataLength > 0 && e.dataOffset % Math.max(1, (e.dtype as DTypeInfo).itemsize) !== 0) misaligned++;
+      if (mmap && e.dataLength > 0 && e.dataOffset % Math.max(1, e.itemsize) !== 0) misaligned++;
       dst += Math.ceil(e.dataLength / ALIGNMENT) * ALIGNMENT;
     }
-    if (tensors.length === 0) throw usageError(opts.filter === undefined ? `${path} holds no tensors` : `--filter ${JSON.stringify(opts.filter)} matches none of the ${tf.entries.length} tensors`);
+    if (tensors.length === 0) throw usageError(opts.filter === undefined ? `${path} holds no tensors` : `--filter ${JSON.stringify(opts.filter)} matches none of the ${planned.count} tensors`);
     const total = mmap ? fileSize : dst;
     const openMs = performance.now() - t0;
     opts.onStart?.(dataBytes);
@@ -333,4 +318,137 @@ export async function load(path: string, opts: LoadOptions = {}): Promise<Loaded
   } finally {
     await src.close();
   }
+}
+
+/**
+ * A file that starts as a safetensors file does (an 8-byte header length that fits the file,
+ * then `{`): loaded as one. Anything else is read as a .tensors file, which says what it is not.
+ */
+function isSafetensors(head: Buffer, size: number): boolean {
+  if (head.length < 9 || head.subarray(0, MAGIC.length).equals(MAGIC)) return false;
+  const n = head.readBigUInt64LE(0);
+  return head[8] === 0x7b && n >= 2n && n <= BigInt(Math.min(SAFETENSORS_MAX_HEADER, size - 8));
+}
+
+/** `src`, its first bytes (`head`) served from memory: what planning reads. */
+function withHead(src: ByteSource, head: Buffer): ByteSource {
+  return {
+    name: src.name,
+    size: src.size,
+    localPath: src.localPath,
+    read: (offset, length, into) => {
+      if (offset < 0 || offset + length > head.length) return src.read(offset, length, into);
+      const buf = into ? into.subarray(0, length) : Buffer.allocUnsafe(length);
+      head.copy(buf, 0, offset, offset + length);
+      return Promise.resolve(buf);
+    },
+    close: () => src.close(),
+  };
+}
+
+/** One tensor of a load's plan, whatever the file's format. */
+interface PlanEntry {
+  name: string;
+  path: TensorPath;
+  type: string;
+  dtype: string;
+  itemsize: number;
+  shape: number[];
+  dataOffset: number;
+  dataLength: number;
+  /** Its index in the file (what native errors name). */
+  index: number;
+  meta: boolean;
+  /** --verify: the stored hashes to check. */
+  check?: NativeExpect;
+}
+
+interface Planned {
+  entries: PlanEntry[];
+  /** Tensors in the file, and those --filter left out. */
+  count: number;
+  skipped: number;
+}
+
+/**
+ * A .tensors file: with --verify, the structural check verify runs, on every tensor
+ * (filtered out or not), before anything is read into the destination; without it the
+ * index is trusted, but the end of the file is still checked (a lowered tensor count, a file
+ * cut short).
+ */
+async function planTensorizer(src: ByteSource, path: string, verify: boolean, match: ((name: string) => boolean) | undefined): Promise<Planned> {
+  const tf = await TensorizerFile.open(src);
+  let checked: CheckedTensor[] | undefined;
+  if (verify) {
+    const c = await checkStructure(tf);
+    assertSound(c);
+    checked = c.tensors;
+  } else {
+    const end = await tf.endProblem();
+    if (end) throw verifyError(tf.name, [], [end]);
+  }
+  const entries: PlanEntry[] = [];
+  let skipped = 0;
+  for (const e of tf.entries) {
+    if (match && !match(e.name)) {
+      skipped++;
+      continue;
+    }
+    const c = checked?.[e.index];
+    const meta = c ? c.meta : e.dataLength === 0 && e.byteSize > 0;
+    if (!meta && !c && tf.info.hasCryptInfo) {
+      const { header } = await tf.readHeader(e);
+      if (header.crypt && header.crypt.chunks.length > 0) throw new TensorizeError('E_UNSUPPORTED', `${path}: encrypted: not supported yet (tensor ${JSON.stringify(e.name)} is encrypted)`);
+    }
+    const dtype = e.dtype as DTypeInfo;
+    entries.push({
+      name: e.name,
+      path: e.path,
+      type: TENSOR_TYPE_NAMES[e.type] ?? String(e.type),
+      dtype: dtype.name,
+      itemsize: dtype.itemsize,
+      shape: e.shape,
+      dataOffset: e.dataOffset,
+      dataLength: e.dataLength,
+      index: e.index,
+      meta,
+      ...(c ? { check: { crc32: c.crc32, sha256: c.sha256, prefix: Buffer.concat(c.prefix) } } : {}),
+    });
+  }
+  return { entries, count: tf.entries.length, skipped };
+}
+
+/**
+ * A stock .safetensors file, loaded as it is: its header validated as strictly as
+ * `serialize` validates it (offsets that tile the data section exactly, sizes that match
+ * dtype x shape, a bounded header) before anything is read into the destination. It holds
+ * no hashes, so --verify has nothing to check.
+ */
+async function planSafetensors(src: ByteSource, path: string, verify: boolean, match: ((name: string) => boolean) | undefined): Promise<Planned> {
+  const h = await readSafetensorsHeader(src);
+  if (verify) {
+    throw usageError(`${path} is a safetensors file, which holds no hashes: --verify has nothing to check (load it without --verify; its header is always checked)`);
+  }
+  const entries: PlanEntry[] = [];
+  let skipped = 0;
+  h.tensors.forEach((t, index) => {
+    if (match && !match(t.name)) {
+      skipped++;
+      return;
+    }
+    const d = dtypeBySafetensors(t.dtype);
+    entries.push({
+      name: t.name,
+      path: [t.name],
+      type: 'state_dict',
+      dtype: d?.name ?? t.dtype,
+      itemsize: d?.itemsize ?? 1,
+      shape: t.shape,
+      dataOffset: h.dataStart + t.begin,
+      dataLength: t.end - t.begin,
+      index,
+      meta: false,
+    });
+  });
+  return { entries, count: h.tensors.length, skipped };
 }

@@ -20,8 +20,8 @@ function modeOf(s: LoadStats): string {
 export function loadCommand(): Command {
   return addSourceOptions(
     new Command('load')
-      .description('stream a .tensors file into GPU memory (or host memory) through the native loader and report timings')
-      .argument('<file>', 'a .tensors file: a path, an http(s):// URL or s3://bucket/key'),
+      .description('stream a .tensors file, or a stock .safetensors file as it is, into GPU memory (or host memory) through the native loader and report timings')
+      .argument('<file>', 'a .tensors or .safetensors file: a path, an http(s):// URL or s3://bucket/key'),
   )
     .option('--device <device>', 'cuda, cuda:N or cpu (default: cuda:0 when a GPU is usable, else cpu)')
     .option('--plaid', 'the fast path: parallel readers into a pinned ring, copies overlapped on CUDA streams')
@@ -120,7 +120,7 @@ Examples:
       // the command (exit 1) instead of following a report that said ok.
       model.close();
       if (s.misaligned > 0) {
-        warn(opts, `${s.misaligned} of ${s.tensors} tensors start at file offsets that are not multiples of their element size (the file has no alignment padding, as tensorizer writes them): code that needs aligned data must copy them; tensorize serialize writes aligned files (64 bytes by default)`);
+        warn(opts, `${s.misaligned} of ${s.tensors} tensors start at file offsets that are not multiples of their element size (the file has no alignment padding, as tensorizer and safetensors write them): code that needs aligned data must copy them; tensorize serialize writes aligned files (64 bytes by default)`);
       }
       if (opts.json) printJson(result);
       else if (!opts.quiet) {
