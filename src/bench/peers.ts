@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { config } from '../config.js';
 import { TensorizeError } from '../errors.js';
-import type { SourceKind } from '../sources/open.js';
+import { sourceKind } from '../sources/open.js';
 import { runChild } from './task.js';
 import type { BenchResult, ExtraMethod, Sample } from './types.js';
 
@@ -134,7 +134,7 @@ export function planPeers(o: PeerPlanOptions): { methods: ExtraMethod[]; skipped
     const c = o.env.peers[id];
     const label = `${p.name}${c?.version ? ` ${c.version}` : ''} ${p.call}`;
     const file = c?.formats.includes('tensors') ? o.tensors : o.safetensors;
-    const kind = file ? kindOf(file) : 'file';
+    const kind = file ? sourceKind(file) : 'file';
     let why = unfit(id, o);
     if (why || !c) {
       /* reported below */
@@ -153,10 +153,6 @@ export function planPeers(o: PeerPlanOptions): { methods: ExtraMethod[]; skipped
     });
   }
   return { methods, skipped };
-}
-
-function kindOf(spec: string): SourceKind {
-  return /^https?:\/\//i.test(spec) ? 'http' : /^s3:\/\//i.test(spec) ? 's3' : 'file';
 }
 
 /** One timed load by a peer, in a fresh Python process. */

@@ -8,6 +8,7 @@ import { mkdir, open, stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { TensorizeError } from '../errors.js';
 import { MAGIC, TensorType } from '../format/constants.js';
+import { isSafetensorsHead } from '../inputs/safetensors-header.js';
 import { exportSafetensors } from '../ops/export.js';
 import { verifyFile } from '../ops/verify.js';
 import { DEFAULT_ALIGN } from '../format/encode.js';
@@ -101,16 +102,15 @@ export interface PreparedSource {
   cleanup: () => Promise<void>;
 }
 
-/** A regular file that starts as a safetensors file does: a u64 header length that fits, then `{`. */
+/** A regular file that starts as a safetensors file does. */
 async function looksLikeSafetensors(path: string): Promise<boolean> {
   const st = await stat(path).catch((e: unknown) => Promise.reject(fsError(e, path)));
-  if (!st.isFile() || st.size < 10) return false;
+  if (!st.isFile()) return false;
   const fh = await open(path, 'r');
   try {
     const head = Buffer.alloc(9);
-    await fh.read(head, 0, 9, 0);
-    const n = head.readBigUInt64LE(0);
-    return n >= 2n && n <= BigInt(st.size - 8) && head[8] === 0x7b;
+    const { bytesRead } = await fh.read(head, 0, 9, 0);
+    return isSafetensorsHead(head.subarray(0, bytesRead), st.size);
   } finally {
     await fh.close();
   }

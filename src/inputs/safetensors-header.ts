@@ -17,6 +17,16 @@ const LONE_SURROGATE = /\p{Cs}/u;
 /** The reference implementation refuses headers larger than this. */
 export const MAX_HEADER_SIZE = SAFETENSORS_MAX_HEADER;
 
+/**
+ * Whether a file of `size` bytes that starts with `head` (its first 9 bytes at least) starts
+ * as a safetensors file does: an 8-byte header length that fits the file, then `{`.
+ */
+export function isSafetensorsHead(head: Buffer, size: number): boolean {
+  if (head.length < 9) return false;
+  const n = head.readBigUInt64LE(0);
+  return head[8] === 0x7b && n >= 2n && n <= BigInt(Math.min(SAFETENSORS_MAX_HEADER, size - 8));
+}
+
 const isCount = (x: Json | undefined): x is number => typeof x === 'number' && Number.isInteger(x) && x >= 0;
 
 /** A tensor's entry: {dtype: string, shape: [counts], data_offsets: [begin, end]} (other keys ignored), or what is wrong with it. */

@@ -11,12 +11,12 @@ import { constants } from 'node:buffer';
 import { stat } from 'node:fs/promises';
 import { config } from '../config.js';
 import { TensorizeError, usageError } from '../errors.js';
-import { MAGIC, METADATA_OFFSET, SAFETENSORS_MAX_HEADER, TENSOR_TYPE_NAMES } from '../format/constants.js';
+import { METADATA_OFFSET, TENSOR_TYPE_NAMES } from '../format/constants.js';
 import { dtypeBySafetensors, type DTypeInfo } from '../format/dtypes.js';
 import type { TensorPath } from '../format/paths.js';
 import { TensorizerFile } from '../format/reader.js';
 import { assertSound, checkStructure, verifyError, type CheckedTensor } from '../format/check.js';
-import { readSafetensorsHeader } from '../inputs/safetensors-header.js';
+import { isSafetensorsHead, readSafetensorsHeader } from '../inputs/safetensors-header.js';
 import { FileSource } from '../sources/file.js';
 import type { ByteSource } from '../sources/source.js';
 import { openSource, sourceKind, type SourceOptions } from '../sources/open.js';
@@ -245,7 +245,7 @@ export async function load(path: string, opts: LoadOptions = {}): Promise<Loaded
     // opening needs, so that sniffing costs a remote source no request of its own.
     const head = await src.read(0, Math.min(METADATA_OFFSET, src.size));
     const planning = withHead(src, head);
-    const planned = isSafetensors(head, src.size) ? await planSafetensors(planning, path, verify, match) : await planTensorizer(planning, path, verify, match);
+    const planned = isSafetensorsHead(head, src.size) ? await planSafetensors(planning, path, verify, match) : await planTensorizer(planning, path, verify, match);
     skipped = planned.skipped;
     let dst = 0;
     const devName = device < 0 ? 'cpu' : `cuda:${device}`;
@@ -318,16 +318,6 @@ export async function load(path: string, opts: LoadOptions = {}): Promise<Loaded
   } finally {
     await src.close();
   }
-}
-
-/**
- * A file that starts as a safetensors file does (an 8-byte header length that fits the file,
- * then `{`): loaded as one. Anything else is read as a .tensors file, which says what it is not.
- */
-function isSafetensors(head: Buffer, size: number): boolean {
-  if (head.length < 9 || head.subarray(0, MAGIC.length).equals(MAGIC)) return false;
-  const n = head.readBigUInt64LE(0);
-  return head[8] === 0x7b && n >= 2n && n <= BigInt(Math.min(SAFETENSORS_MAX_HEADER, size - 8));
 }
 
 /** `src`, its first bytes (`head`) served from memory: what planning reads. */
