@@ -9,7 +9,12 @@ set -u
 cd "$(dirname "$0")/../native"
 OUT=build/sanitize
 mkdir -p $OUT
-SRC="test/pipeline_test.cc test/copy_test.cc test/fetch_test.cc test/cache_test.cc test/device_cuda_test.cc test/device_sim_test.cc test/stream_core_test.cc test/piece_hasher_test.cc test/config_test.cc src/config.cc src/stream_core.cc src/piece_hasher.cc src/loader.cc src/copy.cc src/hash.cc src/io.cc src/net.cc src/fetch.cc src/cache.cc src/device.cc src/device_cuda.cc src/device_sim.cc src/device_sim_config.cc"
+# The same sources as the CMake test program (native/CMakeLists.txt), read from it so that
+# a new unit cannot be left out here.
+CORE=$(sed -n 's/^set(CORE_SOURCES \(.*\))$/\1/p' CMakeLists.txt)
+TESTS=$(sed -n 's/^add_executable(tensorize_native_test \(.*\) ${CORE_SOURCES})$/\1/p' CMakeLists.txt)
+if [ -z "$CORE" ] || [ -z "$TESTS" ]; then echo "sanitize.sh: cannot read the sources from native/CMakeLists.txt" >&2; exit 2; fi
+SRC="$TESTS $CORE"
 kinds=("$@")
 [ ${#kinds[@]} -eq 0 ] && kinds=(asan tsan)
 build() {

@@ -2,7 +2,7 @@
 // safetensors source with --cold, an HTTP source), the reports' bars checked against the
 // JSON, page-cache eviction of a real file on disk, and the usage and input errors.
 import t, { type Test } from 'tap';
-import { existsSync, readdirSync, readFileSync, statfsSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statfsSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { evictFromPageCache, pageCacheResidency } from '../src/bench/cache.js';
 import { serializeAndVerify } from '../src/bench/prepare.js';
@@ -11,7 +11,7 @@ import { readCeiling, summarize } from '../src/bench/summary.js';
 import type { BenchEntry, BenchResult } from '../src/bench/types.js';
 import { native, nativeAvailable } from '../src/native/binding.js';
 import { transformerSpec, writeSyntheticSafetensors } from '../src/ops/synthetic.js';
-import { ROOT, runCli, VECTORS } from './helpers/util.js';
+import { ROOT, runCli, VECTORS, writeSafetensors } from './helpers/util.js';
 import { startHttpServer } from './helpers/servers.js';
 
 const why = nativeAvailable() ? false : 'the native addon is not built (npm run build:native)';
@@ -127,7 +127,7 @@ t.test('bench on a synthetic model: every method and ceiling, sane figures, HTML
   for (const row of tableRows(doc).rows) t.match(html, `<td>${escapeXml(row[1]!)}</td><td class="num">${row[2]}</td>`, `HTML table row: ${row[1]}`);
 });
 
-t.test('bench --cold on a safetensors source: converted, evicted before every run (or says why not), SVG report', { skip: why }, async (t) => {
+t.test('bench --cold on a safetensors source: converted, its direct load beside, evicted before every run (or says why not), SVG report', { skip: why }, async (t) => {
   const dir = t.testdir();
   const st = join(dir, 'model.safetensors');
   await writeSyntheticSafetensors(st, 16 * 2 ** 20);
@@ -138,7 +138,9 @@ t.test('bench --cold on a safetensors source: converted, evicted before every ru
   t.match(doc, { source: { kind: 'converted', input: st, file: join(dir, 'work', 'model.tensors') }, cache: { mode: 'cold', applies: true }, device: { target: 'cpu', description: /--device cpu/ } });
   t.ok(existsSync(doc.files.tensors), '--dir keeps the converted file');
   t.match(r.stderr, /is not a \.tensors file: converting it first/);
-  t.same(doc.methods.map((m) => m.id), ['plaid', 'naive']);
+  t.same(doc.methods.map((m) => m.id).sort(), ['naive', 'plaid', 'plaid-safetensors'], 'the methods asked for, and --plaid on the .safetensors as is');
+  t.match(doc.methods.find((m) => m.id === 'plaid-safetensors'), { role: 'method', label: /the \.safetensors as is/, command: `tensorize load ${st} --plaid --device cpu` });
+  t.match(doc.notes.join('\n'), /Conversion: tensorize --plaid, the \.safetensors as is \(no conversion\) runs at \d+% of the same method on the converted \.tensors file/);
   checkEntries(t, doc, 1);
   const residents = [...doc.ceilings, ...doc.methods].flatMap((e) => e.samples.map((s) => s.residentBefore!));
   t.equal(doc.cache.maxResidentAfterEviction, Math.max(...residents), 'the worst residency after an eviction is reported');
@@ -186,6 +188,45 @@ t.test('bench over HTTP: a raw parallel download is the ceiling, --cold is refus
   t.equal(doc.methods[0]!.samples[0]!.bytes, doc.source.tensorBytes);
   t.equal(doc.ceilings[0]!.samples[0]!.bytes, doc.source.fileBytes, 'the download moved the whole object');
   t.ok(server.requests.some((q) => q.range === `bytes=0-${doc.source.fileBytes - 1}`), 'the naive baseline downloaded the whole object in one request');
+});
+
+t.test('bench over HTTP on safetensors as it is: one file (the naive baseline parses it too), and a sharded index (every shard downloaded for the ceiling)', { skip: why }, async (t) => {
+  const dir = t.testdir();
+  const st = join(dir, 'model.safetensors');
+  await writeSyntheticSafetensors(st, 8 * 2 ** 20);
+  // The same tensors split in two shards, with their index.
+  const raw = readFileSync(st);
+  const n = Number(raw.readBigUInt64LE(0));
+  const header = JSON.parse(raw.subarray(8, 8 + n).toString()) as Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }>;
+  delete header.__metadata__;
+  const names = Object.keys(header).sort((a, b) => header[a]!.data_offsets[0] - header[b]!.data_offsets[0]);
+  const weightMap: Record<string, string> = {};
+  [names.slice(0, names.length / 2), names.slice(names.length / 2)].forEach((part, k) => {
+    const file = `shard-${k}.safetensors`;
+    writeSafetensors(join(dir, file), part.map((name) => ({ name, dtype: header[name]!.dtype, shape: header[name]!.shape, data: raw.subarray(8 + n + header[name]!.data_offsets[0], 8 + n + header[name]!.data_offsets[1]) })));
+    for (const name of part) weightMap[name] = file;
+  });
+  writeFileSync(join(dir, 'model.safetensors.index.json'), JSON.stringify({ weight_map: weightMap }));
+  const server = await startHttpServer(dir);
+  t.teardown(() => server.close());
+  const tensorBytes = raw.length - 8 - n;
+  for (const [what, url, files] of [
+    ['one file', `${server.url}/model.safetensors`, 1],
+    ['an index', `${server.url}/model.safetensors.index.json`, 2],
+  ] as const) {
+    const r = await cli('bench', url, '--runs', '1', '--device', 'cpu', '--json');
+    t.equal(r.code, 0, `${what}: ${r.stderr}`);
+    const doc = JSON.parse(r.stdout) as BenchResult;
+    t.equal(doc.source.tensorBytes, tensorBytes, `${what}: the tensors' bytes, from the headers`);
+    t.equal(doc.source.tensors, names.length);
+    checkEntries(t, doc, 1);
+    for (const m of doc.methods) t.equal(m.samples[0]!.bytes, tensorBytes, `${what}: ${m.id} loaded every tensor`);
+    const fileBytes = files === 1 ? raw.length : statSync(join(dir, 'shard-0.safetensors')).size + statSync(join(dir, 'shard-1.safetensors')).size;
+    t.equal(doc.source.fileBytes, fileBytes, `${what}: the files' bytes`);
+    t.equal(doc.ceilings[0]!.samples[0]!.bytes, fileBytes, `${what}: the raw download moved every file whole`);
+    if (files === 1) t.same(doc.methods.map((m) => m.id), ['plaid', 'simple', 'naive'], 'one file: the naive baseline runs, parsing the safetensors header from memory');
+    else t.match(doc.skipped, [{ id: 'mmap' }, { id: 'naive', reason: 'it reads one file, and this checkpoint is 2 files' }], 'several files: no naive baseline, said why');
+  }
 });
 
 const tmpfsRepo = onTmpfs(ROOT) ? 'the test directory is on tmpfs, whose pages cannot be evicted' : false;

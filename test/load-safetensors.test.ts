@@ -73,7 +73,7 @@ t.test('--filter, --verify, a file that is neither format', { skip: why }, async
   m.close();
   const v = await runCli(['load', file, '--verify', '--device', 'cpu']);
   t.equal(v.code, 2, '--verify: a usage error');
-  t.match(v.stderr, /is a safetensors file, which holds no hashes: --verify has nothing to check/);
+  t.match(v.stderr, /--verify: no SHA-256 is known for .*model\.safetensors \(safetensors holds no hashes\)\n.*hint: give it: --sha256 HEX/);
   const other = join(dir, 'notes.txt');
   writeFileSync(other, '{"this": "is json, not a model"}\n');
   const r = await runCli(['load', other, '--device', 'cpu']);

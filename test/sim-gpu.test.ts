@@ -218,7 +218,7 @@ const LOAD_FAULTS: Record<Op, { stage: string; code: RegExp; sticky: boolean; me
   stream: { stage: 'load', code: /^E_DEVICE_STREAM$/, sticky: false, message: /cuStreamCreate.*injected: stream@1/ },
   copy: { stage: 'load', code: /^E_DEVICE_COPY$/, sticky: true, message: /cuMemcpyHtoDAsync.*CUDA_ERROR_LAUNCH_FAILED.*injected: copy@1/ },
   event: { stage: 'load', code: /^E_DEVICE_EVENT$/, sticky: false, message: /cuEventCreate.*injected: event@1/ },
-  sync: { stage: 'load', code: /^E_DEVICE_(SYNC|COPY|EVENT)$/, sticky: true, message: /Synchronize.*injected: sync@1/ },
+  sync: { stage: 'load', code: /^E_DEVICE_(SYNC|COPY|EVENT|CALLBACK)$/, sticky: true, message: /Synchronize.*injected: sync@1/ },
   callback: { stage: 'load', code: /^E_DEVICE_(COPY|EVENT|SYNC|CALLBACK)$/, sticky: true, message: /host function.*injected: callback@1/ },
   read: { stage: 'read', code: /^E_DEVICE_READ$/, sticky: false, message: /cuMemcpyDtoH.*injected: read@1/ },
 };

@@ -27,7 +27,7 @@ Napi::Value makeError(Napi::Env env, Code code, const std::string& message) {
 
 Napi::Value makeError(Napi::Env env, const Error& err) {
   Napi::Object e = makeError(env, err.code, err.message).As<Napi::Object>();
-  if (err.tensor >= 0) e.Set("item", static_cast<double>(err.tensor));
+  if (err.tensor >= 0) e.Set(err.group ? "group" : "item", static_cast<double>(err.tensor));
   if (!err.hashes.empty()) {
     Napi::Array hashes = Napi::Array::New(env, err.hashes.size());
     for (size_t i = 0; i < err.hashes.size(); i++) hashes.Set(static_cast<uint32_t>(i), Napi::String::New(env, err.hashes[i]));

@@ -1,10 +1,13 @@
 // fetch(spec) -> {handle, done}: tensor data pulled over HTTP(S) by the native fetcher
 // (fetch.h) into a new destination (device >= 0, or -1 for host memory), or with device null
 // into `output` (an existing file, at the items' dst offsets) or only hashed.
-// spec: {host, port, tls, ca?, head, name, size, etag?, output?, items: Float64Array
-// (src, len, dst triples), hashes?: [{crc32: bool, sha256: bool, prefix: Buffer}],
-// chunkSize, maxGap, connections, retries, baseDelayMs, timeoutMs, speedLimit, speedTimeMs,
-// total}. The handle works with read() and free() like a load's.
+// spec: {host, port, tls, ca?, head, name, size, etag?, proxyHost?, proxyPort?,
+// proxyConnect?, output?, items: Float64Array (src, len, dst triples), hashes?: [{crc32:
+// bool, sha256: bool, prefix: Buffer}], chunkSize, maxGap, connections, retries,
+// baseDelayMs, timeoutMs, speedLimit, speedTimeMs, total, groups?: [{sha256: Buffer(32),
+// prefix: Buffer, items: Uint32Array}] (hash groups, checked here: fetch.h)}. Several objects: objects: [{the
+// same target fields, name, size}] and itemFiles: Uint32Array (each item's object); the
+// top-level target is then not read. The handle works with read() and free() like a load's.
 #include <chrono>
 
 #include "addon.h"
@@ -64,30 +67,45 @@ Napi::Value fetchStats(Napi::Env env, const FetchTicket& t, double allocMs) {
   return o;
 }
 
+// One object: {host, port, tls, ca?, head, etag?, proxyHost?, proxyPort?, proxyConnect?,
+// name, size} (a NativeFetchTarget with the object's URL and size).
+tz::FetchObject parseObject(const Napi::Object& o) {
+  Napi::Env env = o.Env();
+  tz::FetchObject x;
+  x.endpoint.host = o.Get("host").As<Napi::String>().Utf8Value();
+  x.endpoint.port = static_cast<int>(u64(o, "port", 80));
+  if (x.endpoint.port < 1 || x.endpoint.port > 65535) throwError(env, Code::E_USAGE, "fetch: port out of range");
+  x.endpoint.tls = o.Get("tls").ToBoolean().Value();
+  if (o.Get("proxyConnect").IsString()) {
+    x.endpoint.proxyConnect = o.Get("proxyConnect").As<Napi::String>().Utf8Value();
+    x.endpoint.proxyHost = o.Get("proxyHost").As<Napi::String>().Utf8Value();
+    x.endpoint.proxyPort = static_cast<int>(u64(o, "proxyPort", 80));
+    if (x.endpoint.proxyPort < 1 || x.endpoint.proxyPort > 65535) throwError(env, Code::E_USAGE, "fetch: proxy port out of range");
+  }
+  if (o.Get("ca").IsString()) x.endpoint.caPem = o.Get("ca").As<Napi::String>().Utf8Value();
+  if (x.endpoint.tls) {
+    std::string why;
+    if (!tz::tlsAvailable(why)) throwError(env, Code::E_UNSUPPORTED, why);
+  }
+  x.head = o.Get("head").As<Napi::String>().Utf8Value();
+  x.name = o.Get("name").As<Napi::String>().Utf8Value();
+  x.objectSize = u64(o, "size", 0);
+  if (o.Get("etag").IsString()) x.etag = o.Get("etag").As<Napi::String>().Utf8Value();
+  return x;
+}
+
 Napi::Value Fetch(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object o = info[0].As<Napi::Object>();
   auto t = std::make_shared<FetchTicket>();
   tz::FetchSpec& s = t->fetch;
-  s.endpoint.host = o.Get("host").As<Napi::String>().Utf8Value();
-  s.endpoint.port = static_cast<int>(u64(o, "port", 80));
-  if (s.endpoint.port < 1 || s.endpoint.port > 65535) throwError(env, Code::E_USAGE, "fetch: port out of range");
-  s.endpoint.tls = o.Get("tls").ToBoolean().Value();
-  if (o.Get("proxyConnect").IsString()) {
-    s.endpoint.proxyConnect = o.Get("proxyConnect").As<Napi::String>().Utf8Value();
-    s.endpoint.proxyHost = o.Get("proxyHost").As<Napi::String>().Utf8Value();
-    s.endpoint.proxyPort = static_cast<int>(u64(o, "proxyPort", 80));
-    if (s.endpoint.proxyPort < 1 || s.endpoint.proxyPort > 65535) throwError(env, Code::E_USAGE, "fetch: proxy port out of range");
+  if (o.Get("objects").IsArray()) {
+    Napi::Array objs = o.Get("objects").As<Napi::Array>();
+    if (objs.Length() == 0) throwError(env, Code::E_USAGE, "fetch: objects must not be empty");
+    for (uint32_t i = 0; i < objs.Length(); i++) s.objects.push_back(parseObject(objs.Get(i).As<Napi::Object>()));
+  } else {
+    s.objects.push_back(parseObject(o));  // the one object
   }
-  if (o.Get("ca").IsString()) s.endpoint.caPem = o.Get("ca").As<Napi::String>().Utf8Value();
-  if (s.endpoint.tls) {
-    std::string why;
-    if (!tz::tlsAvailable(why)) throwError(env, Code::E_UNSUPPORTED, why);
-  }
-  s.head = o.Get("head").As<Napi::String>().Utf8Value();
-  s.name = o.Get("name").As<Napi::String>().Utf8Value();
-  s.objectSize = u64(o, "size", 0);
-  if (o.Get("etag").IsString()) s.etag = o.Get("etag").As<Napi::String>().Utf8Value();
   if (o.Get("output").IsString()) s.output = o.Get("output").As<Napi::String>().Utf8Value();
   s.chunk = u64(o, "chunkSize", 8 << 20);
   if (s.chunk < 4096 || s.chunk > (1ull << 30)) throwError(env, Code::E_USAGE, "fetch: chunk size must be between 4 KiB and 1 GiB");
@@ -98,7 +116,7 @@ Napi::Value Fetch(const Napi::CallbackInfo& info) {
   s.timeoutMs = static_cast<double>(u64(o, "timeoutMs", 30000));
   s.speedLimit = u64(o, "speedLimit", 1024);
   s.speedTimeMs = static_cast<double>(u64(o, "speedTimeMs", 30000));
-  s.items = parseItems(o);
+  s.items = parseItems(o, s.objects.size());
   if (o.Get("hashes").IsArray()) {
     Napi::Array hs = o.Get("hashes").As<Napi::Array>();
     if (hs.Length() != s.items.size()) throwError(env, Code::E_USAGE, "hashes must have one entry per item");
@@ -114,6 +132,8 @@ Napi::Value Fetch(const Napi::CallbackInfo& info) {
       s.hashes.push_back(std::move(x));
     }
   }
+  s.groups = parseGroups(o, s.items, GroupOrder::File);
+  if (!s.hashes.empty() && !s.groups.empty()) throwError(env, Code::E_USAGE, "fetch: per-item hashes and hash groups do not go together");
   t->hashOnly = o.Get("device").IsNull() || o.Get("device").IsUndefined();
   if (!t->hashOnly) t->device = o.Get("device").As<Napi::Number>().Int32Value();
   t->total = u64(o, "total", 0);

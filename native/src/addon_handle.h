@@ -5,11 +5,13 @@
 #include <napi.h>
 
 #include <atomic>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "addon_errors.h"
+#include "hash_groups.h"
 #include "loader.h"
 
 namespace tz::addon {
@@ -48,8 +50,9 @@ inline uint64_t u64(const Napi::Object& o, const char* key, uint64_t dflt) {
   return static_cast<uint64_t>(d);
 }
 
-// o.items: a Float64Array of (src, len, dst) triples.
-inline std::vector<Item> parseItems(const Napi::Object& o) {
+// o.items: a Float64Array of (src, len, dst) triples; o.itemFiles (optional): a Uint32Array
+// of each item's file (or object) index, each below `files`.
+inline std::vector<Item> parseItems(const Napi::Object& o, size_t files = 1) {
   Napi::Env env = o.Env();
   Napi::Float64Array items = o.Get("items").As<Napi::Float64Array>();
   if (items.ElementLength() % 3) throwError(env, Code::E_USAGE, "items must hold (src, len, dst) triples");
@@ -60,6 +63,51 @@ inline std::vector<Item> parseItems(const Napi::Object& o) {
     if (!(a >= 0 && b >= 0 && c >= 0) || a > 9007199254740991.0 || b > 9007199254740991.0 || c > 9007199254740991.0) throwError(env, Code::E_USAGE, "item out of range");
     out.push_back({static_cast<uint64_t>(a), static_cast<uint64_t>(b), static_cast<uint64_t>(c)});
   }
+  Napi::Value f = o.Get("itemFiles");
+  if (!f.IsUndefined()) {
+    Napi::Uint32Array which = f.As<Napi::Uint32Array>();
+    if (which.ElementLength() != out.size()) throwError(env, Code::E_USAGE, "itemFiles must have one entry per item");
+    for (size_t i = 0; i < out.size(); i++) {
+      if (which[i] >= files) throwError(env, Code::E_USAGE, "an item names a file that is not in the list");
+      out[i].file = which[i];
+    }
+  }
+  return out;
+}
+
+// o.groups (optional): [{sha256: Buffer(32), prefix?: Buffer, items: Uint32Array}], the hash
+// groups (loader.h HashGroup) over `items`, checked (hash_groups.h checkGroups: in range,
+// each item in at most one group, in `order`); E_USAGE otherwise.
+inline std::vector<HashGroup> parseGroups(const Napi::Object& o, const std::vector<Item>& items, GroupOrder order) {
+  Napi::Env env = o.Env();
+  std::vector<HashGroup> out;
+  Napi::Value v = o.Get("groups");
+  if (v.IsUndefined() || v.IsNull()) return out;
+  if (!v.IsArray()) throwError(env, Code::E_USAGE, "groups must be an array");
+  Napi::Array gs = v.As<Napi::Array>();
+  for (uint32_t g = 0; g < gs.Length(); g++) {
+    const std::string name = "hash group #" + std::to_string(g);
+    if (!gs.Get(g).IsObject()) throwError(env, Code::E_USAGE, name + " must be an object");
+    Napi::Object x = gs.Get(g).As<Napi::Object>();
+    HashGroup h;
+    Napi::Value sha = x.Get("sha256");
+    if (!sha.IsBuffer() || sha.As<Napi::Buffer<uint8_t>>().Length() != 32) throwError(env, Code::E_USAGE, name + ": sha256 must be a 32-byte Buffer");
+    std::memcpy(h.sha256, sha.As<Napi::Buffer<uint8_t>>().Data(), 32);
+    Napi::Value pre = x.Get("prefix");
+    if (pre.IsBuffer()) {
+      Napi::Buffer<uint8_t> p = pre.As<Napi::Buffer<uint8_t>>();
+      h.prefix.assign(reinterpret_cast<const char*>(p.Data()), p.Length());
+    } else if (!pre.IsUndefined()) {
+      throwError(env, Code::E_USAGE, name + ": prefix must be a Buffer");
+    }
+    Napi::Value its = x.Get("items");
+    if (!its.IsTypedArray() || its.As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array) throwError(env, Code::E_USAGE, name + ": items must be a Uint32Array");
+    Napi::Uint32Array a = its.As<Napi::Uint32Array>();
+    h.items.assign(a.Data(), a.Data() + a.ElementLength());
+    out.push_back(std::move(h));
+  }
+  Error err;
+  if (!checkGroups(out, items, order, err)) throwError(env, err);
   return out;
 }
 

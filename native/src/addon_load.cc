@@ -66,7 +66,21 @@ Napi::Value Start(const Napi::CallbackInfo& info) {
   Napi::Object o = info[0].As<Napi::Object>();
   auto h = std::make_shared<Handle>();
   tz::Spec& s = h->spec;
-  s.path = o.Get("path").As<Napi::String>().Utf8Value();
+  if (o.Get("files").IsArray()) {
+    // files: [{path, size?, mapAt?}]: several input files (items name theirs in itemFiles).
+    Napi::Array fs = o.Get("files").As<Napi::Array>();
+    if (fs.Length() == 0 || fs.Length() > 1u << 20) throwError(env, Code::E_USAGE, "files must list between 1 and 2^20 files");
+    for (uint32_t i = 0; i < fs.Length(); i++) {
+      Napi::Object f = fs.Get(i).As<Napi::Object>();
+      tz::FileIn x;
+      x.path = f.Get("path").As<Napi::String>().Utf8Value();
+      x.expectSize = f.Get("size").IsUndefined() ? -1 : static_cast<int64_t>(u64(f, "size", 0));
+      x.mapAt = u64(f, "mapAt", 0);
+      s.files.push_back(std::move(x));
+    }
+  } else {
+    s.path = o.Get("path").As<Napi::String>().Utf8Value();
+  }
   s.device = o.Get("device").As<Napi::Number>().Int32Value();
   s.plaid = o.Get("plaid").As<Napi::Boolean>().Value();
   s.readers = static_cast<int>(u64(o, "readers", 4));
@@ -77,7 +91,9 @@ Napi::Value Start(const Napi::CallbackInfo& info) {
   s.hugePages = !o.Get("hugePages").IsBoolean() || o.Get("hugePages").As<Napi::Boolean>().Value();
   s.mmap = o.Get("mmap").ToBoolean().Value();
   s.expectSize = o.Get("fileSize").IsUndefined() ? -1 : static_cast<int64_t>(u64(o, "fileSize", 0));
-  s.items = parseItems(o);
+  s.items = parseItems(o, s.files.empty() ? 1 : s.files.size());
+  s.groups = parseGroups(o, s.items, GroupOrder::Plan);
+  if (s.verify && !s.groups.empty()) throwError(env, Code::E_USAGE, "verify (per-tensor hashes) and hash groups do not go together");
   if (s.verify) {
     // expect: array of {crc32?: number, sha256?: Buffer(32), prefix: Buffer}
     Napi::Array ex = o.Get("expect").As<Napi::Array>();

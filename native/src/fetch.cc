@@ -18,7 +18,9 @@
 #include <thread>
 
 #include "device.h"
+#include "fetch_plan.h"
 #include "hash.h"
+#include "hash_groups.h"
 #include "piece_hasher.h"
 #include "pinned.h"
 #include "stream_core.h"
@@ -27,75 +29,15 @@ namespace tz {
 
 namespace {
 
-
-// A contiguous part of one item that one request carries.
-struct Piece {
-  uint32_t item, idx;  // idx: position among the item's pieces (file order)
-  uint32_t req;
-  uint64_t itemOff, reqOff, len;
-};
-
-struct Request {
-  uint64_t from, len;
-  uint32_t p0, p1;  // its pieces, [p0, p1), by reqOff
-};
-
-struct Plan {
-  std::vector<Request> reqs;
-  std::vector<Piece> pieces;
-  std::vector<uint32_t> perItem;  // pieces per item
-  uint64_t maxRequest = 0;
-};
-
-bool makePlan(const FetchSpec& s, Plan& p, Error& err) {
-  std::vector<uint32_t> order;
-  for (uint32_t i = 0; i < s.items.size(); i++)
-    if (s.items[i].len > 0) order.push_back(i);
-  std::sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) { return s.items[a].src < s.items[b].src; });
-  p.perItem.assign(s.items.size(), 0);
-  for (size_t k = 0; k < order.size(); k++) {
-    const Item& it = s.items[order[k]];
-    if (it.src > s.objectSize || it.len > s.objectSize - it.src) {
-      err = {Code::E_USAGE, "fetch: a tensor's bytes lie outside the object", static_cast<int64_t>(order[k])};
-      return false;
-    }
-    if (k > 0 && s.items[order[k - 1]].src + s.items[order[k - 1]].len > it.src) {
-      err = {Code::E_USAGE, "fetch: tensors overlap in the file", static_cast<int64_t>(order[k])};
-      return false;
-    }
-  }
-  const uint64_t chunk = std::max<uint64_t>(s.chunk, 4096);
-  // Spans of the file to read: tensors with small gaps between them are read together.
-  std::vector<std::pair<uint64_t, uint64_t>> spans;  // [a, b)
-  for (uint32_t i : order) {
-    const Item& it = s.items[i];
-    if (!spans.empty() && it.src - spans.back().second <= s.maxGap) spans.back().second = it.src + it.len;
-    else spans.push_back({it.src, it.src + it.len});
-  }
-  size_t k = 0;  // first item (in order) that may overlap the current request
-  for (auto [a, b] : spans) {
-    for (uint64_t from = a; from < b; from += chunk) {
-      Request r{from, std::min(chunk, b - from), static_cast<uint32_t>(p.pieces.size()), 0};
-      const uint64_t end = r.from + r.len;
-      while (k < order.size() && s.items[order[k]].src + s.items[order[k]].len <= r.from) k++;
-      for (size_t j = k; j < order.size() && s.items[order[j]].src < end; j++) {
-        const uint32_t i = order[j];
-        const Item& it = s.items[i];
-        uint64_t x = std::max(r.from, it.src), y = std::min(end, it.src + it.len);
-        if (y <= x) continue;
-        p.pieces.push_back({i, p.perItem[i]++, static_cast<uint32_t>(p.reqs.size()), x - it.src, x - r.from, y - x});
-      }
-      r.p1 = static_cast<uint32_t>(p.pieces.size());
-      p.maxRequest = std::max(p.maxRequest, r.len);
-      p.reqs.push_back(r);
-    }
-  }
-  return true;
-}
+using fetchplan::Piece;
+using fetchplan::Plan;
+using fetchplan::Request;
 
 struct Worker {
   int id = 0;
   Conn conn;
+  int endpoint = -1;  // where conn goes, while it is open
+  int queue = -1;     // the plan's queue it takes requests from
   uint32_t connects = 0;
   StagingRing ring;  // its two receive slots (and, for a GPU, its stream: stream_core.h)
   std::vector<uint8_t> scratch;
@@ -121,12 +63,17 @@ class FetchRun : RunState {
   bool run(Error& err) {
     t0_ = Clock::now();
     first_.start(t0_);
-    if (!makePlan(s_, plan_, err)) return false;
-    hashing_ = !s_.hashes.empty();
-    if (hashing_ && s_.hashes.size() != s_.items.size()) {
-      err = {Code::E_USAGE, "fetch: hashes must have one entry per item", -1};
+    objs_ = fetchplan::objectsOf(s_);
+    std::vector<uint32_t> endpointOf;
+    const uint32_t nEndpoints = fetchplan::groupEndpoints(objs_, endpointOf);
+    if (!fetchplan::makePlan(s_, objs_, endpointOf, plan_, err)) return false;
+    hashing_ = !s_.hashes.empty() || !s_.groups.empty();
+    if (!s_.hashes.empty() && (s_.hashes.size() != s_.items.size() || !s_.groups.empty())) {
+      err = {Code::E_USAGE, s_.groups.empty() ? "fetch: hashes must have one entry per item" : "fetch: per-item hashes and hash groups do not go together", -1};
       return false;
     }
+    // A group's pieces arrive in its order: one object's requests are taken in file order.
+    if (!checkGroups(s_.groups, s_.items, GroupOrder::File, err)) return false;
     device_ = dest_ ? dest_->device : -1;
     slots_ = !dest_ || device_ >= 0;
     first_.init(std::vector<uint64_t>(plan_.perItem.begin(), plan_.perItem.end()), &out_.firstTensorMs);
@@ -134,7 +81,19 @@ class FetchRun : RunState {
       // Each item's pieces in order (the plan lists them in file order, so by idx).
       std::vector<std::vector<uint64_t>> lens(s_.items.size());
       for (const Piece& pc : plan_.pieces) lens[pc.item].push_back(pc.len);
-      hasher_.reset(new PieceHasher(s_.hashes, std::move(lens), *this));
+      if (s_.groups.empty()) {
+        hasher_.reset(new PieceHasher(s_.hashes, std::move(lens), *this));
+      } else {
+        // Each group checked as soon as it is hashed whole (a mismatch stops the fetch); a
+        // group of no pieces (only its prefix) here.
+        units_ = groupUnits(s_.groups, lens);
+        hasher_.reset(new PieceHasher(units_.expect, std::move(units_.lens), *this, [this](uint32_t g) { failed(hasher_->check(g)); }, units_.itemUnits));
+        for (uint32_t g : units_.empty) failed(hasher_->check(g));
+        if (errs.failed()) {
+          err = errs.get();
+          return false;
+        }
+      }
     }
     std::string why;
     if (!s_.output.empty() && !dest_) {
@@ -151,22 +110,28 @@ class FetchRun : RunState {
         fd = -1;
       }
     } closeOut{outFd_};
-    Endpoint ep = s_.endpoint;
-    if (!plan_.reqs.empty() && !ep.resolve(why)) {
-      err = {Code::E_IO, s_.name + ": " + why, -1};
-      return false;
-    }
-    endpoint_ = &ep;
-    if (ep.tls && !plan_.reqs.empty() && !tls_.init(ep.caPem, why)) {
-      err = {Code::E_IO, s_.name + ": " + why, -1};
-      return false;
-    }
+    endpointOf_ = std::move(endpointOf);
+    if (!openEndpoints(nEndpoints, err)) return false;
     const int n = plan_.reqs.empty() ? 0 : std::max(1, std::min<int>(s_.connections, static_cast<int>(plan_.reqs.size())));
     std::vector<std::unique_ptr<Worker>> ws;
     allocateRing(2 * static_cast<size_t>(n), plan_.maxRequest);
+    taken_.reset(new std::atomic<uint32_t>[plan_.queues.size()]);
+    for (size_t q = 0; q < plan_.queues.size(); q++) taken_[q] = 0;
+    // Connections over the queues (endpoints) by their bytes: each next one to the queue
+    // with the most bytes per connection so far (every queue gets one first).
+    std::vector<uint32_t> onQueue(plan_.queues.size(), 0);
+    auto better = [&](size_t q, size_t b) {
+      if ((onQueue[q] == 0) != (onQueue[b] == 0)) return onQueue[q] == 0;
+      return static_cast<double>(plan_.queues[q].bytes) * (onQueue[b] + 1) > static_cast<double>(plan_.queues[b].bytes) * (onQueue[q] + 1);
+    };
     for (int i = 0; i < n && !errs.failed(); i++) {
       ws.emplace_back(new Worker);
       ws.back()->id = i;
+      size_t best = 0;
+      for (size_t q = 1; q < plan_.queues.size(); q++)
+        if (better(q, best)) best = q;
+      onQueue[best]++;
+      ws.back()->queue = static_cast<int>(best);
       setupWorker(*ws.back());
     }
     out_.connections = static_cast<uint64_t>(n);
@@ -190,7 +155,12 @@ class FetchRun : RunState {
       return false;
     }
     for (const Item& it : s_.items) out_.bytes += it.len;
-    if (hashing_) {
+    for (uint32_t g = 0; g < s_.groups.size(); g++)
+      if (!hasher_->complete(g)) {
+        err = {Code::E_NATIVE, "fetch: hash group #" + std::to_string(g) + " was not hashed completely", -1};
+        return false;
+      }
+    if (hashing_ && s_.groups.empty()) {
       out_.crc32.resize(s_.items.size());
       out_.sha256.resize(32 * s_.items.size());
       for (uint32_t i = 0; i < s_.items.size(); i++) {
@@ -239,6 +209,62 @@ class FetchRun : RunState {
       std::free(ring_);
     }
     ring_ = nullptr;
+  }
+
+  // Resolve each endpoint that has requests and set up a TLS context per distinct CA bundle.
+  bool openEndpoints(uint32_t n, Error& err) {
+    endpoints_.resize(n);
+    tlsOf_.assign(n, nullptr);
+    std::vector<const std::string*> names(n, nullptr);
+    for (size_t o = objs_.size(); o-- > 0;) {
+      endpoints_[endpointOf_[o]] = objs_[o].endpoint;
+      names[endpointOf_[o]] = &objs_[o].name;  // in the end the first object's
+    }
+    std::string why;
+    for (const fetchplan::Queue& q : plan_.queues) {
+      Endpoint& ep = endpoints_[q.endpoint];
+      if (!ep.resolve(why)) {
+        err = {Code::E_IO, *names[q.endpoint] + ": " + why, -1};
+        return false;
+      }
+      if (!ep.tls) continue;
+      for (uint32_t e = 0; e < n && !tlsOf_[q.endpoint]; e++)
+        if (tlsOf_[e] && endpoints_[e].caPem == ep.caPem) tlsOf_[q.endpoint] = tlsOf_[e];
+      if (tlsOf_[q.endpoint]) continue;
+      tlsContexts_.emplace_back(new TlsContext);
+      if (!tlsContexts_.back()->init(ep.caPem, why)) {
+        err = {Code::E_IO, *names[q.endpoint] + ": " + why, -1};
+        return false;
+      }
+      tlsOf_[q.endpoint] = tlsContexts_.back().get();
+    }
+    return true;
+  }
+
+  // The next request for w: from its queue while that has any (its connection's endpoint),
+  // then from the queue with the most requests left. False when none is left.
+  bool nextRequest(Worker& w, uint32_t& ri) {
+    for (;;) {
+      if (w.queue >= 0) {
+        const auto& reqs = plan_.queues[w.queue].reqs;
+        const uint32_t k = taken_[w.queue].fetch_add(1);
+        if (k < reqs.size()) {
+          ri = reqs[k];
+          return true;
+        }
+      }
+      int best = -1;
+      uint64_t most = 0;
+      for (size_t q = 0; q < plan_.queues.size(); q++) {
+        const uint64_t size = plan_.queues[q].reqs.size(), taken = taken_[q].load();
+        if (taken < size && size - taken > most) {
+          most = size - taken;
+          best = static_cast<int>(q);
+        }
+      }
+      if (best < 0) return false;
+      w.queue = best;
+    }
   }
 
   void setupWorker(Worker& w) {
@@ -325,8 +351,13 @@ class FetchRun : RunState {
       a.why = why;
       return a;
     };
+    const FetchObject& o = objs_[r.obj];
+    const int ep = static_cast<int>(endpointOf_[r.obj]);
+    // Another endpoint than the open connection's: that connection is of no use.
+    if (w.conn.isOpen() && w.endpoint != ep) w.conn.close();
     std::string why;
-    if (!w.conn.isOpen() && !w.conn.open(*endpoint_, &tls_, static_cast<size_t>(w.id) + w.connects++, s_.timeoutMs, s_.cancel, why)) {
+    w.endpoint = ep;
+    if (!w.conn.isOpen() && !w.conn.open(endpoints_[ep], tlsOf_[ep], static_cast<size_t>(w.id) + w.connects++, s_.timeoutMs, s_.cancel, why)) {
       // An untrusted certificate, a proxy that refused the tunnel with a 4xx: retrying cannot help.
       if (w.conn.lastFailure().final) {
         a.hint = w.conn.lastFailure().hint;
@@ -336,7 +367,7 @@ class FetchRun : RunState {
     }
     const bool reused = w.conn.used > 0;
     const uint64_t from = r.from + got, to = r.from + r.len - 1;
-    std::string req = s_.head + "Range: bytes=" + std::to_string(from) + "-" + std::to_string(to) + "\r\n\r\n";
+    std::string req = o.head + "Range: bytes=" + std::to_string(from) + "-" + std::to_string(to) + "\r\n\r\n";
     requests_.fetch_add(1, std::memory_order_relaxed);
     // The low-speed limit, in consecutive windows of speedTimeMs from the request on: each
     // must bring speedLimit body bytes/s on average (the wait for the head counts as time
@@ -406,12 +437,12 @@ class FetchRun : RunState {
       return fatal(Code::E_IO, st + detail + " for " + range(r, got));
     }
     const uint64_t want = r.len - got;
-    if (!h.hasContentRange || h.rangeFirst != from || h.rangeLast != to || (h.rangeTotal >= 0 && static_cast<uint64_t>(h.rangeTotal) != s_.objectSize) ||
-        (!s_.etag.empty() && !h.etag.empty() && h.etag != s_.etag)) {
+    if (!h.hasContentRange || h.rangeFirst != from || h.rangeLast != to || (h.rangeTotal >= 0 && static_cast<uint64_t>(h.rangeTotal) != o.objectSize) ||
+        (!o.etag.empty() && !h.etag.empty() && h.etag != o.etag)) {
       w.conn.close();
       std::string got_s = h.hasContentRange ? "bytes " + std::to_string(h.rangeFirst) + "-" + std::to_string(h.rangeLast) + "/" + (h.rangeTotal < 0 ? "*" : std::to_string(h.rangeTotal)) : "no Content-Range";
-      std::string tag = !s_.etag.empty() && !h.etag.empty() && h.etag != s_.etag ? ", ETag " + h.etag + " instead of " + s_.etag : "";
-      return fatal(Code::E_FILE_CHANGED, "the object changed while it was being read (asked for bytes " + std::to_string(from) + "-" + std::to_string(to) + " of " + std::to_string(s_.objectSize) + ", got " + got_s + tag + ")");
+      std::string tag = !o.etag.empty() && !h.etag.empty() && h.etag != o.etag ? ", ETag " + h.etag + " instead of " + o.etag : "";
+      return fatal(Code::E_FILE_CHANGED, "the object changed while it was being read (asked for bytes " + std::to_string(from) + "-" + std::to_string(to) + " of " + std::to_string(o.objectSize) + ", got " + got_s + tag + ")");
     }
     if (h.chunked) {
       w.conn.close();
@@ -503,7 +534,7 @@ class FetchRun : RunState {
       if (a.outcome == Outcome::Ok) return true;
       if (a.outcome == Outcome::Cancelled) return false;
       if (a.outcome == Outcome::Fatal) {
-        errs.set(a.code, s_.name + ": " + a.why, -1, a.hint);
+        errs.set(a.code, objs_[r.obj].name + ": " + a.why, -1, a.hint);
         return false;
       }
       w.conn.close();
@@ -512,7 +543,7 @@ class FetchRun : RunState {
         freeRetry = false;
         continue;
       }
-      const std::string what = s_.name + ": bytes " + std::to_string(r.from) + ".." + std::to_string(r.from + r.len);
+      const std::string what = objs_[r.obj].name + ": bytes " + std::to_string(r.from) + ".." + std::to_string(r.from + r.len);
       if (failures >= s_.retries) {
         errs.set(Code::E_IO, what + ": giving up after " + std::to_string(failures + 1) + " attempts: " + a.why, -1,
                   a.hint.empty() ? "check the network and the server, then run again" : a.hint);
@@ -546,8 +577,8 @@ class FetchRun : RunState {
         slot = &w.ring.pending(si);
         buf = w.ring.slot(si);
       }
-      const uint32_t ri = next_.fetch_add(1);
-      if (ri >= plan_.reqs.size() || cancelled()) return;
+      uint32_t ri;
+      if (!nextRequest(w, ri) || cancelled()) return;
       const Request& r = plan_.reqs[ri];
       if (!slot)
         for (uint32_t k = r.p0; k < r.p1; k++) prefault(destOf(plan_.pieces[k]), plan_.pieces[k].len);
@@ -588,14 +619,18 @@ class FetchRun : RunState {
   int outFd_ = -1;
   uint8_t* ring_ = nullptr;
   PinnedHost pinnedRing_;  // ring_ points into it for a GPU destination
-  const Endpoint* endpoint_ = nullptr;
-  TlsContext tls_;
-  std::atomic<uint32_t> next_{0};
+  std::vector<FetchObject> objs_;
+  std::vector<uint32_t> endpointOf_;  // per object
+  std::vector<Endpoint> endpoints_;   // resolved, one per distinct endpoint
+  std::vector<std::unique_ptr<TlsContext>> tlsContexts_;  // one per distinct CA bundle
+  std::vector<TlsContext*> tlsOf_;    // per endpoint (null without TLS)
+  std::unique_ptr<std::atomic<uint32_t>[]> taken_;  // per queue: requests taken
   std::atomic<uint64_t> requests_{0}, retries_{0}, wire_{0};
   std::mutex logM_;
   Clock::time_point t0_;
   FirstTensor first_;
   std::unique_ptr<PieceHasher> hasher_;  // when hashing
+  GroupUnits units_;                     // hash groups: the hasher's units
 };
 
 }  // namespace

@@ -15,7 +15,15 @@
 // slot is reused only once its pieces are hashed. A failed request (reset, timeout, short
 // body, 5xx, 429, 503 SlowDown, slower than the low-speed limit) is retried with backoff
 // and resumed from the last byte received; an answer that does not fit the object
-// (Content-Range total, ETag, 412, 416) is E_FILE_CHANGED.
+// (Content-Range total, ETag, 412, 416) is E_FILE_CHANGED, naming the object.
+//
+// Several objects (the shards of a checkpoint, on one host or several) can be read in one
+// run into one destination: spec.objects lists them and each item's `file` names its
+// object. Without objects the spec's own endpoint/head/name/objectSize/etag are the one
+// object (object 0). Requests never span objects; the objects are read at once, their
+// requests interleaved (fetch_plan.h). A connection keeps its keep-alive connection while
+// its requests go to the same endpoint (host, port, TLS and CA, proxy); objects of
+// different CAs are fine (one TLS context per distinct CA bundle).
 #pragma once
 #include <atomic>
 #include <cstdint>
@@ -28,7 +36,19 @@
 
 namespace tz {
 
+// One object to read from: where it is, how to ask for it, and what it must be.
+struct FetchObject {
+  Endpoint endpoint;
+  std::string head;          // as FetchSpec::head
+  std::string name;          // the URL, for messages
+  uint64_t objectSize = 0;   // every Content-Range total must equal it
+  std::string etag;          // when set, every answer's ETag must equal it
+};
+
 struct FetchSpec {
+  // The objects to read, items[i].file indexing them; when empty, the fields below
+  // (endpoint, head, name, objectSize, etag) are the only object, and every file is 0.
+  std::vector<FetchObject> objects;
   Endpoint endpoint;
   // The request line and headers, each ending in CRLF, without Range and the blank line;
   // e.g. "GET /m.tensors HTTP/1.1\r\nHost: h\r\nIf-Match: \"e\"\r\n".
@@ -39,6 +59,9 @@ struct FetchSpec {
   std::vector<Item> items;
   // One per item when hashing: which hashes to compute and the bytes hashed first.
   std::vector<Expect> hashes;
+  // Or hash groups (loader.h HashGroup), checked here: E_HASH_MISMATCH naming the group.
+  // Each group's items in one object, in file order. Not with `hashes`.
+  std::vector<HashGroup> groups;
   // Without a destination: write each item's bytes into this (existing) file at its dst.
   std::string output;
   uint64_t chunk = 8 << 20;

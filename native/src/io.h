@@ -22,6 +22,7 @@ struct Error {
   int64_t tensor = -1;  // item index the error concerns, if any (JS: `item`)
   std::string hint;     // what the user can do about it, when there is something (JS: `hints`)
   std::vector<std::string> hashes;  // E_HASH_MISMATCH: which stored hashes failed ("crc32", "sha256")
+  bool group = false;  // `tensor` is a hash group's index, not an item's (JS: `group`, no `item`)
   bool ok() const { return code == Code::none; }
 };
 

@@ -18,6 +18,7 @@
 #include "copy.h"
 #include "device.h"
 #include "hash.h"
+#include "hash_groups.h"
 #include "io.h"
 #include "piece_hasher.h"
 #include "stream_core.h"
@@ -70,7 +71,8 @@ Plan makePlan(const Spec& s) {
 
 class Run : public RunState {
  public:
-  Run(const Spec& s, int fd, Loaded& out) : RunState(s.progress, s.cancel), s_(s), fd_(fd), out_(out), plan_(makePlan(s)) {
+  Run(const Spec& s, const std::vector<FileIn>& files, const std::vector<int>& fds, Loaded& out)
+      : RunState(s.progress, s.cancel), s_(s), files_(files), fds_(fds), out_(out), plan_(makePlan(s)) {
     // per-item count of pieces still in flight
     std::vector<uint64_t> counts(s.items.size(), 0);
     for (auto& pc : plan_.pieces) counts[pc.item]++;
@@ -87,7 +89,8 @@ class Run : public RunState {
     first_.start(t0_);
   }
 
-  // --plaid into host memory without --verify (which runHostVerified does).
+  // --plaid into host memory without --verify (which runHostVerified does); with hash groups
+  // each piece goes from the destination to the hasher.
   void hostReader() {
     for (;;) {
       uint64_t u = next_.fetch_add(1);
@@ -96,7 +99,8 @@ class Run : public RunState {
       const Item& it = s_.items[pc.item];
       uint8_t* dst = static_cast<uint8_t*>(out_.base) + it.dst + pc.off;
       prefault(dst, pc.len);
-      if (!preadFully(fd_, dst, pc.len, it.src + pc.off, s_.path, errs, pc.item)) return;
+      if (!read(it, dst, pc.len, pc.off, pc.item)) return;
+      if (hasher_ && hasher_->needs(pc.item)) hasher_->arrived(pc.item, pc.idx, dst, nullptr);
       progress(pc.len);
       pieceDone(pc.item);
     }
@@ -114,7 +118,7 @@ class Run : public RunState {
   // 2 cores, median of 5.)
   void runHostVerified(int readers, bool mapped) {
     CopySpec c;
-    c.inputs = {s_.path};
+    for (const FileIn& f : files_) c.inputs.push_back(f.path);
     c.memory = mapped ? nullptr : static_cast<uint8_t*>(out_.base);
     c.threads = readers;
     c.chunk = std::max<uint64_t>(4096, std::min<uint64_t>(s_.chunk, 1 << 20) / 4096 * 4096);
@@ -123,7 +127,7 @@ class Run : public RunState {
     c.progress = s_.progress;
     c.cancel = s_.cancel;
     c.onJobDone = [this, mapped](size_t i) {
-      if (mapped && !populate(s_.items[i].src, s_.items[i].len, static_cast<uint32_t>(i))) return;
+      if (mapped && !populate(s_.items[i].dst, s_.items[i].len, static_cast<uint32_t>(i))) return;
       tensorDone();
     };
     c.jobs.resize(s_.items.size());
@@ -131,6 +135,7 @@ class Run : public RunState {
       const Item& it = s_.items[i];
       const Expect& e = s_.expect[i];
       CopyJob& j = c.jobs[i];
+      j.file = it.file;
       j.ranges = {it.src, it.len};
       j.dst = mapped ? -1 : static_cast<int64_t>(it.dst);
       j.prefix = e.prefix;
@@ -150,8 +155,9 @@ class Run : public RunState {
     }
   }
 
-  // --mmap: map a range of the file's pages in from the page cache (reading them from disk
-  // where they are not cached). Nothing is copied and no memory is zeroed.
+  // --mmap: map a range of the destination's pages (of the file holding `item`) in from the
+  // page cache (reading them from disk where they are not cached). Nothing is copied and no
+  // memory is zeroed.
   bool populate(uint64_t off, uint64_t len, uint32_t item) {
 #ifndef MADV_POPULATE_READ
     constexpr int MADV_POPULATE_READ = 22;
@@ -168,17 +174,19 @@ class Run : public RunState {
     // place, and fault in on first use (touching them here could raise SIGBUS if the file
     // shrank meanwhile).
     if (errno == EINVAL || errno == ENOSYS) return true;
+    const FileIn& f = files_[s_.items[item].file];
+    const uint64_t fa = a - std::min(a, f.mapAt), fb = b - std::min(b, f.mapAt);  // in the file
     if (errno == ENOMEM) {
-      errs.set(Code::E_HOST_OOM, s_.path + ": out of memory while mapping bytes " + std::to_string(a) + "-" + std::to_string(b) + " of the file", item);
+      errs.set(Code::E_HOST_OOM, f.path + ": out of memory while mapping bytes " + std::to_string(fa) + "-" + std::to_string(fb) + " of the file", item);
       return false;
     }
     // EFAULT: an access would have raised SIGBUS: the pages lie past the end of the file
     // (it was truncated since it was mapped) or reading them failed.
     struct stat st {};
-    if (fstat(fd_, &st) == 0 && static_cast<uint64_t>(st.st_size) < b && static_cast<uint64_t>(st.st_size) < out_.size) {
-      errs.set(Code::E_FILE_CHANGED, s_.path + ": the file was truncated to " + std::to_string(st.st_size) + " bytes while it was being mapped", item);
+    if (fstat(fds_[s_.items[item].file], &st) == 0 && static_cast<uint64_t>(st.st_size) < fb && static_cast<int64_t>(st.st_size) < f.expectSize) {
+      errs.set(Code::E_FILE_CHANGED, f.path + ": the file was truncated to " + std::to_string(st.st_size) + " bytes while it was being mapped", item);
     } else {
-      errs.set(Code::E_IO, s_.path + ": could not read bytes " + std::to_string(a) + "-" + std::to_string(b) + " of the file into its mapping: " + std::strerror(errno), item);
+      errs.set(Code::E_IO, f.path + ": could not read bytes " + std::to_string(fa) + "-" + std::to_string(fb) + " of the file into its mapping: " + std::strerror(errno), item);
     }
     return false;
   }
@@ -195,11 +203,12 @@ class Run : public RunState {
     std::vector<MapRange> out;
     for (size_t k = 0; k < plan_.pieces.size(); k++) {
       const Piece& pc = plan_.pieces[k];
-      const uint64_t from = s_.items[pc.item].src + pc.off;
+      const uint64_t from = s_.items[pc.item].dst + pc.off;  // where it is mapped
       if (!out.empty()) {
         MapRange& r = out.back();
         const uint64_t end = r.from + r.len;
-        if (from >= end && from - end <= kGap && from + pc.len - r.from <= s_.chunk) {
+        const bool sameFile = s_.items[plan_.pieces[r.firstPiece].item].file == s_.items[pc.item].file;
+        if (sameFile && from >= end && from - end <= kGap && from + pc.len - r.from <= s_.chunk) {
           r.len = from + pc.len - r.from;
           r.endPiece = k + 1;
           continue;
@@ -223,26 +232,92 @@ class Run : public RunState {
     }
   }
 
+  // --mmap with hash groups: the pieces of grouped items are read (pread, as runHostVerified
+  // does: a file truncated meanwhile is E_FILE_CHANGED, not SIGBUS) into the reader's two
+  // slots and handed to the hasher, their pages mapped in meanwhile; a slot is refilled only
+  // once its piece is hashed (the buffers outlive the hasher: freed by the caller).
+  void mappedGroupReader(StagingRing& r) {
+    for (;;) {
+      uint64_t u = next_.fetch_add(1);
+      if (u >= plan_.pieces.size() || cancelled()) return;
+      const Piece& pc = plan_.pieces[u];
+      const Item& it = s_.items[pc.item];
+      if (hasher_->needs(pc.item)) {
+        Error we;
+        const int slot = r.acquire(we, this);
+        if (failed(we, pc.item) || slot < 0 || cancelled()) return;
+        if (!read(it, r.slot(slot), pc.len, pc.off, pc.item)) return;
+        r.pending(slot).set(1);
+        hasher_->arrived(pc.item, pc.idx, r.slot(slot), &r.pending(slot));
+      }
+      if (!populate(it.dst + pc.off, pc.len, pc.item)) return;
+      progress(pc.len);
+      pieceDone(pc.item);
+    }
+  }
+
+  // Hash groups on host memory: --plaid readers (hostReader), or with --mmap mappedGroupReader.
+  void runHostGrouped(int readers, bool mapped) {
+    Error tooBig;
+    if (mapped && !stagingFits(2ull * static_cast<uint64_t>(readers) * s_.chunk, "the read buffers (2 x readers x chunk size)", tooBig)) return errs.set(tooBig);
+    std::vector<std::unique_ptr<uint8_t[]>> bufs;
+    std::vector<std::unique_ptr<StagingRing>> rs;
+    for (int i = 0; mapped && i < readers; i++) {
+      bufs.emplace_back(new (std::nothrow) uint8_t[2 * s_.chunk]);
+      if (!bufs.back()) return errs.set(Code::E_HOST_OOM, "out of host memory for the read buffers");
+      rs.emplace_back(new StagingRing);
+      rs.back()->useSlots(bufs.back().get(), bufs.back().get() + s_.chunk);
+    }
+    startHasher();
+    std::vector<std::thread> ts;
+    for (int i = 0; i < readers && !errs.failed(); i++) {
+      if (mapped) ts.emplace_back([this, &rs, i] { mappedGroupReader(*rs[i]); });
+      else ts.emplace_back([this] { hostReader(); });
+    }
+    for (auto& t : ts) t.join();
+    hasher_->join();
+    for (auto& r : rs) r->close(errs);
+    allHashed();
+  }
+
   void runHostMapped(int readers) {
     out_.stats.allocMs = msSince(t0_);
     if (s_.verify) return runHostVerified(readers, true);
+    if (!s_.groups.empty()) return runHostGrouped(readers, true);
     const std::vector<MapRange> ranges = mapRanges();
     std::vector<std::thread> ts;
     for (int i = 0; i < readers; i++) ts.emplace_back([&] { mappedReader(ranges); });
     for (auto& t : ts) t.join();
   }
 
-  // --verify on a GPU: each tensor is checked as soon as its last piece is hashed (on a
-  // hasher thread; a mismatch stops the load); a zero-length tensor (only its prefix) here.
+  // --verify on a GPU, or hash groups: each tensor (group) is checked as soon as its last
+  // piece is hashed (on a hasher thread; a mismatch stops the load); a zero-length tensor
+  // (only its prefix), or a group of no pieces, here.
   void startHasher() {
     std::vector<std::vector<uint64_t>> lens(s_.items.size());
     for (const Piece& pc : plan_.pieces) lens[pc.item].push_back(pc.len);
-    hasher_.reset(new PieceHasher(s_.expect, std::move(lens), *this, [this](uint32_t i) { failed(hasher_->check(i)); }));
-    for (uint32_t i = 0; i < s_.items.size(); i++)
-      if (!s_.items[i].len && hasher_->needs(i)) failed(hasher_->check(i));
+    auto onUnit = [this](uint32_t u) { failed(hasher_->check(u)); };
+    std::vector<uint32_t> empty;  // units of no pieces
+    if (!s_.groups.empty()) {
+      units_ = groupUnits(s_.groups, lens);
+      empty = units_.empty;
+      hasher_.reset(new PieceHasher(units_.expect, std::move(units_.lens), *this, onUnit, units_.itemUnits));
+    } else {
+      for (uint32_t i = 0; i < s_.items.size(); i++)
+        if (lens[i].empty() && (s_.expect[i].crc || s_.expect[i].sha)) empty.push_back(i);
+      hasher_.reset(new PieceHasher(s_.expect, std::move(lens), *this, onUnit));
+    }
+    for (uint32_t u : empty) failed(hasher_->check(u));
     // A hasher thread per core, up to 8 (not the fetcher's half: readers only pread, and on
     // 2 cores one hasher thread left the load hash-bound, 1.99 s instead of 1.5 s for 1.88 GiB).
     hasher_->start(std::max(1, std::min(8, static_cast<int>(std::thread::hardware_concurrency()))));
+  }
+
+  // After the hasher's join: a load that did not fail must have hashed every group whole.
+  void allHashed() {
+    if (errs.failed() || cancelled() || !hasher_ || s_.groups.empty()) return;
+    for (uint32_t g = 0; g < s_.groups.size(); g++)
+      if (!hasher_->complete(g)) return errs.set(Code::E_NATIVE, "hash group #" + std::to_string(g) + " was not hashed completely");
   }
 
   void checkHash(TensorHash& h, uint32_t item) {
@@ -268,7 +343,7 @@ class Run : public RunState {
       if (failed(we, pc.item)) return;
       if (slot < 0 || cancelled()) return;
       uint8_t* buf = r.slot(slot);
-      if (!preadFully(fd_, buf, pc.len, it.src + pc.off, s_.path, errs, pc.item)) return;
+      if (!read(it, buf, pc.len, pc.off, pc.item)) return;
       const StagingRing::Copy c{out_.dbase + it.dst + pc.off, 0, pc.len, pc.item};
       if (failed(r.submit(slot, &c, 1, &first_, pc.item))) return;
       if (hasher_ && hasher_->needs(pc.item)) {
@@ -293,13 +368,14 @@ class Run : public RunState {
       failed(rs.back()->open(s_.device, blocking));
     }
     const double setupMs = msSince(t0_);
-    if (s_.verify) startHasher();
+    if (s_.verify || !s_.groups.empty()) startHasher();
     if (!errs.failed()) {
       std::vector<std::thread> ts;
       for (auto& r : rs) ts.emplace_back([this, &r] { deviceReader(*r); });
       for (auto& t : ts) t.join();
     }
     if (hasher_) hasher_->join();
+    allHashed();
     // Teardown: each ring drains its stream before anything it used goes.
     double pinMs = 0;
     for (auto& r : rs) {
@@ -335,16 +411,22 @@ class Run : public RunState {
   template <typename Copy>
   void runSimple(Copy copy) {
     out_.stats.allocMs = msSince(t0_);
+    std::unique_ptr<GroupHashes> groups;
+    if (!s_.groups.empty()) {
+      groups.reset(new GroupHashes(s_.groups, s_.items.size()));
+      if (failed(groups->checkEmpty())) return;
+    }
     for (size_t i = 0; i < s_.items.size() && !cancelled(); i++) {
       const Item& it = s_.items[i];
       std::unique_ptr<uint8_t[]> buf(new (std::nothrow) uint8_t[it.len ? it.len : 1]);
       if (!buf) return errs.set(Code::E_HOST_OOM, "out of host memory for a " + std::to_string(it.len) + "-byte tensor", i);
-      if (!preadFully(fd_, buf.get(), it.len, it.src, s_.path, errs, i)) return;
+      if (!read(it, buf.get(), it.len, 0, i)) return;
       if (s_.verify) {
         TensorHash h(s_.expect[i]);
         h.update(buf.get(), it.len);
         checkHash(h, i);
       }
+      if (groups && failed(groups->add(static_cast<uint32_t>(i), buf.get(), it.len))) return;
       if (!copy(i, buf.get())) return;
       progress(it.len);
       uint64_t n = first_.remaining(static_cast<uint32_t>(i));
@@ -355,114 +437,93 @@ class Run : public RunState {
   void runHostPlaid(int readers) {
     out_.stats.allocMs = msSince(t0_);
     if (s_.verify) return runHostVerified(readers, false);
+    if (!s_.groups.empty()) return runHostGrouped(readers, false);
     std::vector<std::thread> ts;
     for (int i = 0; i < readers; i++) ts.emplace_back([this] { hostReader(); });
     for (auto& t : ts) t.join();
   }
 
  private:
+  // `len` bytes of `it` from `off` on, out of its file.
+  bool read(const Item& it, void* into, uint64_t len, uint64_t off, int64_t item) {
+    return preadFully(fds_[it.file], into, len, it.src + off, files_[it.file].path, errs, item);
+  }
+
   const Spec& s_;
-  int fd_;
+  const std::vector<FileIn>& files_;
+  const std::vector<int>& fds_;
   Loaded& out_;
   Plan plan_;
   FirstTensor first_;
-  std::unique_ptr<PieceHasher> hasher_;  // GPU loads with --verify
+  std::unique_ptr<PieceHasher> hasher_;  // GPU loads with --verify; hash groups with --plaid or --mmap
+  GroupUnits units_;                     // hash groups: the hasher's units
   std::atomic<uint64_t> next_{0};
   Clock::time_point t0_;
 };
 
-}  // namespace
-
-Loaded::~Loaded() { (void)free(); }
-
-Error Loaded::free() {
-  Error e;
-  if (device >= 0) {
-    if (dbase) e = dev::free(device, dbase);
-    dbase = 0;
-    return e;
+// The load's input files, open; closed (and checked unchanged) by finish().
+struct OpenFiles {
+  std::vector<FileIn> files;  // expectSize: the size at open
+  std::vector<int> fds;
+  std::vector<struct stat> at;  // fstat at open
+  ~OpenFiles() {
+    for (int fd : fds) ::close(fd);
   }
-  if (!base) return e;
-  munmap(base, size);
-  base = nullptr;
-  return e;
-}
-
-Loaded* mapFile(int fd, uint64_t size, const std::string& path, Error& err) {
-  auto out = std::make_unique<Loaded>();
-  out->size = size;
-  if (size) {
-    // MAP_PRIVATE: writes to a tensor copy its page and never reach the file.
-    // MAP_NORESERVE: those copies are not charged up front against overcommit, except under
-    // strict overcommit (vm.overcommit_memory=2), which charges a writable private mapping
-    // in full: there a mapping larger than what is left to commit fails with ENOMEM.
-    void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE, fd, 0);
-    if (p == MAP_FAILED) {
-      const bool oom = errno == ENOMEM;
-      err.code = oom ? Code::E_HOST_OOM : Code::E_IO;
-      err.message = path + ": cannot map the file (" + std::to_string(size) + " bytes): " + std::strerror(errno) +
-                    (oom ? " (with vm.overcommit_memory=2 a writable private mapping counts in full against the commit limit: load without --mmap)" : "");
-      return nullptr;
-    }
-    out->base = p;
-    out->stats.mappedBytes = size;
-  }
-  return out.release();
-}
-
-Loaded* allocate(int device, uint64_t total, Error& err, bool hugePages) {
-  auto out = std::make_unique<Loaded>();
-  out->device = device;
-  out->size = total;
-  if (device >= 0) {
-    if (total) {
-      Error e = dev::alloc(device, total, &out->dbase);
-      if (!e.ok()) {
-        err = e;
-        err.message += " (the tensor memory, " + std::to_string(total) + " bytes)";
-        return nullptr;
+  bool open(const Spec& s, Error& err) {
+    files = s.files.empty() ? std::vector<FileIn>{{s.path, s.expectSize, 0}} : s.files;
+    for (FileIn& f : files) {
+      int fd = ::open(f.path.c_str(), O_RDONLY | O_CLOEXEC);
+      if (fd < 0) {
+        err = {errno == ENOENT ? Code::E_NOT_FOUND : Code::E_IO, f.path + ": " + std::strerror(errno), -1};
+        return false;
       }
+      fds.push_back(fd);
+      struct stat st {};
+      fstat(fd, &st);
+      at.push_back(st);
+      if (f.expectSize >= 0 && st.st_size != f.expectSize) {
+        err = {Code::E_FILE_CHANGED, f.path + ": the file is " + std::to_string(st.st_size) + " bytes now, " + std::to_string(f.expectSize) + " when its index was read; it changed during the load", -1};
+        return false;
+      }
+      f.expectSize = st.st_size;
     }
-    out->stats.deviceBytes = total;
-  } else if (total) {
-    void* p = mmap(nullptr, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) {
-      err.code = Code::E_HOST_OOM;
-      err.message = "cannot map " + std::to_string(total) + " bytes of host memory for the tensors: " + std::strerror(errno);
-      return nullptr;
-    }
-    // Huge pages: a fresh destination costs one fault per 2 MiB instead of per 4 KiB.
-    if (hugePages) madvise(p, total, MADV_HUGEPAGE);
-    out->base = p;
-    out->stats.hostBytes = total;
+    return true;
   }
-  return out.release();
+  // Closes the files; a file whose size or modification time changed meanwhile is an error.
+  void finish(ErrorSlot& errs) {
+    for (size_t k = 0; k < fds.size(); k++) {
+      struct stat st1 {};
+      fstat(fds[k], &st1);
+      const struct stat& st0 = at[k];
+      if (!errs.failed() && (st1.st_size != st0.st_size || st1.st_mtim.tv_sec != st0.st_mtim.tv_sec || st1.st_mtim.tv_nsec != st0.st_mtim.tv_nsec)) {
+        errs.set(Code::E_FILE_CHANGED, files[k].path + ": the file was modified during the load (size or modification time changed)");
+      }
+      ::close(fds[k]);
+    }
+    fds.clear();
+  }
+};
+
+// Why an --mmap spec cannot be mapped as it asks, or nullptr.
+const char* mmapProblem(const Spec& s, const std::vector<FileIn>& files) {
+  if (s.device >= 0) return "mmap loads into host memory only";
+  const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+  std::vector<std::pair<uint64_t, uint64_t>> spans;
+  for (const FileIn& f : files) {
+    const uint64_t size = static_cast<uint64_t>(f.expectSize);
+    if (f.mapAt % page || f.mapAt > s.total || size > s.total - f.mapAt) return "mmap: a file's place must be page-aligned and inside the destination";
+    spans.push_back({f.mapAt, f.mapAt + size});
+  }
+  std::sort(spans.begin(), spans.end());
+  for (size_t k = 1; k < spans.size(); k++)
+    if (spans[k].first < spans[k - 1].second) return "mmap: files overlap in the destination";
+  if (files.size() == 1 && s.total != static_cast<uint64_t>(files[0].expectSize)) return "mmap: total must be the file size";
+  for (auto& it : s.items)
+    if (it.dst != files[it.file].mapAt + it.src) return "mmap: every tensor's destination must be its offset in its file's mapping";
+  return nullptr;
 }
 
-// Copies between the destination and host memory: `in` copies host -> destination.
-Error Loaded::transfer(uint64_t offset, uint64_t len, void* host, bool in) const {
-  Error err;
-  if ((device >= 0 ? !dbase : !base) && len) {
-    err.code = Code::E_USAGE;
-    err.message = "the loaded model was closed";
-    return err;
-  }
-  if (offset > size || len > size - offset) {
-    err.code = Code::E_USAGE;
-    err.message = in ? "write past the end of the allocation" : "read past the end of the loaded data";
-    return err;
-  }
-  if (!len) return err;
-  if (device >= 0) return in ? dev::copyToDevice(device, dbase + offset, host, len) : dev::copyToHost(device, host, dbase + offset, len);
-  uint8_t* at = static_cast<uint8_t*>(base) + offset;
-  if (in) std::memcpy(at, host, len);
-  else std::memcpy(host, at, len);
-  return err;
-}
-
-Error Loaded::write(uint64_t offset, const void* in, uint64_t len) { return transfer(offset, len, const_cast<void*>(in), true); }
-
-Error Loaded::read(uint64_t offset, uint64_t len, void* out) const { return transfer(offset, len, out, false); }
+}  // namespace
 
 Loaded* load(const Spec& s, Error& err) {
   auto fail = [&](Code code, const std::string& msg) -> Loaded* {
@@ -471,38 +532,34 @@ Loaded* load(const Spec& s, Error& err) {
     return nullptr;
   };
   if (s.verify && s.expect.size() != s.items.size()) return fail(Code::E_USAGE, "verify needs one expected hash set per tensor");
-  for (auto& it : s.items)
+  if (s.verify && !s.groups.empty()) return fail(Code::E_USAGE, "verify (per-tensor hashes) and hash groups do not go together");
+  if (!checkGroups(s.groups, s.items, GroupOrder::Plan, err)) return nullptr;
+  const size_t nfiles = s.files.empty() ? 1 : s.files.size();
+  for (auto& it : s.items) {
     if (it.dst > s.total || it.len > s.total - it.dst) return fail(Code::E_USAGE, "a tensor's destination lies outside the allocation");
+    if (it.file >= nfiles) return fail(Code::E_USAGE, "a tensor names a file that is not in the list");
+  }
   if (s.readers < 1 || s.readers > 256) return fail(Code::E_USAGE, "readers must be between 1 and 256");
   if (s.device >= 0 && s.device >= dev::deviceCount()) {
     const dev::BackendInfo& d = dev::info();
     return fail(Code::E_NO_DEVICE, d.devices.empty() ? "no usable GPU: " + d.why : "there is no cuda:" + std::to_string(s.device) + " (" + std::to_string(d.devices.size()) + " device(s))");
   }
-  int fd = ::open(s.path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return fail(errno == ENOENT ? Code::E_NOT_FOUND : Code::E_IO, s.path + ": " + std::strerror(errno));
-  struct stat st0 {};
-  fstat(fd, &st0);
-  if (s.expectSize >= 0 && st0.st_size != s.expectSize) {
-    ::close(fd);
-    return fail(Code::E_FILE_CHANGED, s.path + ": the file is " + std::to_string(st0.st_size) + " bytes now, " + std::to_string(s.expectSize) + " when its index was read; it changed during the load");
-  }
-  if (s.mmap) {
-    const char* why = s.device >= 0 ? "mmap loads into host memory only" : s.total != static_cast<uint64_t>(st0.st_size) ? "mmap: total must be the file size" : nullptr;
-    for (auto& it : s.items)
-      if (!why && it.dst != it.src) why = "mmap: every tensor's destination must be its offset in the file";
-    if (why) {
-      ::close(fd);
-      return fail(Code::E_USAGE, why);
-    }
-  }
+  OpenFiles in;
+  if (!in.open(s, err)) return nullptr;
+  if (s.mmap)
+    if (const char* why = mmapProblem(s, in.files)) return fail(Code::E_USAGE, why);
   auto t0 = Clock::now();
-  std::unique_ptr<Loaded> out(s.mmap ? mapFile(fd, s.total, s.path, err) : allocate(s.device, s.total, err, s.hugePages));
-  if (!out) {
-    ::close(fd);
-    return nullptr;
+  std::unique_ptr<Loaded> out;
+  if (s.mmap) {
+    std::vector<MapIn> maps;
+    for (size_t k = 0; k < in.files.size(); k++) maps.push_back({in.fds[k], static_cast<uint64_t>(in.files[k].expectSize), in.files[k].mapAt, &in.files[k].path});
+    out.reset(mapFiles(maps, s.total, err));
+  } else {
+    out.reset(allocate(s.device, s.total, err, s.hugePages));
   }
+  if (!out) return nullptr;
   const double destinationMs = msSince(t0);
-  Run run(s, fd, *out);
+  Run run(s, in.files, in.fds, *out);
   run.start();
   int readers = std::max(1, s.readers);
   if (s.device >= 0) {
@@ -518,12 +575,7 @@ Loaded* load(const Spec& s, Error& err) {
   out->stats.transferMs = msSince(t0);
   out->stats.allocMs += destinationMs;
   if (!run.errs.failed() && s.cancel && s.cancel->load()) run.errs.set(Code::E_INTERRUPTED, "the load was cancelled");
-  struct stat st1 {};
-  fstat(fd, &st1);
-  ::close(fd);
-  if (!run.errs.failed() && (st1.st_size != st0.st_size || st1.st_mtim.tv_sec != st0.st_mtim.tv_sec || st1.st_mtim.tv_nsec != st0.st_mtim.tv_nsec)) {
-    run.errs.set(Code::E_FILE_CHANGED, s.path + ": the file was modified during the load (size or modification time changed)");
-  }
+  in.finish(run.errs);
   if (run.errs.failed()) {
     err = run.errs.get();
     return nullptr;  // unique_ptr frees the destination
@@ -532,29 +584,5 @@ Loaded* load(const Spec& s, Error& err) {
   return out.release();
 }
 
-RuntimeInfo runtimeInfo() {
-  RuntimeInfo info;
-  info.hashImplementation = hashImplementation();
-  {
-#ifndef MADV_POPULATE_READ
-    constexpr int MADV_POPULATE_READ = 22;
-#endif
-    const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
-    void* p = mmap(nullptr, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p != MAP_FAILED) {
-      info.populate = madvise(p, page, MADV_POPULATE_READ) == 0;
-      munmap(p, page);
-    }
-  }
-  const dev::BackendInfo& d = dev::info();
-  info.backend = d.backend;
-  info.driverVersion = d.driverVersion;
-  info.deviceCount = static_cast<int>(d.devices.size());
-  info.cudaError = d.why;
-  for (const auto& x : d.devices) info.devices.push_back({x.index, x.name, x.totalMemory, x.pciBusId});
-  return info;
-}
-
-double probeH2D(int device, uint64_t bytes, int iters, Error& err) { return dev::probeH2D(device, bytes, iters, err); }
-
 }  // namespace tz
+

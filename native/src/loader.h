@@ -18,9 +18,10 @@
 namespace tz {
 
 struct Item {
-  uint64_t src;  // byte offset of the tensor data in the file
+  uint64_t src;  // byte offset of the tensor data in its file
   uint64_t len;  // bytes
   uint64_t dst;  // byte offset in the destination allocation
+  uint32_t file = 0;  // which file (Spec::files) or object (FetchSpec::objects) holds it
 };
 
 struct Expect {
@@ -30,7 +31,31 @@ struct Expect {
   std::string prefix;  // bytes hashed before the data (the header with zeroed hash values)
 };
 
+// A hash group: one SHA-256 over `prefix`, then the bytes of `items` one after the other in
+// this order (a safetensors shard's whole-file SHA-256: its header as prefix, then its
+// tensors in file order to the end of the file). It is checked while the data streams;
+// a mismatch is E_HASH_MISMATCH with Error::group set and Error::tensor the group's index.
+// The items must appear in this order in Spec::items (the order readers take them: the
+// hashing of a group is strictly sequential, and GPU staging slots wait for it; E_USAGE
+// otherwise); for the fetcher (FetchSpec::groups) they must lie in one object, in file order.
+// An item is in at most one group; items in none are not hashed.
+struct HashGroup {
+  uint8_t sha256[32] = {};
+  std::string prefix;
+  std::vector<uint32_t> items;
+};
+
+// One input file of a load.
+struct FileIn {
+  std::string path;
+  int64_t expectSize = -1;  // its size when its index was read (-1: unchecked)
+  uint64_t mapAt = 0;       // --mmap: where it is mapped in the destination (page-aligned)
+};
+
 struct Spec {
+  // The input files (each item names its own: Item::file). Empty: one file, `path`, whose
+  // size was `expectSize` when its index was read (-1: unchecked).
+  std::vector<FileIn> files;
   std::string path;
   int device = -1;  // -1: host memory
   bool plaid = true;
@@ -39,12 +64,15 @@ struct Spec {
   bool verify = false;
   uint64_t total = 0;  // size of the destination allocation
   bool hugePages = true;  // host destinations: madvise(MADV_HUGEPAGE)
-  // Host only: no copy. The file itself is mapped copy-on-write (MAP_PRIVATE) and the
-  // tensors' pages are mapped in from the page cache (MADV_POPULATE_READ, `readers`
-  // threads); every item's dst must equal its src and `total` the file size.
+  // Host only: no copy. Each file is mapped copy-on-write (MAP_PRIVATE) at its mapAt in one
+  // reserved region of `total` bytes, and the tensors' pages are mapped in from the page
+  // cache (MADV_POPULATE_READ, `readers` threads); every item's dst must equal its file's
+  // mapAt plus its src, mapAt must be page-aligned and the files must not overlap. One
+  // file: mapAt 0 and `total` the file size.
   bool mmap = false;
   std::vector<Item> items;
   std::vector<Expect> expect;  // one per item when verify
+  std::vector<HashGroup> groups;  // whole-file SHA-256s instead (not with verify)
   int64_t expectSize = -1;     // file size seen when the index was read
   std::atomic<uint64_t>* progress = nullptr;
   std::atomic<bool>* cancel = nullptr;
@@ -77,8 +105,14 @@ struct Loaded {
   Error transfer(uint64_t offset, uint64_t len, void* host, bool in) const;
 };
 
-// A copy-on-write mapping of the whole file `fd` (`size` bytes) as the destination.
-Loaded* mapFile(int fd, uint64_t size, const std::string& path, Error& err);
+// The destination for --mmap: one reserved region of `total` bytes with each file mapped
+// whole, copy-on-write, at its offset `at` (page-aligned).
+struct MapIn {
+  int fd;
+  uint64_t size, at;
+  const std::string* path;
+};
+Loaded* mapFiles(const std::vector<MapIn>& files, uint64_t total, Error& err);
 
 // Just the destination allocation (device memory, or host memory for device -1, advised
 // to use huge pages unless hugePages is false: on VMs that hand free memory back to their

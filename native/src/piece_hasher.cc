@@ -29,8 +29,18 @@ Error hashMismatch(const Expect& e, uint32_t crc, const uint8_t* sha, int64_t it
   return err;
 }
 
-PieceHasher::PieceHasher(const std::vector<Expect>& expect, std::vector<std::vector<uint64_t>> pieceLens, const RunState& run, ItemDone onItem)
-    : expect_(expect), lens_(std::move(pieceLens)), run_(run), onItem_(std::move(onItem)), items_(new ItemState[expect.size()]) {
+Error groupMismatch(const Expect& e, const uint8_t* sha, int64_t group) {
+  Error err = hashMismatch(e, 0, sha, group);
+  if (!err.ok()) {
+    err.group = true;
+    err.message = "hash group #" + std::to_string(group) + ": " + err.message;
+  }
+  return err;
+}
+
+PieceHasher::PieceHasher(const std::vector<Expect>& expect, std::vector<std::vector<uint64_t>> pieceLens, const RunState& run, ItemDone onItem,
+                         std::vector<UnitOf> itemUnits)
+    : expect_(expect), lens_(std::move(pieceLens)), run_(run), onItem_(std::move(onItem)), units_(std::move(itemUnits)), items_(new ItemState[expect.size()]) {
   for (size_t i = 0; i < expect.size(); i++) {
     ItemState& st = items_[i];
     const Expect& e = expect[i];
@@ -39,12 +49,16 @@ PieceHasher::PieceHasher(const std::vector<Expect>& expect, std::vector<std::vec
     st.pending.assign(n, nullptr);
     st.sha.update(e.prefix.data(), e.prefix.size());
     st.crc = tz::crc32(0, e.prefix.data(), e.prefix.size());
-    if (needs(static_cast<uint32_t>(i))) total_ += n;
+    if (e.crc || e.sha) total_ += n;
   }
   left_.store(total_);
 }
 
 void PieceHasher::arrived(uint32_t item, uint32_t idx, const uint8_t* p, PendingHashes* pending) {
+  if (!units_.empty()) {
+    idx += units_[item].first;
+    item = units_[item].unit;
+  }
   ItemState& st = items_[item];
   {
     std::lock_guard<std::mutex> lk(st.m);
@@ -183,6 +197,7 @@ bool PieceHasher::complete(uint32_t item) const {
 Error PieceHasher::check(uint32_t item) {
   uint8_t got[32] = {};
   if (expect_[item].sha) sha256(item, got);
+  if (!units_.empty()) return groupMismatch(expect_[item], got, item);
   return hashMismatch(expect_[item], crc32(item), got, item);
 }
 

@@ -27,6 +27,8 @@ void deviceSimForkTests();
 void streamCoreTests();
 void pieceHasherTests();
 void configTests();
+void loaderFilesTests();
+void hashGroupsTests();
 
 // The settings that these variables, and no others, give (tz::readConfig over them): how
 // tests vary TENSORIZE_* without touching the environment (config_test.cc).

@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <mutex>
 #include <random>
 #include <string>
 #include <thread>
@@ -46,10 +47,12 @@ void parserTests() {
   }
 }
 
-// A tiny HTTP/1.1 server with Range support over `data`, one thread per connection.
+// A tiny HTTP/1.1 server with Range support over `data` (at any path), or over several
+// objects by path; one thread per connection.
 class Server {
  public:
-  explicit Server(const std::vector<uint8_t>& data) : data_(data) {
+  explicit Server(const std::vector<uint8_t>& data) : Server(std::vector<std::pair<std::string, const std::vector<uint8_t>*>>{{"", &data}}) {}
+  explicit Server(std::vector<std::pair<std::string, const std::vector<uint8_t>*>> objects) : objects_(std::move(objects)) {
     fd_ = socket(AF_INET, SOCK_STREAM, 0);
     sockaddr_in a{};
     a.sin_family = AF_INET;
@@ -76,8 +79,24 @@ class Server {
   std::atomic<bool> closeEach{false};  // close every connection after its answer, silently
   std::atomic<int> trickle{0};       // send this many next bodies one byte every 50 ms
   std::atomic<int> requests{0};
+  std::atomic<int> accepted{0};       // connections
+  std::mutex logM;
+  std::vector<std::string> paths;     // of the requests, in order
 
  private:
+  // The object at the request line's path (any path with one unnamed object); null if none.
+  const std::vector<uint8_t>* objectAt(const std::string& head) {
+    const size_t sp = head.find(' '), sp2 = head.find(' ', sp + 1);
+    const std::string path = sp == std::string::npos || sp2 == std::string::npos ? "" : head.substr(sp + 1, sp2 - sp - 1);
+    {
+      std::lock_guard<std::mutex> g(logM);
+      paths.push_back(path);
+    }
+    for (const auto& [p, d] : objects_)
+      if (p.empty() || p == path) return d;
+    return nullptr;
+  }
+
   void acceptLoop() {
     for (;;) {
       int c = accept(fd_, nullptr, nullptr);
@@ -86,6 +105,7 @@ class Server {
         close(c);
         return;
       }
+      accepted++;
       conns_.emplace_back([this, c] { serve(c); });
     }
   }
@@ -105,6 +125,13 @@ class Server {
       std::string head = buf.substr(0, end);
       buf.erase(0, end + 4);
       requests++;
+      const std::vector<uint8_t>* obj = objectAt(head);
+      if (!obj) {
+        std::string r = "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n";
+        send(c, r.data(), r.size(), MSG_NOSIGNAL);
+        continue;
+      }
+      const std::vector<uint8_t>& data = *obj;
       if (unavailable.load() > 0) {
         unavailable--;
         std::string r = "HTTP/1.1 503 Slow Down\r\nContent-Length: 0\r\n\r\n";
@@ -113,7 +140,7 @@ class Server {
       }
       size_t p = head.find("Range: bytes=");
       unsigned long long a = 0, b = 0;
-      if (p == std::string::npos || std::sscanf(head.c_str() + p, "Range: bytes=%llu-%llu", &a, &b) != 2 || b >= data_.size() || a > b) {
+      if (p == std::string::npos || std::sscanf(head.c_str() + p, "Range: bytes=%llu-%llu", &a, &b) != 2 || b >= data.size() || a > b) {
         std::string r = "HTTP/1.1 416 Range Not Satisfiable\r\nContent-Length: 0\r\n\r\n";
         send(c, r.data(), r.size(), MSG_NOSIGNAL);
         continue;
@@ -121,12 +148,12 @@ class Server {
       // Decided before the head goes out: once a client has its answer, later settings apply.
       const bool slow = trickle.load() > 0 && trickle-- > 0;
       std::string r = "HTTP/1.1 206 Partial Content\r\nContent-Length: " + std::to_string(b - a + 1) + "\r\nContent-Range: bytes " + std::to_string(a) + "-" +
-                      std::to_string(b) + "/" + std::to_string(data_.size()) + "\r\nETag: \"t\"\r\n\r\n";
+                      std::to_string(b) + "/" + std::to_string(data.size()) + "\r\nETag: \"t\"\r\n\r\n";
       send(c, r.data(), r.size(), MSG_NOSIGNAL);
       size_t len = b - a + 1;
       if (slow) {
         for (size_t i = 0; i < len; i++) {
-          if (stop_ || send(c, data_.data() + a + i, 1, MSG_NOSIGNAL) != 1) break;
+          if (stop_ || send(c, data.data() + a + i, 1, MSG_NOSIGNAL) != 1) break;
           std::this_thread::sleep_for(std::chrono::milliseconds(50));
         }
         close(c);
@@ -134,23 +161,287 @@ class Server {
       }
       int cut = cutAfter.exchange(-1);
       if (cut >= 0 && static_cast<size_t>(cut) < len) {
-        send(c, data_.data() + a, static_cast<size_t>(cut), MSG_NOSIGNAL);
+        send(c, data.data() + a, static_cast<size_t>(cut), MSG_NOSIGNAL);
         close(c);
         return;
       }
-      send(c, data_.data() + a, len, MSG_NOSIGNAL);
+      send(c, data.data() + a, len, MSG_NOSIGNAL);
       if (closeEach) {
         close(c);
         return;
       }
     }
   }
-  const std::vector<uint8_t>& data_;
+  std::vector<std::pair<std::string, const std::vector<uint8_t>*>> objects_;
   int fd_;
   std::atomic<bool> stop_{false};
   std::thread acceptor_;
   std::vector<std::thread> conns_;
 };
+
+// Several objects in one run: three served by one server under different paths, a fourth
+// by another server (another endpoint); items of all of them interleaved in the item list.
+void multiObjectTests() {
+  std::mt19937_64 rng(11);
+  std::vector<std::vector<uint8_t>> data(4);
+  const size_t sizes[] = {300000, 123457, 70001, 200003};
+  for (size_t o = 0; o < data.size(); o++) {
+    data[o].resize(sizes[o]);
+    for (auto& b : data[o]) b = static_cast<uint8_t>(rng());
+  }
+  Server a({{"/a", &data[0]}, {"/b", &data[1]}, {"/c", &data[2]}});
+  Server b({{"/d", &data[3]}});
+  auto object = [&](size_t o) {
+    tz::FetchObject x;
+    const bool onB = o == 3;
+    const std::string path = std::string("/") + static_cast<char>('a' + o);
+    x.endpoint.host = "127.0.0.1";
+    x.endpoint.port = onB ? b.port : a.port;
+    x.head = "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\n";
+    x.name = "http://127.0.0.1" + path;
+    x.objectSize = data[o].size();
+    x.etag = "\"t\"";
+    return x;
+  };
+  auto specOf = [&](size_t objects) {
+    tz::FetchSpec s;
+    for (size_t o = 0; o < objects; o++) s.objects.push_back(object(o));
+    s.baseDelayMs = 1;
+    s.timeoutMs = 5000;
+    return s;
+  };
+  for (int round = 0; round < 12; round++) {
+    tz::FetchSpec s = specOf(round % 2 ? 4 : 3);
+    uint64_t dst = 0;
+    for (uint32_t o = 0; o < s.objects.size(); o++)
+      for (uint64_t pos = rng() % 100; pos < data[o].size();) {
+        uint64_t len = rng() % 6 == 0 ? 0 : rng() % 30000;
+        if (pos + len > data[o].size()) break;
+        tz::Item it{pos, len, dst};
+        it.file = o;
+        s.items.push_back(it);
+        dst += (len + 255) / 256 * 256;
+        pos += len + (rng() % 3 == 0 ? rng() % 3000 : 0);
+      }
+    std::shuffle(s.items.begin(), s.items.end(), rng);  // the objects' items interleaved
+    for (size_t i = 0; i < s.items.size(); i++) {
+      tz::Expect e;
+      e.crc = rng() % 3 != 0;
+      e.sha = rng() % 3 != 0;
+      e.prefix = std::string(rng() % 20, 'q');
+      s.hashes.push_back(e);
+    }
+    s.chunk = rng() % 2 ? 4096 : 16384 + rng() % 50000;
+    s.maxGap = rng() % 2 ? 0 : 4096;
+    s.connections = 1 + static_cast<int>(rng() % 6);
+    if (round % 4 == 1) a.cutAfter = static_cast<int>(rng() % 3000);
+    if (round % 4 == 2) b.unavailable = 1;
+    for (int device : {-1, -2}) {
+      tz::Error err;
+      tz::FetchResult out;
+      std::unique_ptr<tz::Loaded> dest;
+      if (device == -1) dest.reset(tz::allocate(-1, dst, err));
+      const std::string what = "several objects, round " + std::to_string(round) + (dest ? " (host memory)" : " (hash only)");
+      bool ok = (device == -2 || dest) && tz::fetch(s, dest.get(), out, err);
+      CHECK(ok, (what + ": " + tz::codeName(err.code) + " " + err.message).c_str());
+      if (!ok) continue;
+      bool same = true, hashes = true;
+      for (size_t i = 0; i < s.items.size(); i++) {
+        const tz::Item& it = s.items[i];
+        const uint8_t* want = data[it.file].data() + it.src;
+        std::vector<uint8_t> back(it.len);
+        if (dest) same = same && dest->read(it.dst, it.len, back.data()).ok() && (it.len == 0 || std::memcmp(back.data(), want, it.len) == 0);
+        const tz::Expect& e = s.hashes[i];
+        tz::Sha256 sha;
+        sha.update(e.prefix.data(), e.prefix.size());
+        sha.update(want, it.len);
+        uint8_t d[32];
+        sha.final(d);
+        if (e.crc) hashes = hashes && out.crc32[i] == tz::crc32(tz::crc32(0, e.prefix.data(), e.prefix.size()), want, it.len);
+        if (e.sha) hashes = hashes && std::memcmp(&out.sha256[32 * i], d, 32) == 0;
+      }
+      CHECK(same, (what + ": every byte from its own object").c_str());
+      CHECK(hashes, (what + ": every item's hashes").c_str());
+    }
+  }
+  a.cutAfter = -1;
+  b.unavailable = 0;
+
+  // The connections spread over the objects at once: two connections, two objects of 20
+  // requests each; both objects are asked for before either is finished. And over two
+  // servers, each connection keeps to one server while it has requests there: a handful of
+  // connections in all, not one per request.
+  {
+    tz::FetchSpec s = specOf(2);  // /a and /b, both on server a
+    s.chunk = 4096;
+    s.connections = 2;
+    tz::Item x{0, 20 * 4096, 0}, y{1000, 20 * 4096, 20 * 4096};
+    y.file = 1;
+    s.items = {x, y};
+    {
+      std::lock_guard<std::mutex> g(a.logM);
+      a.paths.clear();
+    }
+    tz::Error err;
+    tz::FetchResult out;
+    std::unique_ptr<tz::Loaded> dest(tz::allocate(-1, 40 * 4096, err));
+    CHECK(dest && tz::fetch(s, dest.get(), out, err), ("two objects, two connections: " + err.message).c_str());
+    std::vector<std::string> log;
+    {
+      std::lock_guard<std::mutex> g(a.logM);
+      log = a.paths;
+    }
+    auto first = [&](const char* p) { return std::find(log.begin(), log.end(), p) - log.begin(); };
+    auto last = [&](const char* p) { return log.rend() - std::find(log.rbegin(), log.rend(), p) - 1; };
+    CHECK(log.size() == 40 && std::max(first("/a"), first("/b")) < std::min(last("/a"), last("/b")) && std::max(first("/a"), first("/b")) <= 2,
+          ("both objects are read from the start (first /a " + std::to_string(first("/a")) + ", first /b " + std::to_string(first("/b")) + " of " +
+           std::to_string(log.size()) + " requests)").c_str());
+    std::vector<uint8_t> back(20 * 4096);
+    CHECK(dest->read(20 * 4096, back.size(), back.data()).ok() && std::memcmp(back.data(), data[1].data() + 1000, back.size()) == 0, "the second object's bytes");
+
+    // Now /d on server b: the three connections split between the servers (a connection
+    // may move once, when its server has no requests left).
+    s.objects[1] = object(3);
+    const int acceptedA = a.accepted, acceptedB = b.accepted;
+    const int requestsB = b.requests;
+    s.connections = 3;
+    err = {};
+    out = {};
+    CHECK(tz::fetch(s, dest.get(), out, err), ("two servers: " + err.message).c_str());
+    CHECK(dest->read(20 * 4096, back.size(), back.data()).ok() && std::memcmp(back.data(), data[3].data() + 1000, back.size()) == 0, "the other server's object's bytes");
+    const int conns = a.accepted - acceptedA + b.accepted - acceptedB;
+    CHECK(b.requests - requestsB == 20 && conns >= 2 && conns <= 6, ("connections are kept per server: " + std::to_string(conns) + " for 40 requests").c_str());
+  }
+
+  // Failures name the object: a total that is not the object's size, an item past its
+  // object's end (within another's), an object that is not in the list.
+  {
+    tz::FetchSpec s = specOf(3);
+    tz::Item x{0, 1000, 0}, y{0, 1000, 1024};
+    y.file = 2;
+    s.items = {x, y};
+    s.objects[2].objectSize += 1;
+    tz::Error err;
+    tz::FetchResult out;
+    CHECK(!tz::fetch(s, nullptr, out, err) && err.code == Code::E_FILE_CHANGED && err.message.rfind("http://127.0.0.1/c: the object changed", 0) == 0 &&
+              err.message.find("of " + std::to_string(data[2].size() + 1) + ", got bytes 0-999/" + std::to_string(data[2].size())) != std::string::npos,
+          ("a changed object is named: " + err.message).c_str());
+    s.objects[2].objectSize -= 1;
+    s.items[1].src = data[2].size() - 10;  // inside /a and /b, past the end of /c
+    err = {};
+    CHECK(!tz::fetch(s, nullptr, out, err) && err.code == Code::E_USAGE && err.message.find("outside the object http://127.0.0.1/c") != std::string::npos,
+          ("an item past its own object's end: " + err.message).c_str());
+    s.items[1].src = 0;
+    s.items[1].file = 3;
+    err = {};
+    CHECK(!tz::fetch(s, nullptr, out, err) && err.code == Code::E_USAGE && err.message.find("not in the list") != std::string::npos, "an item of no object");
+    s.items[1].file = 1;
+    s.items[1].src = 500;  // overlaps x, but in another object: fine
+    err = {};
+    CHECK(tz::fetch(s, nullptr, out, err), ("the same range of two objects does not overlap: " + err.message).c_str());
+  }
+}
+
+
+// Hash groups over two objects (fetch.h FetchSpec::groups): each object's whole-file SHA-256
+// over its first bytes (the prefix), then items tiling the rest in file order, the items of
+// both interleaved in the item list; into host memory, hash only (receive slots that wait
+// for the hashing) and a GPU when there is one; 4 KiB requests so each group spans many.
+// A wrong hash names its group; a group out of file order or over two objects is E_USAGE.
+void groupFetchTests() {
+  std::mt19937_64 rng(21);
+  std::vector<std::vector<uint8_t>> data = {std::vector<uint8_t>(300000), std::vector<uint8_t>(123457)};
+  for (auto& d : data)
+    for (auto& b : d) b = static_cast<uint8_t>(rng());
+  Server srv({{"/a", &data[0]}, {"/b", &data[1]}});
+  std::vector<int> devices = {-1, -2};
+  if (tz::runtimeInfo().deviceCount > 0) devices.push_back(0);
+  for (int round = 0; round < 8; round++) {
+    tz::FetchSpec s;
+    s.baseDelayMs = 1;
+    s.timeoutMs = 5000;
+    uint8_t real[2][32];
+    for (uint32_t o = 0; o < 2; o++) {
+      tz::FetchObject x;
+      const std::string path = o ? "/b" : "/a";
+      x.endpoint.host = "127.0.0.1";
+      x.endpoint.port = srv.port;
+      x.head = "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\n";
+      x.name = "http://127.0.0.1" + path;
+      x.objectSize = data[o].size();
+      s.objects.push_back(x);
+      tz::HashGroup g;
+      const uint64_t prefix = 8 + rng() % 500;
+      g.prefix.assign(reinterpret_cast<const char*>(data[o].data()), prefix);
+      tz::Sha256 h;
+      h.update(data[o].data(), data[o].size());
+      h.final(real[o]);
+      std::memcpy(g.sha256, real[o], 32);
+      s.groups.push_back(g);
+      for (uint64_t pos = prefix; pos < data[o].size();) {
+        const uint64_t len = std::min<uint64_t>(data[o].size() - pos, rng() % 5 == 0 ? 0 : 1 + rng() % 30000);
+        tz::Item it{pos, len, 0};
+        it.file = o;
+        s.items.push_back(it);
+        pos += len;
+      }
+    }
+    std::shuffle(s.items.begin(), s.items.end(), rng);  // the objects' items interleaved
+    uint64_t dst = 0;
+    std::vector<std::pair<uint64_t, uint32_t>> order;  // (object, src) -> item
+    for (uint32_t i = 0; i < s.items.size(); i++) {
+      s.items[i].dst = dst;
+      dst += s.items[i].len;
+      order.push_back({(static_cast<uint64_t>(s.items[i].file) << 40) | s.items[i].src, i});
+    }
+    std::sort(order.begin(), order.end());  // file order (empty items: any order among equals)
+    for (auto& [key, i] : order) s.groups[key >> 40].items.push_back(i);
+    s.chunk = round % 2 ? 4096 : 16384 + rng() % 50000;
+    s.maxGap = 0;
+    s.connections = 1 + static_cast<int>(rng() % 6);
+    if (round % 4 == 3) srv.cutAfter = static_cast<int>(rng() % 3000);
+    for (int device : devices) {
+      const std::string what = "groups over two objects, round " + std::to_string(round) + " device " + std::to_string(device);
+      for (int bad : {-1, 0, 1}) {
+        if (bad >= 0) s.groups[bad].sha256[rng() % 32] ^= 1;
+        tz::Error err;
+        tz::FetchResult out;
+        std::unique_ptr<tz::Loaded> dest;
+        if (device != -2) dest.reset(tz::allocate(device, dst, err));
+        const bool ok = (device == -2 || dest) && tz::fetch(s, dest.get(), out, err);
+        if (bad >= 0) {
+          CHECK(!ok && err.code == Code::E_HASH_MISMATCH && err.group && err.tensor == bad && err.message.find("computed " + tz::hex(real[bad], 32)) != std::string::npos,
+                (what + ": a wrong hash names its group: " + err.message).c_str());
+          std::memcpy(s.groups[bad].sha256, real[bad], 32);
+          continue;
+        }
+        CHECK(ok, (what + ": " + tz::codeName(err.code) + " " + err.message).c_str());
+        if (!ok || !dest) continue;
+        bool same = true;
+        for (const tz::Item& it : s.items) {
+          std::vector<uint8_t> back(it.len);
+          same = same && dest->read(it.dst, it.len, back.data()).ok() && (it.len == 0 || std::memcmp(back.data(), data[it.file].data() + it.src, it.len) == 0);
+        }
+        CHECK(same, (what + ": every byte from its own object").c_str());
+      }
+    }
+    srv.cutAfter = -1;
+    // Out of file order, and over two objects: E_USAGE.
+    std::vector<uint32_t>& gi = s.groups[0].items;
+    size_t x = 0, y = gi.size() - 1;
+    while (x < y && !s.items[gi[x]].len) x++;
+    while (y > x && !s.items[gi[y]].len) y--;
+    std::swap(gi[x], gi[y]);
+    tz::Error err;
+    tz::FetchResult out;
+    CHECK(!tz::fetch(s, nullptr, out, err) && err.code == Code::E_USAGE && err.message.find("file order") != std::string::npos, ("a group out of file order: " + err.message).c_str());
+    std::swap(gi[x], gi[y]);
+    gi.push_back(s.groups[1].items.back());
+    s.groups[1].items.pop_back();
+    err = {};
+    CHECK(!tz::fetch(s, nullptr, out, err) && err.code == Code::E_USAGE && err.message.find("one object") != std::string::npos, ("a group over two objects: " + err.message).c_str());
+  }
+}
 
 }  // namespace
 
@@ -306,4 +597,6 @@ void fetchTests() {
   s.endpoint.host = "no-such-host.invalid";
   err = {};
   CHECK(!tz::fetch(s, nullptr, out, err) && err.code == Code::E_IO && err.message.find("cannot resolve") != std::string::npos, "an unknown host");
+  multiObjectTests();
+  groupFetchTests();
 }

@@ -198,6 +198,8 @@ int main() {
   streamCoreTests();
   pieceHasherTests();
   configTests();
+  loaderFilesTests();
+  hashGroupsTests();
   std::printf("%d passed, %d failed\n", passed, failed);
   return failed ? 1 : 0;
 }

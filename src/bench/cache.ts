@@ -12,7 +12,13 @@ export function evictFromPageCache(path: string): number {
 }
 
 /** The fraction of a file's pages in the page cache (mmap + mincore; nothing is read). 0 for an empty file. */
-export function pageCacheResidency(path: string): number {
-  const r = native().residency(path);
-  return r.pages ? r.resident / r.pages : 0;
+export function pageCacheResidency(paths: string | readonly string[]): number {
+  let pages = 0;
+  let resident = 0;
+  for (const p of typeof paths === 'string' ? [paths] : paths) {
+    const r = native().residency(p);
+    pages += r.pages;
+    resident += r.resident;
+  }
+  return pages ? resident / pages : 0;
 }

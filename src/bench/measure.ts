@@ -12,6 +12,9 @@ import { FileSource } from '../sources/file.js';
 import { openSource, sourceKind } from '../sources/open.js';
 import { checkRange, type ByteSource } from '../sources/source.js';
 import { transfer } from '../engine/transfer.js';
+import { fetchNativeMany, networkTargetOf } from '../engine/fetch.js';
+import { closeCheckpoint, isMultiFile, openSafetensorsCheckpoint } from '../inputs/safetensors-checkpoint.js';
+import { isSafetensorsHead, readSafetensorsHeader } from '../inputs/safetensors-header.js';
 import type { Sample, Task } from './types.js';
 
 export const REMOTE_RANGE = 8 << 20;
@@ -112,13 +115,20 @@ async function naive(task: Task): Promise<Sample> {
     await src.close();
   }
   const mem = new MemorySource(task.file, pieces, src.size);
-  const tf = await TensorizerFile.open(mem);
+  // A .tensors file's index, or a safetensors file's header, parsed from memory.
+  const ranges: [number, number][] = [];
+  if (isSafetensorsHead(await mem.read(0, Math.min(16, mem.size)), mem.size)) {
+    const h = await readSafetensorsHeader(mem);
+    for (const t of h.tensors) ranges.push([h.dataStart + t.begin, t.end - t.begin]);
+  } else {
+    for (const e of (await TensorizerFile.open(mem)).entries) ranges.push([e.dataOffset, e.dataLength]);
+  }
   const plan: [number, number, number][] = [];
   let total = 0;
-  for (const e of tf.entries) {
-    if (e.dataLength === 0) continue;
-    plan.push([e.dataOffset, e.dataLength, total]);
-    total += Math.ceil(e.dataLength / ALIGNMENT) * ALIGNMENT;
+  for (const [offset, length] of ranges) {
+    if (length === 0) continue;
+    plan.push([offset, length, total]);
+    total += Math.ceil(length / ALIGNMENT) * ALIGNMENT;
   }
   const h = bin.alloc({ device, total, hugePages: device < 0 && hugePagesByDefault() });
   let first = -1;
@@ -137,9 +147,28 @@ async function naive(task: Task): Promise<Sample> {
 
 /**
  * The remote ceiling: the whole object as parallel 8 MiB range reads, bytes dropped, by the
- * transfer loads use (the native fetcher; TENSORIZE_NET=js: undici).
+ * transfer loads use (the native fetcher; TENSORIZE_NET=js: undici). A sharded checkpoint:
+ * every shard whole, its connections spread over them all (the native fetcher, as its load).
  */
 async function download(task: Task): Promise<Sample> {
+  if (await isMultiFile(task.file)) {
+    const c = await openSafetensorsCheckpoint(task.file, { source: task.source });
+    try {
+      const srcs = c.shards.map((x) => x.source);
+      const nets = await Promise.all(srcs.map(networkTargetOf));
+      const t0 = performance.now();
+      if (nets.every((n) => n !== undefined)) {
+        const jobs = srcs.map((x, file) => ({ offset: 0, length: x.size, dst: 0, crc32: false, sha256: false, file }));
+        const { stats } = await fetchNativeMany(srcs.map((src, k) => ({ src, net: nets[k]! })), jobs, { concurrency: task.concurrency, chunkSize: REMOTE_RANGE });
+        return sample(stats.bytes, stats.transferMs / 1000);
+      }
+      const share = Math.max(1, Math.floor(task.concurrency / srcs.length));
+      const done = await Promise.all(srcs.map((src) => transfer([{ src: { offset: 0, length: src.size } }], { kind: 'hash' }, { source: src, concurrency: share, chunkSize: REMOTE_RANGE })));
+      return sample(done.reduce((n, d) => n + d.stats.bytes, 0), (performance.now() - t0) / 1000);
+    } finally {
+      await closeCheckpoint(c);
+    }
+  }
   const src = await openSource(task.file, task.source);
   try {
     const { stats } = await transfer([{ src: { offset: 0, length: src.size } }], { kind: 'hash' }, { source: src, concurrency: task.concurrency, chunkSize: REMOTE_RANGE });

@@ -34,6 +34,8 @@ export interface Contents {
   fileBytes: number;
   tensorBytes: number;
   tensors: number;
+  /** Files it is in (a sharded checkpoint's shards). */
+  files?: number;
   /** Local files: the file system they are on. */
   filesystem?: string;
 }
@@ -43,6 +45,8 @@ export interface Planned {
   id: string;
   /** The local file it reads, when not the benchmarked one. */
   file?: string;
+  /** Or the local files it reads (a sharded checkpoint's shards). */
+  files?: readonly string[];
   role: BenchEntry['role'];
   label: string;
   /** Its name in the progress lines. */
@@ -93,6 +97,7 @@ export function planBench(s: Setup, c: Contents, opts: BenchOptions): Plan {
   const task: TaskRun = (id) => () => runTask({ id, file: s.file, device: s.device.target, readers: s.readers, chunkSize: s.chunkSize, concurrency: s.concurrency, source });
   const plan: Plan = { planned: ceilingProbes(s, task), skipped: [] };
   planMethods(s, c, opts.methods ?? METHOD_IDS, task, plan);
+  if (opts.direct) planDirect(s, opts.direct, opts.methods ?? METHOD_IDS, source, plan);
   for (const x of opts.extraMethods ?? []) {
     plan.planned.push({ id: x.id, file: x.file, role: 'peer', label: x.label, short: x.id, command: x.command, run: () => x.run(s.device.target), samples: [] });
   }
@@ -141,8 +146,32 @@ function planMethods(s: Setup, c: Contents, methods: readonly MethodId[], task: 
   }
 }
 
+/**
+ * The safetensors checkpoint the .tensors file was converted from, loaded as it is: --plaid
+ * (and --mmap on the host), where those methods are asked for, beside their .tensors runs.
+ */
+function planDirect(s: Setup, direct: NonNullable<BenchOptions['direct']>, methods: readonly MethodId[], source: BenchOptions['source'], plan: Plan): void {
+  const q = /^[\w./:@-]+$/.test(direct.input) ? direct.input : `'${direct.input.replace(/'/g, `'\\''`)}'`;
+  const target = s.device.gpu ? ` --device ${s.device.target}` : ' --device cpu';
+  const shards = direct.files.length > 1 ? `${direct.files.length} shards, ` : '';
+  for (const id of ['plaid', 'mmap'] as const) {
+    if (!methods.includes(id) || methodUnfit(id, { remote: false, gpu: s.device.gpu, target: s.device.target })) continue;
+    plan.planned.push({
+      id: `${id}-safetensors`,
+      files: direct.files,
+      role: 'method',
+      label: id === 'plaid' ? `tensorize --plaid, the .safetensors as is (${shards}no conversion)` : `tensorize --mmap, the .safetensors as is (${shards}no conversion)`,
+      short: `${id} st`,
+      command: `tensorize load ${q} --${id}${id === 'plaid' ? target : ''}`,
+      run: () => runTask({ id, file: direct.input, device: s.device.target, readers: s.readers, chunkSize: s.chunkSize, concurrency: s.concurrency, source }),
+      samples: [],
+    });
+  }
+}
+
 /** Why the naive baseline would not fit in this machine's RAM (the whole file, and on the host its destination), or undefined. */
 function naiveUnfit(gpu: boolean, c: Contents): string | undefined {
+  if ((c.files ?? 1) > 1) return `it reads one file, and this checkpoint is ${c.files} files`;
   const need = c.fileBytes + (gpu ? 0 : c.tensorBytes);
   if (need <= 0.9 * os.totalmem()) return undefined;
   return `it needs ${(need / 1e9).toFixed(1)} GB of RAM (the whole file${gpu ? '' : ' plus the host destination'}) and the machine has ${(os.totalmem() / 1e9).toFixed(1)} GB`;

@@ -9,6 +9,7 @@ import { dirname, join, resolve } from 'node:path';
 import { TensorizeError } from '../errors.js';
 import { MAGIC, TensorType } from '../format/constants.js';
 import { isSafetensorsHead } from '../inputs/safetensors-header.js';
+import { closeCheckpoint, isMultiFile, openSafetensorsCheckpoint } from '../inputs/safetensors-checkpoint.js';
 import { exportSafetensors } from '../ops/export.js';
 import { verifyFile } from '../ops/verify.js';
 import { DEFAULT_ALIGN } from '../format/encode.js';
@@ -97,6 +98,8 @@ export interface PreparedSource {
   file: string;
   /** Also kept: the synthetic model's safetensors file. */
   safetensors?: string;
+  /** A local safetensors checkpoint converted into `file`: it, and its files (see BenchOptions.direct). */
+  direct?: { input: string; files: string[] };
   steps: Step[];
   /** Remove what was made in a temporary directory. */
   cleanup: () => Promise<void>;
@@ -125,6 +128,20 @@ async function isTensorizerFile(path: string): Promise<boolean> {
   } finally {
     await fh.close();
   }
+}
+
+/** The files of a local safetensors checkpoint (one file, an index, a directory), or undefined when `source` is not one. */
+async function safetensorsFiles(source: string): Promise<string[] | undefined> {
+  let c;
+  if (await isMultiFile(source)) {
+    c = await openSafetensorsCheckpoint(source).catch(() => undefined); // e.g. a PyTorch directory
+  } else if (await looksLikeSafetensors(source)) {
+    const src = await FileSource.open(source);
+    c = await openSafetensorsCheckpoint(source, { first: { source: src, head: await src.read(0, 9) } });
+  }
+  if (!c) return undefined;
+  await closeCheckpoint(c);
+  return c.shards.map((x) => resolve(x.name));
 }
 
 /** Turn the bench's source argument (or none) into a .tensors file or URL to measure. */
@@ -156,7 +173,8 @@ export async function prepareBenchSource(source: string | undefined, opts: { siz
     const out = join(w.dir, 'model.tensors');
     log(`${source} is not a .tensors file: converting it first (tensorize loads .tensors files; the naive baseline reads the same file)`);
     const { steps } = await serializeAndVerify(source, out, log);
-    return { kind: 'converted', input: source, file: out, steps, cleanup: w.cleanup };
+    const files = await safetensorsFiles(source);
+    return { kind: 'converted', input: source, file: out, steps, cleanup: w.cleanup, ...(files ? { direct: { input: source, files } } : {}) };
   } catch (e) {
     await w.cleanup();
     throw e;

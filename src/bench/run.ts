@@ -23,8 +23,10 @@ import { formatBytes } from '../util/units.js';
 import { TensorizeError } from '../errors.js';
 import { TensorizerFile } from '../format/reader.js';
 import { native } from '../native/binding.js';
-import { FileSource } from '../sources/file.js';
-import { openSource, type SourceOptions } from '../sources/open.js';
+import type { SourceOptions } from '../sources/open.js';
+import { withHead } from '../sources/source.js';
+import { METADATA_OFFSET } from '../format/constants.js';
+import { closeCheckpoint, openCheckpointOrFile } from '../inputs/safetensors-checkpoint.js';
 import { onInterrupt } from '../util/interrupt.js';
 import { freePageReporting, hugePagesByDefault } from '../util/memory.js';
 import { pageCacheResidency } from './cache.js';
@@ -61,31 +63,45 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
       methods: scored.methods,
       skipped: [...plan.skipped, ...(opts.skipped ?? []), ...plan.planned.flatMap((p) => (p.failed ? [{ id: p.id, label: p.label, reason: p.failed }] : []))],
       ...(opts.peers ? { peers: opts.peers } : {}),
-      notes: [...benchNotes(s, scored, vm, plan.planned.some((p) => p.id === 'mmap')), ...peerNotes(scored.methods, contents, opts.peers)],
+      notes: [...benchNotes(s, scored, vm, plan.planned.some((p) => p.id === 'mmap')), ...directNotes(scored.methods), ...peerNotes(scored.methods, contents, opts.peers)],
     };
   } finally {
     unhook();
   }
 }
 
-/** The index: what there is to load (and a clear error when this is not a .tensors file). */
+/** The index (or a safetensors checkpoint's headers): what there is to load, and a clear error when it is neither format. */
 async function readContents(s: Setup, source: SourceOptions | undefined): Promise<Contents> {
-  const src = s.remote ? await openSource(s.file, source) : await FileSource.open(s.file);
+  const opened = await openCheckpointOrFile(s.file, METADATA_OFFSET, s.remote ? source : undefined);
   let tensors = 0;
   let tensorBytes = 0;
-  const fileBytes = src.size;
-  try {
-    const tf = await TensorizerFile.open(src);
-    for (const e of tf.entries) {
-      if (e.dataLength === 0) continue;
-      tensors++;
-      tensorBytes += e.dataLength;
+  let fileBytes = 0;
+  let files = 1;
+  const add = (n: number) => {
+    if (n === 0) return;
+    tensors++;
+    tensorBytes += n;
+  };
+  if ('checkpoint' in opened) {
+    const c = opened.checkpoint;
+    files = c.shards.length;
+    for (const x of c.shards) {
+      fileBytes += x.source.size;
+      for (const t of x.header.tensors) add(t.end - t.begin);
     }
-  } finally {
-    await src.close();
+    await closeCheckpoint(c);
+  } else {
+    const src = opened.other;
+    fileBytes = src.size;
+    try {
+      const tf = await TensorizerFile.open(withHead(src, opened.head));
+      for (const e of tf.entries) add(e.dataLength);
+    } finally {
+      await src.close();
+    }
   }
   if (tensorBytes === 0) throw new TensorizeError('E_INPUT', `${s.file} holds no tensor data to load`);
-  return { fileBytes, tensorBytes, tensors, filesystem: s.remote ? undefined : filesystemOf(s.file) };
+  return { fileBytes, tensorBytes, tensors, files, filesystem: s.remote ? undefined : filesystemOf(s.file) };
 }
 
 /** The pinned host-to-device ceiling: measured once, before the rounds. */
@@ -118,7 +134,7 @@ async function runRounds(s: Setup, planned: readonly Planned[]): Promise<Residen
     // .tensors file just written by serialize and a .safetensors file written in one stream
     // would hand the methods that map (--mmap, safetensors) different work.
     s.log('warming the page cache: each file evicted, then read once sequentially (so that every file is cached alike)');
-    for (const f of new Set([s.file, ...planned.map((p) => p.file ?? s.file)])) {
+    for (const f of new Set([s.file, ...planned.flatMap((p) => filesOf(s, p))])) {
       native().evictFile(f);
       await native().readProbe(f, 1, s.chunkSize);
     }
@@ -134,13 +150,16 @@ async function runRounds(s: Setup, planned: readonly Planned[]): Promise<Residen
   return residency;
 }
 
+/** The local files `p` reads. */
+const filesOf = (s: Setup, p: Planned): readonly string[] => p.files ?? [p.file ?? s.file];
+
 /** One timed run of `p` in round `r`; for a local file, evicted first when cold, its residency noted. */
 async function runOnce(s: Setup, p: Planned, r: number, residency: Residency | undefined): Promise<void> {
   let before: number | undefined;
   if (residency) {
-    const f = p.file ?? s.file;
-    if (s.cold) native().evictFile(f);
-    before = pageCacheResidency(f);
+    const fs = filesOf(s, p);
+    if (s.cold) for (const f of fs) native().evictFile(f);
+    before = pageCacheResidency(fs);
     (s.cold ? residency.evictions : residency.before).push(before);
   }
   let sample: Sample;
@@ -171,6 +190,18 @@ function score(plan: Plan): Scored {
   const rate = chosen.ceiling.gbPerSecond;
   for (const e of [...ceilings, ...methods]) if (rate > 0) e.fractionOfCeiling = e.gbPerSecond.median / rate;
   return { ...chosen, ceilings, methods };
+}
+
+/** A safetensors checkpoint loaded as it is against the .tensors file it was converted into (same method, medians). */
+export function directNotes(methods: readonly BenchEntry[]): string[] {
+  const notes: string[] = [];
+  for (const m of methods.filter((x) => x.id.endsWith('-safetensors'))) {
+    const base = methods.find((x) => x.id === m.id.slice(0, -'-safetensors'.length));
+    if (!base || base.gbPerSecond.median <= 0) continue;
+    const r = m.gbPerSecond.median / base.gbPerSecond.median;
+    notes.push(`Conversion: ${m.label} runs at ${Math.round(r * 100)}% of the same method on the converted .tensors file (${formatRate(m.gbPerSecond.median)} against ${formatRate(base.gbPerSecond.median)} GB/s, medians)${r >= 0.95 ? ': converting buys no load speed here (it buys per-tensor hashes for --verify, and one file)' : ': the converted file loads faster here'}.`);
+  }
+  return notes;
 }
 
 /** The notes under the table: units, runs and RSS, the ceiling and why, and what to keep in mind. */

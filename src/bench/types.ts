@@ -85,6 +85,12 @@ export interface BenchOptions {
   peers?: PeerInfo;
   /** What the user asked to benchmark, when the file was made or converted from it. */
   origin?: { kind: BenchSourceKind; input: string };
+  /**
+   * A local safetensors checkpoint (the source as given: a file, an index, a directory) and
+   * its files: its direct load (--plaid, and --mmap on the host) is measured beside the
+   * .tensors file it was converted into.
+   */
+  direct?: { input: string; files: readonly string[] };
   /** Progress lines (stderr in the CLI). */
   log?: (line: string) => void;
 }

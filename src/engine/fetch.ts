@@ -7,7 +7,8 @@
  * TENSORIZE_NET=js.
  */
 import { config } from '../config.js';
-import { native, nativeAvailable, type NativeFetchStats, type NativeHandle } from '../native/binding.js';
+import { TensorizeError } from '../errors.js';
+import { native, nativeAvailable, type NativeFetchStats, type NativeHandle, type NativeHashGroup } from '../native/binding.js';
 import { DEFAULT_SPEED_LIMIT, DEFAULT_SPEED_TIME_MS } from '../sources/retry.js';
 import type { ByteSource, NetworkTarget } from '../sources/source.js';
 import { pollProgress } from './progress.js';
@@ -32,6 +33,11 @@ export interface FetchOptions {
   maxGap?: number;
   /** Bytes received since the last call (polled every 100 ms, and once at the end). */
   onProgress?: (bytes: number) => void;
+  /**
+   * Hash groups (whole-file SHA-256s over jobs, by index), checked natively: a mismatch
+   * rejects with E_HASH_MISMATCH and `group`. Not with per-job hashes.
+   */
+  groups?: readonly NativeHashGroup[];
 }
 
 /** The native fetcher's target for `src`, or undefined when the JavaScript path must be used. */
@@ -48,41 +54,66 @@ export interface Destination {
   hugePages?: boolean;
 }
 
+/** One object of a fetch: what to call it and its size, and how the native fetcher reaches it. */
+export interface FetchSource {
+  src: Pick<ByteSource, 'name' | 'size'>;
+  net: NetworkTarget;
+}
+
 /**
- * Run the native fetcher. With a destination, the returned handle holds it (free it with
- * native().free); without one the jobs are only hashed (or written to `output`).
+ * Run the native fetcher on one object. With a destination, the returned handle holds it
+ * (free it with native().free); without one the jobs are only hashed (or written to `output`).
  */
 export async function fetchNative(src: Pick<ByteSource, 'name' | 'size'>, net: NetworkTarget, jobs: readonly FetchJob[], opts: FetchOptions & Destination): Promise<{ handle: NativeHandle; stats: NativeFetchStats }>;
 export async function fetchNative(src: Pick<ByteSource, 'name' | 'size'>, net: NetworkTarget, jobs: readonly FetchJob[], opts: FetchOptions): Promise<{ stats: NativeFetchStats }>;
 export async function fetchNative(src: Pick<ByteSource, 'name' | 'size'>, net: NetworkTarget, jobs: readonly FetchJob[], opts: FetchOptions & Partial<Destination>): Promise<{ handle?: NativeHandle; stats: NativeFetchStats }> {
+  return runFetch([{ src, net }], jobs, opts);
+}
+
+/**
+ * Run the native fetcher on several objects at once (the shards of a checkpoint), into one
+ * destination: each job's `file` is its object's index in `objects`. The objects' requests
+ * are interleaved so that all are read from the start, and each connection keeps to one
+ * endpoint while it has requests there (native/src/fetch_plan.h). The retry settings are
+ * the first object's (they come from one set of options). As fetchNative otherwise.
+ */
+export async function fetchNativeMany(objects: readonly FetchSource[], jobs: readonly (FetchJob & { file: number })[], opts: FetchOptions & Destination): Promise<{ handle: NativeHandle; stats: NativeFetchStats }>;
+export async function fetchNativeMany(objects: readonly FetchSource[], jobs: readonly (FetchJob & { file: number })[], opts: FetchOptions): Promise<{ stats: NativeFetchStats }>;
+export async function fetchNativeMany(objects: readonly FetchSource[], jobs: readonly (FetchJob & { file: number })[], opts: FetchOptions & Partial<Destination>): Promise<{ handle?: NativeHandle; stats: NativeFetchStats }> {
+  if (objects.length === 0) throw new TensorizeError('E_USAGE', 'fetch: no objects to read from');
+  return runFetch(objects, jobs, opts);
+}
+
+async function runFetch(objects: readonly FetchSource[], jobs: readonly (FetchJob & { file?: number })[], opts: FetchOptions & Partial<Destination>): Promise<{ handle?: NativeHandle; stats: NativeFetchStats }> {
   const bin = native();
+  const retry = objects[0]!.net.retry;
   const hashing = jobs.some((j) => j.crc32 || j.sha256);
   const items = new Float64Array(jobs.length * 3);
   jobs.forEach((j, k) => items.set([j.offset, j.length, j.dst], 3 * k));
   const { handle, done } = bin.fetch({
-    ...net.target,
-    name: src.name,
-    size: src.size,
+    objects: objects.map(({ src, net }) => ({ ...net.target, name: src.name, size: src.size })),
+    itemFiles: objects.length > 1 ? Uint32Array.from(jobs, (j) => j.file ?? 0) : undefined,
     device: opts.device ?? null,
     total: opts.total ?? 0,
     output: opts.output,
     hugePages: opts.hugePages,
     items,
+    groups: opts.groups,
     hashes: hashing ? jobs.map((j) => ({ crc32: j.crc32, sha256: j.sha256, prefix: j.prefix ? Buffer.concat(j.prefix) : undefined })) : undefined,
     chunkSize: opts.chunkSize ?? DEFAULT_REMOTE_CHUNK,
     maxGap: opts.maxGap ?? 1 << 20,
     connections: Math.max(1, opts.concurrency ?? DEFAULT_CONCURRENCY),
-    retries: net.retry.retries ?? 5,
-    baseDelayMs: net.retry.baseDelayMs ?? 200,
-    timeoutMs: net.retry.timeoutMs ?? 30_000,
-    speedLimit: net.retry.speedLimit ?? DEFAULT_SPEED_LIMIT,
-    speedTimeMs: net.retry.speedTimeMs ?? DEFAULT_SPEED_TIME_MS,
+    retries: retry.retries ?? 5,
+    baseDelayMs: retry.baseDelayMs ?? 200,
+    timeoutMs: retry.timeoutMs ?? 30_000,
+    speedLimit: retry.speedLimit ?? DEFAULT_SPEED_LIMIT,
+    speedTimeMs: retry.speedTimeMs ?? DEFAULT_SPEED_TIME_MS,
   });
   const stop = pollProgress(() => bin.progress(handle), opts.onProgress);
   try {
     const stats = await done;
     stop();
-    for (const m of stats.retryLog) net.retry.onRetry?.(m);
+    for (const m of stats.retryLog) retry.onRetry?.(m);
     if (opts.device === undefined) {
       bin.free(handle);
       return { stats };

@@ -28,10 +28,10 @@ import { inTensor, TensorizeError } from '../errors.js';
 import { hashFailures, verifyError, type Computed, type HashFailure } from '../format/check.js';
 import { swapBytes } from '../format/dtypes.js';
 import type { Range, SourceData } from '../format/view.js';
-import { native, type NativeExpect, type NativeFetchStats, type NativeHandle } from '../native/binding.js';
+import { native, type NativeExpect, type NativeFetchStats, type NativeHandle, type NativeHashGroup } from '../native/binding.js';
 import type { ByteSource } from '../sources/source.js';
 import { writeFully, type JobResult } from './job.js';
-import { fetchedHashes, fetchNative, networkTargetOf, type FetchJob } from './fetch.js';
+import { fetchedHashes, fetchNative, fetchNativeMany, networkTargetOf, type FetchJob } from './fetch.js';
 import { pollProgress } from './progress.js';
 import { DEFAULT_CONCURRENCY, readRemote, type RemoteJob } from './remote.js';
 import { JobRunner } from './runner.js';
@@ -66,6 +66,16 @@ export interface PackedJobs {
   indexes?: readonly number[];
   /** Hashes to check on the way (every job, or none): each job's stored hashes and the prefix they cover. */
   checks?: readonly NativeExpect[];
+  /** With several sources (TransferOptions.sources): each job's source. */
+  files?: Uint32Array;
+  /**
+   * Whole-file SHA-256s (instead of `checks`), checked while the data streams: each group's
+   * SHA-256 is over `prefix`, then its `items`' (job indexes) bytes in this order, which must
+   * be the jobs' order (and, from the network, one source's file order). `name` (the
+   * shard's path or URL) names it in a mismatch. Memory sinks only (the native loader and
+   * fetcher); the JavaScript network path (TENSORIZE_NET=js, no addon) does not do them.
+   */
+  groups?: readonly { sha256: Buffer; prefix: Buffer; items: Uint32Array; name: string }[];
 }
 
 export type Sink =
@@ -83,12 +93,21 @@ export type Sink =
       plaid?: boolean;
       mmap?: boolean;
       readers?: number;
-      fileSize?: number;
+      /**
+       * Local sources, one per source: its size when its index was read (the loader fails
+       * if it differs), and with mmap where it is mapped in the destination.
+       */
+      files?: readonly { size: number; mapAt: number }[];
     };
 
 export interface TransferOptions {
   /** Where range jobs read from; without it every job names its file (a SourceData). */
   source?: ByteSource;
+  /**
+   * Or several sources, all local or all remote (a sharded checkpoint), read at once into
+   * one memory sink: PackedJobs.files says which holds each job.
+   */
+  sources?: readonly ByteSource[];
   /** Local engines: threads. */
   threads?: number;
   /** Bytes per read (local engines, the loader's ring slots, the network's range requests). */
@@ -159,8 +178,17 @@ function emptyStats(engine: TransferEngine): TransferStats {
 /** Move the jobs' bytes from the source to the sink (see the module comment). */
 export async function transfer(jobs: readonly TransferJob[] | PackedJobs, sink: Sink, opts: TransferOptions = {}): Promise<TransferResult> {
   const t0 = performance.now();
-  const src = opts.source;
+  const srcs = opts.sources ?? (opts.source ? [opts.source] : []);
+  const src = srcs[0];
   const network = src !== undefined && src.localPath === undefined;
+  if (srcs.some((x) => (x.localPath === undefined) !== network)) throw new TensorizeError('E_NATIVE', 'the sources of one transfer must be all local or all remote');
+  const grouped = isPacked(jobs) && (jobs.groups?.length ?? 0) > 0;
+  if (grouped && sink.kind !== 'memory') throw new TensorizeError('E_UNSUPPORTED', 'hash groups (whole-file SHA-256s) are checked on loads into memory only');
+  if (srcs.length > 1 || (grouped && network)) {
+    if (sink.kind !== 'memory' || !isPacked(jobs)) throw new TensorizeError('E_NATIVE', 'several sources are read into memory only, from packed jobs');
+    const out = network ? await fromNetworkMany(srcs, jobs, sink, opts) : await loadLocal(jobs, sink, { ...opts, sources: srcs });
+    return { ...out, results: [], failures: [], stats: finish(out.stats, t0) };
+  }
   if (!network && sink.kind === 'memory') {
     // The native loader checks the hashes itself and fails at a mismatch: no failures to list.
     const out = await loadLocal(isPacked(jobs) ? jobs : pack(jobs), sink, opts);
@@ -271,10 +299,12 @@ async function streamFiles(data: SourceData[], jobs: readonly TransferJob[], wri
 /** A local file into GPU or host memory (or mapped) by the native loader, which checks the hashes itself. */
 async function loadLocal(jobs: PackedJobs, sink: Extract<Sink, { kind: 'memory' }>, opts: TransferOptions): Promise<{ stats: TransferStats; handle: NativeHandle }> {
   const bin = native();
-  const path = opts.source?.localPath;
-  if (path === undefined) throw new TensorizeError('E_NATIVE', 'the loader needs a local source');
+  const srcs = opts.sources ?? (opts.source ? [opts.source] : []);
+  if (srcs.length === 0 || srcs.some((x) => x.localPath === undefined)) throw new TensorizeError('E_NATIVE', 'the loader needs local sources');
+  const path = srcs[0]!.localPath!;
   const { handle, done } = bin.start({
-    path,
+    files: srcs.map((x, k) => ({ path: x.localPath!, size: sink.files?.[k]?.size, mapAt: sink.files?.[k]?.mapAt ?? 0 })),
+    itemFiles: jobs.files,
     device: sink.device,
     plaid: sink.plaid ?? true,
     mmap: sink.mmap ?? false,
@@ -283,9 +313,9 @@ async function loadLocal(jobs: PackedJobs, sink: Extract<Sink, { kind: 'memory' 
     verify: jobs.checks !== undefined,
     hugePages: sink.hugePages ?? false,
     total: sink.total,
-    fileSize: sink.fileSize ?? 0,
     items: jobs.items,
     expect: jobs.checks,
+    groups: nativeGroups(jobs.groups),
   });
   const stop = pollProgress(() => bin.progress(handle), opts.onProgress);
   try {
@@ -305,7 +335,10 @@ async function loadLocal(jobs: PackedJobs, sink: Extract<Sink, { kind: 'memory' 
     return { stats, handle };
   } catch (e) {
     stop();
-    throw nativeError(e, (k) => (k < jobs.names.length ? { name: jobs.names[k]!, index: jobs.indexes?.[k] ?? k } : undefined), opts.source?.name ?? path);
+    throw groupError(
+      nativeError(e, (k) => (k < jobs.names.length ? { name: jobs.names[k]!, index: jobs.indexes?.[k] ?? k } : undefined), srcs[jobs.files?.[0] ?? 0]!.name ?? path),
+      jobs.groups,
+    );
   }
 }
 
@@ -330,20 +363,89 @@ async function fromNetwork(src: ByteSource, jobs: readonly TransferJob[], sink: 
     const st = r.stats;
     const hashing = ranged.some((j) => j.crc32 || j.sha256);
     const results = ranged.map((j, k) => ({ id: k, bytes: j.length, ...(hashing ? pick(j, fetchedHashes(st, k)) : {}) }));
-    const stats: TransferStats = {
-      ...emptyStats('fetcher'),
-      bytes: ranged.reduce((n, j) => n + j.length, 0),
-      transferMs: st.transferMs,
-      allocMs: st.allocMs,
-      firstJobMs: st.firstTensorMs < 0 ? -1 : st.allocMs + st.firstTensorMs,
-      pinnedBytes: st.pinnedBytes,
-      deviceBytes: memory && memory.device >= 0 ? memory.total : 0,
-      hostBytes: memory && memory.device < 0 ? memory.total : 0,
-      network: { engine: 'native', connections: st.connections, requests: st.requests, retries: st.retries, wireBytes: st.wireBytes },
-    };
-    return { results, stats, handle: r.handle };
+    return { results, stats: fetcherStats(st, ranged, memory), handle: r.handle };
   }
   return readNetworkJs(src, ranged, sink, { ...opts, concurrency });
+}
+
+/**
+ * Several network sources (a sharded checkpoint's shards) into one memory sink: the native
+ * fetcher with its connections spread over them all; without it (TENSORIZE_NET=js, no
+ * addon), JavaScript range reads, `concurrency` requests in flight across the sources.
+ */
+async function fromNetworkMany(srcs: readonly ByteSource[], packed: PackedJobs, sink: Extract<Sink, { kind: 'memory' }>, opts: TransferOptions): Promise<{ stats: TransferStats; handle?: NativeHandle }> {
+  const jobs = unpack(packed);
+  const file = (k: number) => packed.files?.[k] ?? 0;
+  const ranged = jobs.map((j, k) => ({ ...(j.src as Range), dst: j.dst ?? 0, prefix: [] as Uint8Array[], crc32: false, sha256: false, file: file(k) }));
+  const concurrency = opts.concurrency ?? DEFAULT_CONCURRENCY;
+  const nets = await Promise.all(srcs.map(networkTargetOf));
+  if (nets.every((n) => n !== undefined)) {
+    const memory = { device: sink.device, total: sink.total, hugePages: sink.hugePages };
+    let r: { handle: NativeHandle; stats: NativeFetchStats };
+    try {
+      const groups = nativeGroups(packed.groups);
+      r = await fetchNativeMany(srcs.map((src, k) => ({ src, net: nets[k]! })), ranged, { concurrency, chunkSize: opts.chunkSize, onProgress: opts.onProgress, groups, ...memory });
+    } catch (e) {
+      throw groupError(
+        nativeError(e, (k) => (jobs[k] ? { name: jobs[k].name!, index: jobs[k].index ?? k } : undefined), srcs[0]!.name),
+        packed.groups,
+      );
+    }
+    return { stats: fetcherStats(r.stats, ranged, memory), handle: r.handle };
+  }
+  if (packed.groups?.length)
+    throw new TensorizeError('E_UNSUPPORTED', 'whole-file SHA-256 checks (hash groups) of network sources need the native fetcher (not TENSORIZE_NET=js or a proxy it cannot use)', {
+      hints: ['unset TENSORIZE_NET=js, or load without the whole-file hashes'],
+    });
+  const stats = emptyStats('js');
+  stats.network = { engine: 'js', connections: concurrency, requests: -1, retries: -1, wireBytes: -1 };
+  const bin = native();
+  const a0 = performance.now();
+  const handle = bin.alloc({ device: sink.device, total: sink.total, hugePages: sink.hugePages });
+  stats.allocMs = performance.now() - a0;
+  stats[sink.device >= 0 ? 'deviceBytes' : 'hostBytes'] = sink.total;
+  try {
+    // Each source's jobs, read by `concurrency` lanes shared out over the sources at once.
+    const bySource = srcs.map((_, f) => ranged.map((j, k) => ({ j, k })).filter((x) => x.j.file === f));
+    let nextSource = 0;
+    const lanes = Math.max(1, Math.min(concurrency, srcs.length));
+    const lane = async (share: number) => {
+      while (nextSource < srcs.length) {
+        const f = nextSource++;
+        const mine = bySource[f]!;
+        await readRemote(srcs[f]!, mine.map((x) => x.j), {
+          concurrency: share,
+          chunkSize: opts.chunkSize,
+          onProgress: opts.onProgress,
+          onPart: (i, off, bytes) => bin.writeAsync(handle, mine[i]!.j.dst + off, bytes),
+          onJobDone: () => {
+            if (stats.firstJobMs < 0) stats.firstJobMs = performance.now() - a0;
+          },
+        });
+      }
+    };
+    await Promise.all(Array.from({ length: lanes }, (_, i) => lane(Math.floor(concurrency / lanes) + (i < concurrency % lanes ? 1 : 0))));
+    stats.bytes = ranged.reduce((n, j) => n + j.length, 0);
+    return { stats, handle };
+  } catch (e) {
+    bin.free(handle);
+    throw e;
+  }
+}
+
+/** The native fetcher's figures as a transfer's. */
+function fetcherStats(st: NativeFetchStats, jobs: readonly { length: number }[], memory: { device: number; total: number } | undefined): TransferStats {
+  return {
+    ...emptyStats('fetcher'),
+    bytes: jobs.reduce((n, j) => n + j.length, 0),
+    transferMs: st.transferMs,
+    allocMs: st.allocMs,
+    firstJobMs: st.firstTensorMs < 0 ? -1 : st.allocMs + st.firstTensorMs,
+    pinnedBytes: st.pinnedBytes,
+    deviceBytes: memory && memory.device >= 0 ? memory.total : 0,
+    hostBytes: memory && memory.device < 0 ? memory.total : 0,
+    network: { engine: 'native', connections: st.connections, requests: st.requests, retries: st.retries, wireBytes: st.wireBytes },
+  };
 }
 
 /** A Buffer over the same bytes (no copy). */
@@ -395,6 +497,26 @@ async function readNetworkJs(src: ByteSource, jobs: Ranged[], sink: Sink, opts: 
     bin.free(handle);
     throw e;
   }
+}
+
+/** PackedJobs.groups as the addon takes them. */
+function nativeGroups(groups: PackedJobs['groups']): NativeHashGroup[] | undefined {
+  return groups?.length ? groups.map(({ sha256, prefix, items }) => ({ sha256, prefix, items })) : undefined;
+}
+
+/**
+ * A native error about a hash group (its `group`: the index) in the group's words: a
+ * mismatch names the shard and both SHA-256s (the computed one from the native message).
+ */
+export function groupError(e: unknown, groups: PackedJobs['groups']): unknown {
+  if (!(e instanceof TensorizeError) || !groups) return e;
+  const g = (e as TensorizeError & { group?: number }).group;
+  const group = g === undefined ? undefined : groups[g];
+  if (!group) return e;
+  if (e.code !== 'E_HASH_MISMATCH') return new TensorizeError(e.code, `${group.name}: ${e.message}`, { hints: e.hints, cause: e });
+  const computed = /computed ([0-9a-f]{64})/.exec(e.message)?.[1] ?? 'unknown';
+  const expected = group.sha256.toString('hex');
+  return new TensorizeError('E_HASH_MISMATCH', `${group.name}: SHA-256 mismatch: the file is not the one expected (expected ${expected}, computed ${computed})`, { hints: e.hints, cause: e });
 }
 
 /**

@@ -46,6 +46,8 @@ function parseEntry(v: Json): { dtype: string; shape: number[]; data_offsets: [n
 export interface SafetensorsHeader {
   /** Byte offset of the data section (8 + header length). */
   dataStart: number;
+  /** The file's bytes before the data section (the length and the JSON header): what a whole-file hash starts with. */
+  head: Buffer;
   tensors: { name: string; dtype: string; shape: number[]; begin: number; end: number }[];
   metadata: Map<string, string>;
 }
@@ -59,13 +61,15 @@ export function safetensorsError(file: string, why: string, hints?: string[]): T
 export async function readSafetensorsHeader(src: ByteSource): Promise<SafetensorsHeader> {
   const f = src.name;
   if (src.size < 8) throw safetensorsError(f, `${src.size} bytes is too small for a safetensors file (no 8-byte header length)`);
-  const n64 = (await src.read(0, 8)).readBigUInt64LE(0);
+  const len = await src.read(0, 8);
+  const n64 = len.readBigUInt64LE(0);
   if (n64 > BigInt(MAX_HEADER_SIZE)) throw safetensorsError(f, `header length ${n64} exceeds the ${MAX_HEADER_SIZE}-byte limit; this is not a safetensors file or it is corrupt`);
   const n = Number(n64);
   if (8 + n > src.size) throw safetensorsError(f, `header length ${n} runs past the end of the ${src.size}-byte file`);
   let text: string;
+  const json = await src.read(8, n);
   try {
-    text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(await src.read(8, n));
+    text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(json);
   } catch (e) {
     if (e instanceof TensorizeError) throw e;
     throw safetensorsError(f, 'header is not valid UTF-8');
@@ -119,6 +123,6 @@ export async function readSafetensorsHeader(src: ByteSource): Promise<Safetensor
   if (pos !== dataLen) {
     throw safetensorsError(f, pos > dataLen ? `tensor data ends at offset ${pos}, past the end of the ${dataLen}-byte data section; the file is truncated` : `the data section is ${dataLen} bytes but the tensors cover only ${pos}`);
   }
-  return { dataStart, tensors: sorted, metadata };
+  return { dataStart, head: Buffer.concat([len, json]), tensors: sorted, metadata };
 }
 

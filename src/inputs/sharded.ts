@@ -5,16 +5,10 @@
  */
 import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, join, normalize, sep } from 'node:path';
-import { z } from 'zod';
 import { TensorizeError, type ErrorCode } from '../errors.js';
 import { fsError } from '../sources/file.js';
 import { parseStrictJson, type Json } from '../util/json.js';
 import type { InputModel } from './model.js';
-
-const indexSchema = z.object({
-  metadata: z.record(z.string(), z.unknown()).optional(),
-  weight_map: z.record(z.string(), z.string()),
-});
 
 export function toPlain(v: Json): unknown {
   if (v instanceof Map) return Object.fromEntries([...v].map(([k, x]) => [k, toPlain(x)]));
@@ -31,7 +25,7 @@ export interface IndexIO {
   resolve(indexPath: string, shard: string): string;
 }
 
-const LOCAL: IndexIO = {
+export const LOCAL_INDEX: IndexIO = {
   read: async (p) => {
     try {
       return await readFile(p, 'utf8');
@@ -42,7 +36,25 @@ const LOCAL: IndexIO = {
   resolve: (index, shard) => join(dirname(index), shard),
 };
 
-export async function openShardedIndex(indexPath: string, openShard: (path: string) => Promise<InputModel>, code: ErrorCode, io: IndexIO = LOCAL): Promise<InputModel> {
+/** A sharded checkpoint's index, read and checked: the shards it names and their tensors. */
+export interface ShardIndex {
+  index: string;
+  /** The shards as named in the index (normalised), sorted, and where each is. */
+  shards: string[];
+  locations: string[];
+  /** The tensors the index puts in each shard. */
+  byShard: Map<string, Set<string>>;
+  code: ErrorCode;
+  io: IndexIO;
+}
+
+/**
+ * Read a `weight_map` index (no schema library: `load` of an index imports this module, and
+ * a fresh process should not pay ~140 ms for zod). A shard outside the index's directory
+ * (absolute, `..`, a URL, a backslash) is an error; a tensor named twice is one too (the
+ * strict JSON parser refuses duplicate keys).
+ */
+export async function readShardIndex(indexPath: string, code: ErrorCode, io: IndexIO = LOCAL_INDEX): Promise<ShardIndex> {
   const bad = (why: string): TensorizeError => new TensorizeError(code, `${indexPath}: ${why}`);
   const text = await io.read(indexPath);
   let json: Json;
@@ -51,10 +63,13 @@ export async function openShardedIndex(indexPath: string, openShard: (path: stri
   } catch (e) {
     throw bad(`not valid JSON: ${(e as Error).message}`);
   }
-  const parsed = indexSchema.safeParse(toPlain(json));
-  if (!parsed.success) throw bad('not a sharded checkpoint index: expected {"weight_map": {"<tensor>": "<shard file>"}}');
+  const map = json instanceof Map ? json.get('weight_map') : undefined;
+  const meta = json instanceof Map ? json.get('metadata') : undefined;
+  if (!(map instanceof Map) || (meta !== undefined && !(meta instanceof Map)) || ![...map.values()].every((v) => typeof v === 'string')) {
+    throw bad('not a sharded checkpoint index: expected {"weight_map": {"<tensor>": "<shard file>"}}');
+  }
   const byShard = new Map<string, Set<string>>();
-  for (const [name, shard] of Object.entries(parsed.data.weight_map)) {
+  for (const [name, shard] of map as Map<string, string>) {
     const rel = normalize(shard);
     if (isAbsolute(shard) || rel === '..' || rel.startsWith(`..${sep}`) || shard.includes('\0') || /^[a-z][a-z0-9+.-]*:/i.test(shard) || shard.includes('\\')) {
       throw bad(`weight_map names the shard ${JSON.stringify(shard)}, which is outside the index's directory`);
@@ -64,24 +79,38 @@ export async function openShardedIndex(indexPath: string, openShard: (path: stri
   }
   if (byShard.size === 0) throw bad('weight_map is empty');
   const shards = [...byShard.keys()].sort();
-  const models = [];
-  for (const s of shards) models.push(await openShard(io.resolve(indexPath, s)));
-  const model = mergeModels(models, code);
-  // Which shard each tensor came from (by the model it was read with, not by its data path).
+  return { index: indexPath, shards, locations: shards.map((s) => io.resolve(indexPath, s)), byShard, code, io };
+}
+
+/**
+ * Check what the shards hold (`names[k]`: the tensors found in shard k) against the index:
+ * a listed tensor missing from its shard, or found in another, is an error; a tensor found
+ * in a shard but not listed is included, with a warning (returned).
+ */
+export function checkShards(ix: ShardIndex, names: readonly (readonly string[])[]): string[] {
+  const bad = (why: string): TensorizeError => new TensorizeError(ix.code, `${ix.index}: ${why}`);
   const found = new Map<string, string>();
-  models.forEach((m, i) => m.tensors.forEach((t) => found.set(nameOf(t), shards[i]!)));
-  for (const [shard, names] of byShard) {
-    for (const name of names) {
+  names.forEach((ns, k) => ns.forEach((n) => found.set(n, ix.shards[k]!)));
+  for (const [shard, listed] of ix.byShard) {
+    for (const name of listed) {
       const where = found.get(name);
       if (where === undefined) throw bad(`tensor ${JSON.stringify(name)} is listed in weight_map but is not in ${shard}`);
-      if (where !== shard) throw bad(`tensor ${JSON.stringify(name)} is listed under ${shard} but is in ${io.resolve(indexPath, where)}`);
+      if (where !== shard) throw bad(`tensor ${JSON.stringify(name)} is listed under ${shard} but is in ${ix.io.resolve(ix.index, where)}`);
     }
   }
+  const warnings: string[] = [];
   for (const [name, shard] of found) {
-    if (!byShard.get(shard)?.has(name)) {
-      model.warnings.push(`tensor ${JSON.stringify(name)} in ${io.resolve(indexPath, shard)} is not listed in ${indexPath}; it is included`);
-    }
+    if (!ix.byShard.get(shard)?.has(name)) warnings.push(`tensor ${JSON.stringify(name)} in ${ix.io.resolve(ix.index, shard)} is not listed in ${ix.index}; it is included`);
   }
+  return warnings;
+}
+
+export async function openShardedIndex(indexPath: string, openShard: (path: string) => Promise<InputModel>, code: ErrorCode, io: IndexIO = LOCAL_INDEX): Promise<InputModel> {
+  const ix = await readShardIndex(indexPath, code, io);
+  const models = [];
+  for (const s of ix.locations) models.push(await openShard(s));
+  const model = mergeModels(models, code);
+  model.warnings.push(...checkShards(ix, models.map((m) => m.tensors.map(nameOf))));
   return model;
 }
 

@@ -43,8 +43,30 @@ export interface NativeExpect {
   prefix: Buffer;
 }
 
+/**
+ * A hash group: one SHA-256 over `prefix`, then the bytes of `items` one after the other in
+ * this order (a safetensors shard's whole-file SHA-256: its header, then its tensors in file
+ * order). Checked while the data streams; a mismatch is E_HASH_MISMATCH with `group` (the
+ * group's index) on the error, its message "hash group #N: SHA-256 mismatch (stored <hex>,
+ * computed <hex>)". Load: the items must come in this order in the plan (`items`); fetch:
+ * they must lie in one object, in file order. An item is in at most one group.
+ */
+export interface NativeHashGroup {
+  sha256: Buffer;
+  prefix: Buffer;
+  items: Uint32Array;
+}
+
 export interface NativeSpec {
-  path: string;
+  /** One input file; or `files`. */
+  path?: string;
+  /**
+   * Several input files (a sharded checkpoint): each with the size it had when its index
+   * was read, and with mmap its page-aligned place in the destination. `itemFiles` says
+   * which holds each item.
+   */
+  files?: readonly { path: string; size?: number; mapAt?: number }[];
+  itemFiles?: Uint32Array;
   /** -1 for host memory. */
   device: number;
   plaid: boolean;
@@ -57,7 +79,8 @@ export interface NativeSpec {
   hugePages?: boolean;
   /**
    * Host only, no copy: map the file copy-on-write and map the tensors' pages in from the
-   * page cache. Every item's destination must be its file offset, `total` the file size.
+   * page cache. Every item's destination must be its file offset (with `files`: plus its
+   * file's mapAt), `total` the file size (with `files`: the region holding them all).
    */
   mmap?: boolean;
   /** The size the file had when its index was read. */
@@ -65,6 +88,8 @@ export interface NativeSpec {
   /** (file offset, length, destination offset) triples. */
   items: Float64Array;
   expect?: readonly NativeExpect[];
+  /** Whole-file SHA-256s instead of `verify` + `expect`. */
+  groups?: readonly NativeHashGroup[];
 }
 
 export interface NativeStats {
@@ -128,11 +153,30 @@ export interface NativeFetchTarget {
   proxyConnect?: string;
 }
 
-export interface NativeFetchSpec extends NativeFetchTarget {
-  /** The URL, for messages. */
+/** One object the native fetcher reads: how to reach it, and what it must be. */
+export interface NativeFetchObject extends NativeFetchTarget {
+  /** The URL, for messages (every error about the object names it). */
   name: string;
   /** The object's size: every Content-Range total must equal it. */
   size: number;
+}
+
+/**
+ * Several objects in one run (the shards of a checkpoint, on one host or several): their
+ * requests are interleaved so every object is read at once, and each connection keeps to
+ * one endpoint (host, port, TLS and CA, proxy) while it has requests there.
+ */
+export interface NativeFetchObjects {
+  objects: NativeFetchObject[];
+  /** Each item's object (index into `objects`); all 0 when absent. */
+  itemFiles?: Uint32Array;
+}
+
+/** A native fetch: of one object (its target at the top level) or of several (`objects`). */
+export type NativeFetchSpec = NativeFetchRun & (NativeFetchObject | NativeFetchObjects);
+
+/** What a native fetch does with the items, whichever objects they come from. */
+export interface NativeFetchRun {
   /** A new destination on this device (-1: host memory), or null to only hash (or write `output`). */
   device: number | null;
   total: number;
@@ -140,10 +184,12 @@ export interface NativeFetchSpec extends NativeFetchTarget {
   output?: string;
   /** Host destinations: ask for transparent huge pages (default true). */
   hugePages?: boolean;
-  /** (file offset, length, destination offset) triples. */
+  /** (offset in its object, length, destination offset) triples. */
   items: Float64Array;
   /** One per item: which hashes to compute over prefix + data. */
   hashes?: { crc32: boolean; sha256: boolean; prefix?: Buffer }[];
+  /** Or hash groups, checked natively (NativeHashGroup); not with `hashes`. */
+  groups?: readonly NativeHashGroup[];
   chunkSize: number;
   maxGap: number;
   connections: number;

@@ -16,10 +16,10 @@ import { dtypeBySafetensors, type DTypeInfo } from '../format/dtypes.js';
 import type { TensorPath } from '../format/paths.js';
 import { TensorizerFile } from '../format/reader.js';
 import { assertSound, checkStructure, verifyError, type CheckedTensor } from '../format/check.js';
-import { isSafetensorsHead, readSafetensorsHeader } from '../inputs/safetensors-header.js';
-import { FileSource } from '../sources/file.js';
-import type { ByteSource } from '../sources/source.js';
-import { openSource, sourceKind, type SourceOptions } from '../sources/open.js';
+import { closeCheckpoint, openCheckpointOrFile, type SafetensorsCheckpoint } from '../inputs/safetensors-checkpoint.js';
+import { knownHashes, SUMS_FILE, type KnownHash } from '../inputs/checksums.js';
+import { withHead, type ByteSource } from '../sources/source.js';
+import { sourceKind, type SourceOptions } from '../sources/open.js';
 import { DEFAULT_CONCURRENCY, DEFAULT_REMOTE_CHUNK } from '../engine/remote.js';
 import { transfer, type NetworkStats, type PackedJobs } from '../engine/transfer.js';
 import { hugePagesByDefault } from '../util/memory.js';
@@ -45,6 +45,12 @@ export interface LoadOptions {
    */
   filter?: string;
   verify?: boolean;
+  /**
+   * With verify, for a safetensors checkpoint: the files' expected SHA-256, `HEX` (one file)
+   * or `NAME=HEX` per shard (NAME relative to the checkpoint's directory). A SHA256SUMS file
+   * beside the checkpoint and the server's X-Linked-Etag are used too (inputs/checksums.ts).
+   */
+  sha256?: readonly string[];
   /**
    * Host memory from a local file, without copying: the file is mapped copy-on-write
    * (MAP_PRIVATE) and the tensors' pages are mapped in from the page cache by `readers`
@@ -81,6 +87,8 @@ export interface LoadedTensor {
   offset: number;
   bytes: number;
   meta: boolean;
+  /** Sharded checkpoints: the shard (path or URL) it was read from. */
+  file?: string;
 }
 
 export interface LoadStats {
@@ -92,6 +100,14 @@ export interface LoadStats {
    * stand-in, not a GPU), or `host` (host memory).
    */
   backend: 'cuda' | 'simulated' | 'host';
+  /** What was read: a .tensors file, or a safetensors checkpoint as it is. */
+  format: 'tensorizer' | 'safetensors';
+  /** Files read (a sharded checkpoint's shards). */
+  files: number;
+  /** --verify of a safetensors checkpoint: the files whose SHA-256 was checked while they streamed, and against what. */
+  checksums?: { file: string; sha256: string; from: string }[];
+  /** --verify of a safetensors checkpoint: the files whose SHA-256 is not known, so not checked. */
+  unchecked?: string[];
   plaid: boolean;
   /** The file was mapped, not copied (see LoadOptions.mmap). */
   mmap: boolean;
@@ -224,32 +240,36 @@ export async function load(path: string, opts: LoadOptions = {}): Promise<Loaded
   const match = compileFilter(opts.filter);
 
   if (mmap && sourceKind(path) !== 'file') throw usageError(`--mmap maps a local file; ${path} is not one (load it without --mmap, or download it first)`);
-  const src = sourceKind(path) !== 'file' ? await openSource(path, opts.source) : await FileSource.open(path);
+  const input = await openLoadInput(path, opts.source, verify, match, opts.sha256 ?? []);
+  const { sources, planned } = input;
   // A server without range support was downloaded to a temporary file: load that locally.
-  const localPath = src.localPath;
-  const remote = localPath === undefined;
+  const remote = sources[0]!.localPath === undefined;
   const chunkSize = opts.chunkSize ?? (remote ? DEFAULT_REMOTE_CHUNK : DEFAULT_CHUNK);
   const concurrency = opts.concurrency ?? DEFAULT_CONCURRENCY;
   const tensors: LoadedTensor[] = [];
   // The plan, packed as the loader takes it (a model may hold tens of thousands of tensors).
   const items: number[] = [];
+  const itemFiles: number[] = [];
   const names: string[] = [];
   const indexes: number[] = [];
   const checks: NativeExpect[] = [];
   let dataBytes = 0;
-  let skipped = 0;
   let misaligned = 0;
   try {
-    const fileSize = remote ? src.size : (await stat(localPath)).size;
-    // The first bytes say which format this is; read once, as many as a .tensors file's
-    // opening needs, so that sniffing costs a remote source no request of its own.
-    const head = await src.read(0, Math.min(METADATA_OFFSET, src.size));
-    const planning = withHead(src, head);
-    const planned = isSafetensorsHead(head, src.size) ? await planSafetensors(planning, path, verify, match) : await planTensorizer(planning, path, verify, match);
-    skipped = planned.skipped;
+    const fileSizes = remote ? sources.map((x) => x.size) : await Promise.all(sources.map(async (x) => (await stat(x.localPath!)).size));
+    // --mmap: each file mapped whole at its own place in one region (at 2 MiB boundaries),
+    // its tensors at their offsets there.
+    const mapAt: number[] = [];
+    let mapped = 0;
+    for (const size of fileSizes) {
+      mapAt.push(mapped);
+      mapped += Math.ceil(size / MAP_ALIGN) * MAP_ALIGN;
+    }
+    if (sources.length === 1) mapped = fileSizes[0]!;
     let dst = 0;
     const devName = device < 0 ? 'cpu' : `cuda:${device}`;
     for (const e of planned.entries) {
+      const at = mmap ? mapAt[e.file]! + e.dataOffset : dst;
       const entry: LoadedTensor = {
         name: e.name,
         path: e.path,
@@ -257,13 +277,15 @@ export async function load(path: string, opts: LoadOptions = {}): Promise<Loaded
         dtype: e.dtype,
         shape: e.shape,
         device: e.meta ? 'meta' : devName,
-        offset: mmap ? e.dataOffset : dst,
+        offset: at,
         bytes: e.meta ? 0 : e.dataLength,
         meta: e.meta,
+        ...(sources.length > 1 ? { file: sources[e.file]!.name } : {}),
       };
       tensors.push(entry);
       if (e.meta) continue;
-      items.push(e.dataOffset, e.dataLength, mmap ? e.dataOffset : dst);
+      items.push(e.dataOffset, e.dataLength, at);
+      itemFiles.push(e.file);
       names.push(e.name);
       indexes.push(e.index);
       if (e.check) checks.push(e.check);
@@ -271,20 +293,37 @@ export async function load(path: string, opts: LoadOptions = {}): Promise<Loaded
       if (mmap && e.dataLength > 0 && e.dataOffset % Math.max(1, e.itemsize) !== 0) misaligned++;
       dst += Math.ceil(e.dataLength / ALIGNMENT) * ALIGNMENT;
     }
+    // Whole-file hashing interleaves the shards' tensors in the plan; the list stays in file order.
+    if (planned.groups) {
+      const at = new Map(tensors.map((x, k) => [x, planned.entries[k]!.index]));
+      tensors.sort((a, b) => at.get(a)! - at.get(b)!);
+    }
     if (tensors.length === 0) throw usageError(opts.filter === undefined ? `${path} holds no tensors` : `--filter ${JSON.stringify(opts.filter)} matches none of the ${planned.count} tensors`);
-    const total = mmap ? fileSize : dst;
+    const total = mmap ? mapped : dst;
     const openMs = performance.now() - t0;
     opts.onStart?.(dataBytes);
     const noGpu = device < 0 && opts.device === undefined && !mmap ? noDeviceReason(info()) : undefined;
     if (noGpu) opts.onWarning?.(`no usable GPU (${noGpu}): loading into host memory (--device cpu says so and silences this)`);
+    for (const w of input.warnings) opts.onWarning?.(w);
+    if (planned.unchecked?.length) opts.onWarning?.(`--verify: no SHA-256 is known for ${planned.unchecked.join(', ')}: ${planned.unchecked.length > 1 ? 'they load' : 'it loads'} unverified (only their headers are checked)`);
     let done = 0;
     const onProgress = opts.onProgress && ((n: number) => opts.onProgress!((done += n)));
-    const sink = { kind: 'memory' as const, device, total, hugePages, plaid, mmap, readers, fileSize };
-    const jobs: PackedJobs = { items: Float64Array.from(items), names, indexes, checks: verify ? checks : undefined };
-    const { handle, failures, stats: st } = await transfer(jobs, sink, { source: src, chunkSize, concurrency, onProgress });
+    const files = fileSizes.map((size, k) => ({ size, mapAt: mmap ? mapAt[k]! : 0 }));
+    const sink = { kind: 'memory' as const, device, total, hugePages, plaid, mmap, readers, files };
+    // (A safetensors checkpoint has no meta tensors: its entries are the items, in order.)
+    const groups = planned.groups?.map((g) => ({ ...g, items: Uint32Array.from(g.items) }));
+    const jobs: PackedJobs = {
+      items: Float64Array.from(items),
+      names,
+      indexes,
+      checks: verify && !groups ? checks : undefined,
+      ...(groups ? { groups } : {}),
+      ...(sources.length > 1 ? { files: Uint32Array.from(itemFiles) } : {}),
+    };
+    const { handle, failures, stats: st } = await transfer(jobs, sink, { sources, chunkSize, concurrency, onProgress });
     if (failures.length) {
       native().free(handle!);
-      throw verifyError(src.name, failures, []);
+      throw verifyError(sources[0]!.name, failures, []);
     }
     // Remote loads: the wall time of the transfer (hash comparison included); local: the loader's own.
     const transferMs = remote ? st.wallMs : st.transferMs;
@@ -292,6 +331,9 @@ export async function load(path: string, opts: LoadOptions = {}): Promise<Loaded
       device: devName,
       deviceName: device < 0 ? 'host memory' : (info().devices[device]?.name ?? devName),
       backend: device < 0 ? 'host' : info().backend === 'simulated' ? 'simulated' : 'cuda',
+      format: input.format,
+      files: sources.length,
+      ...(planned.checksums ? { checksums: planned.checksums, unchecked: planned.unchecked ?? [] } : {}),
       plaid,
       mmap,
       readers: remote ? concurrency : readers,
@@ -312,28 +354,54 @@ export async function load(path: string, opts: LoadOptions = {}): Promise<Loaded
       hugePages,
       ...(noGpu ? { noGpu } : {}),
       tensors: tensors.length,
-      skipped,
+      skipped: planned.skipped,
       ...(st.network ? { network: st.network } : {}),
     }, handle!);
   } finally {
-    await src.close();
+    await Promise.all(sources.map((x) => x.close()));
   }
 }
 
-/** `src`, its first bytes (`head`) served from memory: what planning reads. */
-function withHead(src: ByteSource, head: Buffer): ByteSource {
-  return {
-    name: src.name,
-    size: src.size,
-    localPath: src.localPath,
-    read: (offset, length, into) => {
-      if (offset < 0 || offset + length > head.length) return src.read(offset, length, into);
-      const buf = into ? into.subarray(0, length) : Buffer.allocUnsafe(length);
-      head.copy(buf, 0, offset, offset + length);
-      return Promise.resolve(buf);
-    },
-    close: () => src.close(),
+/**
+ * --mmap: where each of several files is mapped in the one region: 2 MiB boundaries (a page
+ * on every Linux, and where the page cache's large folios can be mapped whole).
+ */
+const MAP_ALIGN = 2 << 20;
+
+/** What a load reads: its open sources (one per file) and the plan over them. */
+interface LoadInput {
+  format: 'tensorizer' | 'safetensors';
+  sources: ByteSource[];
+  planned: Planned;
+  warnings: string[];
+}
+
+/**
+ * Open what `path` names: a .tensors file or a safetensors checkpoint (one file, an index
+ * with its shards, a directory), and plan it. The format is sniffed from the first bytes a
+ * .tensors opening reads anyway, so that a remote single file costs no request of its own.
+ */
+async function openLoadInput(path: string, source: SourceOptions | undefined, verify: boolean, match: ((name: string) => boolean) | undefined, sha256: readonly string[]): Promise<LoadInput> {
+  const checkpoint = async (c: SafetensorsCheckpoint): Promise<LoadInput> => {
+    try {
+      const known = verify ? await knownHashes(c, path, sha256, source) : undefined;
+      return { format: 'safetensors', sources: c.shards.map((x) => x.source), planned: planSafetensors(c, path, match, known), warnings: c.warnings };
+    } catch (e) {
+      await closeCheckpoint(c);
+      throw e;
+    }
   };
+  if (sha256.length && !verify) throw usageError('--sha256 gives the files\' expected SHA-256 for --verify; add --verify');
+  const opened = await openCheckpointOrFile(path, METADATA_OFFSET, source);
+  if ('checkpoint' in opened) return checkpoint(opened.checkpoint);
+  const { other: src, head } = opened;
+  try {
+    if (sha256.length) throw usageError(`--sha256 is for safetensors checkpoints; ${path} is a .tensors file, which holds its own hashes (--verify checks them)`);
+    return { format: 'tensorizer', sources: [src], planned: await planTensorizer(withHead(src, head), path, verify, match), warnings: [] };
+  } catch (e) {
+    await src.close();
+    throw e;
+  }
 }
 
 /** One tensor of a load's plan, whatever the file's format. */
@@ -346,8 +414,10 @@ interface PlanEntry {
   shape: number[];
   dataOffset: number;
   dataLength: number;
-  /** Its index in the file (what native errors name). */
+  /** Its index in the file, or across the shards (what native errors name). */
   index: number;
+  /** Which of the load's files holds it. */
+  file: number;
   meta: boolean;
   /** --verify: the stored hashes to check. */
   check?: NativeExpect;
@@ -355,6 +425,13 @@ interface PlanEntry {
 
 interface Planned {
   entries: PlanEntry[];
+  /**
+   * Whole-file SHA-256 checks (--verify of a safetensors checkpoint): per file with a known
+   * hash, the header bytes and the positions in `entries` of its tensors, in file order.
+   */
+  groups?: { sha256: Buffer; prefix: Buffer; items: number[]; name: string }[];
+  checksums?: { file: string; sha256: string; from: string }[];
+  unchecked?: string[];
   /** Tensors in the file, and those --filter left out. */
   count: number;
   skipped: number;
@@ -401,6 +478,7 @@ async function planTensorizer(src: ByteSource, path: string, verify: boolean, ma
       dataOffset: e.dataOffset,
       dataLength: e.dataLength,
       index: e.index,
+      file: 0,
       meta,
       ...(c ? { check: { crc32: c.crc32, sha256: c.sha256, prefix: Buffer.concat(c.prefix) } } : {}),
     });
@@ -409,36 +487,66 @@ async function planTensorizer(src: ByteSource, path: string, verify: boolean, ma
 }
 
 /**
- * A stock .safetensors file, loaded as it is: its header validated as strictly as
- * `serialize` validates it (offsets that tile the data section exactly, sizes that match
- * dtype x shape, a bounded header) before anything is read into the destination. It holds
- * no hashes, so --verify has nothing to check.
+ * A stock safetensors checkpoint, loaded as it is: every shard's header already validated as
+ * strictly as `serialize` validates it (offsets that tile the data section exactly, sizes
+ * that match dtype x shape, a bounded header) before anything is read into the destination.
+ * It holds no hashes; with --verify (`known`: each file's expected SHA-256, where known) each
+ * file with one is hashed whole while it streams: its header bytes, then its tensors in file
+ * order. Then every tensor loads (a whole-file hash needs every byte), and the shards'
+ * tensors are interleaved in the plan so that their hashes advance side by side.
  */
-async function planSafetensors(src: ByteSource, path: string, verify: boolean, match: ((name: string) => boolean) | undefined): Promise<Planned> {
-  const h = await readSafetensorsHeader(src);
-  if (verify) {
-    throw usageError(`${path} is a safetensors file, which holds no hashes: --verify has nothing to check (load it without --verify; its header is always checked)`);
+function planSafetensors(c: SafetensorsCheckpoint, path: string, match: ((name: string) => boolean) | undefined, known: (KnownHash | undefined)[] | undefined): Planned {
+  if (known) {
+    if (match) throw usageError('--verify of a safetensors checkpoint checks each file\'s SHA-256, which covers every tensor: it cannot be combined with --filter');
+    if (known.every((k) => k === undefined)) {
+      throw usageError(`--verify: no SHA-256 is known for ${c.shards.length > 1 ? `any of the ${c.shards.length} files of ${path}` : path} (safetensors holds no hashes)`, [
+        'give it: --sha256 HEX (one file) or --sha256 NAME=HEX (per shard)', `or put a ${SUMS_FILE} file (sha256sum's output) beside the checkpoint`, 'Hugging Face resolve URLs state it themselves (X-Linked-Etag)', 'or load without --verify: the headers are always checked',
+      ]);
+    }
   }
   const entries: PlanEntry[] = [];
+  const order: number[] = [];
   let skipped = 0;
-  h.tensors.forEach((t, index) => {
-    if (match && !match(t.name)) {
-      skipped++;
-      return;
+  let index = 0;
+  c.shards.forEach((shard, file) => {
+    const h = shard.header;
+    const dataLen = Math.max(1, shard.source.size - h.dataStart);
+    for (const t of h.tensors) {
+      if (match && !match(t.name)) {
+        skipped++;
+        index++;
+        continue;
+      }
+      const d = dtypeBySafetensors(t.dtype);
+      order.push(t.begin / dataLen);
+      entries.push({
+        name: t.name,
+        path: [t.name],
+        type: 'state_dict',
+        dtype: d?.name ?? t.dtype,
+        itemsize: d?.itemsize ?? 1,
+        shape: t.shape,
+        dataOffset: h.dataStart + t.begin,
+        dataLength: t.end - t.begin,
+        index: index++,
+        file,
+        meta: false,
+      });
     }
-    const d = dtypeBySafetensors(t.dtype);
-    entries.push({
-      name: t.name,
-      path: [t.name],
-      type: 'state_dict',
-      dtype: d?.name ?? t.dtype,
-      itemsize: d?.itemsize ?? 1,
-      shape: t.shape,
-      dataOffset: h.dataStart + t.begin,
-      dataLength: t.end - t.begin,
-      index,
-      meta: false,
-    });
   });
-  return { entries, count: h.tensors.length, skipped };
+  if (!known) return { entries, count: index, skipped };
+  // Interleaved by how far into its file each tensor starts (each file's own order kept).
+  const perm = entries.map((_, k) => k).sort((a, b) => order[a]! - order[b]! || a - b);
+  const sorted = perm.map((k) => entries[k]!);
+  const groups: NonNullable<Planned['groups']> = [];
+  const checksums: NonNullable<Planned['checksums']> = [];
+  const unchecked: string[] = [];
+  c.shards.forEach((shard, file) => {
+    const k = known[file];
+    if (!k) return void unchecked.push(shard.name);
+    const items = sorted.flatMap((e, pos) => (e.file === file ? [pos] : []));
+    groups.push({ sha256: Buffer.from(k.sha256, 'hex'), prefix: shard.header.head, items, name: shard.name });
+    checksums.push({ file: shard.name, sha256: k.sha256, from: k.from });
+  });
+  return { entries: sorted, count: index, skipped, groups, checksums, unchecked };
 }

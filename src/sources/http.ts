@@ -40,6 +40,15 @@ export interface HttpOptions extends RetryOptions {
   onWarning?: (message: string) => void;
 }
 
+/**
+ * An X-Linked-Etag that is a SHA-256 (64 hex digits, quoted or not): Hugging Face's resolve
+ * URLs state an LFS file's SHA-256 so, on the redirect to its CDN.
+ */
+function stated256(v: string | undefined): string | undefined {
+  const m = /^(?:W\/)?"?([0-9a-fA-F]{64})"?$/.exec(v?.trim() ?? '');
+  return m ? m[1]!.toLowerCase() : undefined;
+}
+
 export interface Validators {
   etag?: string;
   lastModified?: string;
@@ -86,7 +95,7 @@ async function probeAttempt(agent: Dispatcher, url: string, location: string, he
     await res.body.dump();
     const to = header(res.headers, 'location');
     if (!to) throw new TensorizeError('E_IO', `${url}: HTTP ${res.statusCode} without a Location`);
-    return { redirect: to };
+    return { redirect: to, linkedSha256: stated256(header(res.headers, 'x-linked-etag')) };
   }
   if (res.statusCode === 206) {
     const cr = parseContentRange(header(res.headers, 'content-range'));
@@ -128,6 +137,8 @@ export class HttpSource implements ByteSource {
     readonly location: string,
     /** The user's headers, less credentials when a redirect left the first origin. */
     private readonly headers: Record<string, string>,
+    /** The SHA-256 the server states for the object (X-Linked-Etag, as Hugging Face serves LFS files). */
+    readonly sha256?: string,
   ) {}
 
   /** Open a URL; a server without range support yields a FileSource over a downloaded copy. */
@@ -143,8 +154,10 @@ export class HttpSource implements ByteSource {
       let location = url;
       let headers = { ...opts.headers };
       let probe = await retrying(`${url}: probing`, opts, () => probeOnce(agent, url, location, headers, opts));
+      let sha256: string | undefined;
       for (let hops = 0; probe.redirect !== undefined; hops++) {
         const to = probe.redirect;
+        sha256 ??= probe.linkedSha256;
         if (hops >= MAX_REDIRECTS) throw new TensorizeError('E_IO', `${url}: more than ${MAX_REDIRECTS} redirects`);
         let next: URL;
         try {
@@ -161,7 +174,8 @@ export class HttpSource implements ByteSource {
         etag: header(probe.res.headers, 'etag'),
         lastModified: header(probe.res.headers, 'last-modified'),
       };
-      if (probe.ranged) return new HttpSource(url, probe.size, agent, opts, validators, location, headers);
+      sha256 ??= stated256(header(probe.res.headers, 'x-linked-etag'));
+      if (probe.ranged) return new HttpSource(url, probe.size, agent, opts, validators, location, headers, sha256);
       opts.onWarning?.(`${url}: the server does not support range requests; downloading the whole object to a temporary file first`);
       const dir = await mkdtemp(join(tmpdir(), 'tensorize-http-'));
       const path = join(dir, 'object');

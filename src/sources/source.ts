@@ -21,6 +21,8 @@ export interface ByteSource {
   /** Read exactly `length` bytes at `offset` into `into` (or a new buffer); short reads throw E_IO. */
   read(offset: number, length: number, into?: Buffer): Promise<Buffer>;
   close(): Promise<void>;
+  /** The SHA-256 (hex) its server states for the whole object, when it states one (HTTP: X-Linked-Etag). */
+  readonly sha256?: string;
   /** HTTP(S) and S3 sources: the requests the native fetcher must send to read this object by range. */
   networkTarget?(): Promise<NetworkTarget>;
 }
@@ -32,4 +34,20 @@ export function checkRange(src: { name: string; size: number }, offset: number, 
       `${src.name}: ${what} at bytes ${offset}..${offset + length} runs past the end of the file (${src.size} bytes); the file is truncated or corrupt`,
     );
   }
+}
+
+/** `src` with its first bytes (`head`, already read) served from memory. */
+export function withHead(src: ByteSource, head: Buffer): ByteSource {
+  return {
+    name: src.name,
+    size: src.size,
+    localPath: src.localPath,
+    read: (offset, length, into) => {
+      if (offset < 0 || offset + length > head.length) return src.read(offset, length, into);
+      const buf = into ? into.subarray(0, length) : Buffer.allocUnsafe(length);
+      head.copy(buf, 0, offset, offset + length);
+      return Promise.resolve(buf);
+    },
+    close: () => src.close(),
+  };
 }

@@ -38,6 +38,8 @@ export interface Faults {
   match?: (req: IncomingMessage) => boolean;
   /** Answer every request with a redirect (302) to this base URL + the same path. */
   redirectTo?: string;
+  /** With redirectTo: the X-Linked-Etag each redirect carries, by path (as Hugging Face states an LFS file's SHA-256). */
+  linkedEtag?: (path: string) => string | undefined;
 }
 
 export interface HttpFixture {
@@ -56,7 +58,8 @@ export async function startHttpServer(root: string, opts: { requireHeader?: [str
     const f: Faults = !faults.match || faults.match(req) ? faults : { changed: faults.changed, ignoreRange: faults.ignoreRange };
     const done = (status: number) => requests.push({ range: req.headers.range, status, authorization: req.headers.authorization });
     if (faults.redirectTo) {
-      res.writeHead(302, { location: `${faults.redirectTo}${req.url ?? '/'}` }).end();
+      const linked = faults.linkedEtag?.(new URL(req.url ?? '/', 'http://x').pathname);
+      res.writeHead(302, { location: `${faults.redirectTo}${req.url ?? '/'}`, ...(linked ? { 'x-linked-etag': linked } : {}) }).end();
       return done(302);
     }
     const rel = normalize(decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname)).replace(/^(\.\.[/\\])+/, '');

@@ -172,6 +172,7 @@ Examples:
           source: src,
           methods: opts.methods,
           origin: { kind: prepared.kind, input: prepared.input },
+          direct: prepared.direct,
           extraMethods: peers?.methods,
           skipped: peers?.skipped,
           peers: peers?.about,

@@ -2,15 +2,18 @@ import { Command } from 'commander';
 import { TENSOR_TYPE_NAMES } from '../../format/constants.js';
 import { TensorizerFile } from '../../format/reader.js';
 import { verifyError } from '../../format/check.js';
-import { openSource } from '../../sources/open.js';
+import { dtypeBySafetensors } from '../../format/dtypes.js';
+import { METADATA_OFFSET } from '../../format/constants.js';
+import { closeCheckpoint, openCheckpointOrFile, type SafetensorsCheckpoint } from '../../inputs/safetensors-checkpoint.js';
+import { withHead } from '../../sources/source.js';
 import { addSourceOptions, sourceOptions, type SourceCliOptions } from '../options.js';
 import { formatBytes, printJson, result, table, warn, type CommonOptions } from '../output.js';
 
 export function infoCommand(): Command {
   return addSourceOptions(
     new Command('info')
-      .description('show the data version, flags and tensor table of a .tensors file (reads only the index and the end of the file)')
-      .argument('<file>', 'a .tensors file: a path, an http(s):// URL or s3://bucket/key'),
+      .description('show the data version, flags and tensor table of a .tensors file (reads only the index and the end of the file), or the tensor table and metadata of a safetensors checkpoint')
+      .argument('<file>', 'a .tensors or .safetensors file, a *.safetensors.index.json or a model directory: a path, an http(s):// URL or s3://bucket/key (a URL ending in / is a directory)'),
   )
     .option('--json', 'print one JSON document on stdout')
     .option('-q, --quiet', 'print nothing; the exit status says whether the index is sound')
@@ -20,12 +23,20 @@ export function infoCommand(): Command {
 Reads the file header, the index and the last bytes of the file, never the tensor data or
 headers (verify checks those). A file whose index runs past its end (cut short) or that has
 unexpected bytes after its last record is still shown, followed by the problem, and the
-exit status is 1.`,
+exit status is 1.
+
+A safetensors checkpoint (one file, a sharded index with its shards, a directory) shows the
+same table and JSON, with its __metadata__ and, for several shards, which shard holds each
+tensor; every shard's header is checked as serialize and load check it (a bad one is an
+error, exit 1).`,
     )
     .action(async (file: string, opts: CommonOptions & SourceCliOptions, cmd: Command) => {
-      const src = await openSource(file, sourceOptions({ ...opts, verbose: cmd.optsWithGlobals().verbose }, (l) => warn(opts, l)));
+      const so = sourceOptions({ ...opts, verbose: cmd.optsWithGlobals().verbose }, (l) => warn(opts, l));
+      const opened = await openCheckpointOrFile(file, METADATA_OFFSET, so);
+      if ('checkpoint' in opened) return showSafetensors(file, opened.checkpoint, opts);
+      const { other: src, head } = opened;
       try {
-        const tf = await TensorizerFile.open(src, { allowTruncated: true });
+        const tf = await TensorizerFile.open(withHead(src, head), { allowTruncated: true });
         const end = await tf.endProblem();
         const problems = end ? [end] : [];
         const i = tf.info;
@@ -44,6 +55,7 @@ exit status is 1.`,
         const doc = {
           ok: problems.length === 0,
           file,
+          format: 'tensorizer',
           fileBytes: i.fileSize,
           dataVersion: i.version,
           flags: `0x${i.flags.toString(16)}`,
@@ -86,4 +98,58 @@ exit status is 1.`,
         await src.close();
       }
     });
+}
+
+/** info on a safetensors checkpoint: the .tensors table and JSON shape, plus its metadata and shards. */
+async function showSafetensors(file: string, c: SafetensorsCheckpoint, opts: CommonOptions): Promise<void> {
+  try {
+    for (const w of c.warnings) warn(opts, w);
+    const several = c.shards.length > 1;
+    const tensors = c.shards.flatMap((s) =>
+      s.header.tensors.map((t) => ({
+        name: t.name,
+        type: 'state_dict',
+        dtype: dtypeBySafetensors(t.dtype)?.name ?? t.dtype,
+        dtypeString: t.dtype,
+        shape: t.shape,
+        bytes: t.end - t.begin,
+        dataOffset: s.header.dataStart + t.begin,
+        dataLength: t.end - t.begin,
+        meta: false,
+        ...(several ? { file: s.name } : {}),
+      })),
+    );
+    const fileBytes = c.shards.reduce((n, s) => n + s.source.size, 0);
+    const dataBytes = tensors.reduce((n, x) => n + x.dataLength, 0);
+    const doc = {
+      ok: true,
+      file,
+      format: 'safetensors',
+      fileBytes,
+      dataVersion: null,
+      flags: null,
+      encrypted: false,
+      tensorCount: tensors.length,
+      dataBytes,
+      metadataBytes: c.shards.reduce((n, s) => n + s.header.dataStart, 0),
+      problems: [],
+      metadata: Object.fromEntries(c.metadata),
+      ...(c.index ? { index: c.index } : {}),
+      shards: c.shards.map((s) => ({ file: s.name, bytes: s.source.size, tensors: s.header.tensors.length })),
+      tensors,
+    };
+    if (opts.json) return printJson(doc);
+    if (opts.quiet) return;
+    const out = { write: result };
+    out.write(`file:          ${file} (${formatBytes(fileBytes)})\n`);
+    out.write(`format:        safetensors${several ? `, ${c.shards.length} shards${c.index ? ` (index ${c.index})` : ''}` : ''}\n`);
+    out.write(`tensors:       ${tensors.length}\n`);
+    out.write(`total bytes:   ${dataBytes} (${formatBytes(dataBytes)})\n`);
+    for (const [k, v] of c.metadata) out.write(`metadata:      ${k} = ${JSON.stringify(v).slice(0, 200)}\n`);
+    out.write('\n');
+    const rows = tensors.map((x) => [x.name, x.dtypeString, `[${x.shape.join(', ')}]`, String(x.bytes), ...(several ? [x.file!.split('/').pop()!] : [])]);
+    out.write(`${table(['name', 'dtype', 'shape', 'bytes', ...(several ? ['shard'] : [])], rows, new Set([3]))}\n`);
+  } finally {
+    await closeCheckpoint(c);
+  }
 }

@@ -5,6 +5,7 @@ import { formatBytes, peakRssBytes, printJson, Progress, report, table, warn, ty
 
 interface Opts extends CommonOptions, SourceCliOptions, Pick<LoadOptions, 'device' | 'plaid' | 'mmap' | 'readers' | 'chunkSize' | 'filter' | 'verify'> {
   tensors?: boolean;
+  sha256?: string[];
 }
 
 function modeOf(s: LoadStats): string {
@@ -17,11 +18,25 @@ function modeOf(s: LoadStats): string {
   return s.plaid ? `plaid, ${s.readers} readers, ${formatBytes(s.chunkSize)} chunks` : 'simple (read, then synchronous copy)';
 }
 
+/** What was and was not checked, in words. */
+function integrityOf(s: LoadStats): string {
+  if (s.format === 'safetensors') {
+    const head = 'headers validated (offsets, sizes, dtypes)';
+    if (!s.checksums) return `${head}; the data is not hashed (safetensors holds no hashes; --verify checks files against known SHA-256s)`;
+    const from = [...new Set(s.checksums.map((c) => c.from))].join(', ');
+    const n = s.checksums.length + (s.unchecked?.length ?? 0);
+    const files = n === 1 ? 'the file\'s SHA-256' : `SHA-256 of ${s.checksums.length} of ${n} files`;
+    return `${head}; ${files} verified while streaming (from ${from})${s.unchecked?.length ? `; NOT verified, no SHA-256 known: ${s.unchecked.join(', ')}` : ''}`;
+  }
+  if (s.verified) return `index and tensor headers checked; CRC32 and SHA-256 of ${s.skipped ? `the ${s.tensors} loaded tensors` : 'every tensor'} verified`;
+  return 'index checked; tensor hashes not verified (--verify checks them)';
+}
+
 export function loadCommand(): Command {
   return addSourceOptions(
     new Command('load')
-      .description('stream a .tensors file, or a stock .safetensors file as it is, into GPU memory (or host memory) through the native loader and report timings')
-      .argument('<file>', 'a .tensors or .safetensors file: a path, an http(s):// URL or s3://bucket/key'),
+      .description('stream a .tensors file, or a stock safetensors checkpoint as it is (one file, a sharded index, a directory), into GPU memory (or host memory) through the native loader and report timings')
+      .argument('<file>', 'a .tensors or .safetensors file, a *.safetensors.index.json or a model directory: a path, an http(s):// URL or s3://bucket/key (a URL ending in / is a directory)'),
   )
     .option('--device <device>', 'cuda, cuda:N or cpu (default: cuda:0 when a GPU is usable, else cpu)')
     .option('--plaid', 'the fast path: parallel readers into a pinned ring, copies overlapped on CUDA streams')
@@ -30,6 +45,7 @@ export function loadCommand(): Command {
     .option('--chunk-size <size>', 'bytes per read and per ring slot (default 16MiB; HTTP/S3: bytes per range request, default 8MiB)', parseSize)
     .option('--filter <pattern>', 'load only tensors whose names match a glob or /regex/ (see below)')
     .option('--verify', 'check the file as verify does: every tensor header first, then the CRC32 and SHA-256 of every tensor loaded while streaming (with --filter, the data of the tensors left out is not read)')
+    .option('--sha256 <hex|name=hex>', 'with --verify, a safetensors file\'s expected SHA-256 (NAME=HEX for each shard of several; repeatable)', (v: string, prev: string[] = []) => [...prev, v])
     .option('--tensors', 'also list every loaded tensor')
     .option('--json', 'print one JSON document on stdout')
     .option('-q, --quiet', 'no progress and no report')
@@ -56,6 +72,20 @@ files without any (every tensor at a multiple of 64 bytes, unless given --no-ali
 with any memory-mapped weights, a file truncated or rewritten by
 another process after the load changes or faults the tensors (SIGBUS on a later read);
 copy (no --mmap) when the file may change.
+
+A safetensors checkpoint loads as it is, with no conversion: one .safetensors file, a
+sharded *.safetensors.index.json with its shards, or a directory (its index, else
+model.safetensors, else every *.safetensors in it). Every shard's header is checked as
+serialize checks it before anything is allocated; tensor names must be unique across the
+shards and match the index. The shards load as one plan into one allocation, the readers
+(or connections) spread over all of them at once. With --mmap each shard is mapped at its
+own place in one region. safetensors holds no per-tensor hashes; with --verify each file
+whose SHA-256 is known is hashed whole while it streams (its header, then its tensors, one
+running hash per file) and checked: known from --sha256 (HEX for one file, NAME=HEX per
+shard), from a SHA256SUMS file beside the checkpoint (sha256sum's output), or from the
+server (Hugging Face resolve URLs state it: X-Linked-Etag). A file with none is loaded
+unverified and the report says so; with none known at all --verify is a usage error. A
+whole-file hash covers every tensor, so --verify cannot be combined with --filter there.
 
 The report gives the time to open the file and read its index, the time until the first
 tensor was complete on the device, the transfer time, the total, GB/s, peak RSS, pinned
@@ -84,7 +114,9 @@ Examples:
   tensorize load model.tensors --plaid --device cpu --verify --json
   tensorize load model.tensors --mmap --verify
   tensorize load model.tensors --filter 'layers.*.weight'
-  tensorize load model.tensors --filter 'model.layers.0.*'`,
+  tensorize load model.tensors --filter 'model.layers.0.*'
+  tensorize load ./Llama-3.1-8B/ --plaid
+  tensorize load https://huggingface.co/org/model/resolve/main/model.safetensors.index.json`,
     )
     .action(async (file: string, opts: Opts, cmd: Command) => {
       const progress = new Progress(opts, 'load');
@@ -98,6 +130,7 @@ Examples:
         chunkSize: opts.chunkSize,
         filter: opts.filter,
         verify: !!opts.verify,
+        sha256: opts.sha256,
         onWarning: (m) => warn(opts, m),
         onStart: progress.start,
         onProgress: (() => {
@@ -125,8 +158,10 @@ Examples:
       if (opts.json) printJson(result);
       else if (!opts.quiet) {
         const rows: [string, string][] = [
+          ['input', `${s.format === 'tensorizer' ? '.tensors file' : s.files > 1 ? `safetensors checkpoint, ${s.files} shards` : 'safetensors file'}`],
           ['device', `${s.device} (${s.deviceName}${s.backend === 'simulated' ? ', SIMULATED: a CPU stand-in for tests, not a GPU' : ''})`],
           ['mode', `${modeOf(s)}${s.verified ? (s.skipped ? `, hashes of the ${s.tensors} loaded tensors verified (${s.skipped} filtered out: headers checked, data not read)` : ', hashes verified') : ''}`],
+          ['integrity', integrityOf(s)],
           ['tensors', `${s.tensors}${s.skipped ? ` (${s.skipped} filtered out)` : ''}`],
           ['bytes', formatBytes(s.bytes)],
           ['open + index', `${s.openMs.toFixed(1)} ms`],
