@@ -5,7 +5,7 @@
  * native loader, --plaid and not) and over HTTP (the native fetcher); a good hash loads
  * every byte, a wrong one is E_HASH_MISMATCH naming the shard with both SHA-256s.
  */
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -25,7 +25,7 @@ const SHARDS = [
 ] as const;
 
 /** Each shard's tensors tile it after its prefix; the shards' jobs interleaved, each shard's in file order. */
-function plan(data: Buffer[], names: string[], sha = data.map((d) => createHash('sha256').update(d).digest())): { jobs: PackedJobs; total: number } {
+function plan(data: Buffer[], names: string[], sha: Buffer[] = data.map((d) => createHash('sha256').update(d).digest())): { jobs: PackedJobs; total: number } {
   const perShard = SHARDS.map((s, f) => {
     const out: { file: number; offset: number; length: number }[] = [];
     for (let offset = s.prefix, k = 0; offset < s.size; k++) {
@@ -54,7 +54,7 @@ function plan(data: Buffer[], names: string[], sha = data.map((d) => createHash(
   return { jobs, total: dst };
 }
 
-function checkBytes(t: Tap.Test, handle: Parameters<ReturnType<typeof native>['read']>[0], jobs: PackedJobs, data: Buffer[]): void {
+function checkBytes(t: Test, handle: Parameters<ReturnType<typeof native>['read']>[0], jobs: PackedJobs, data: Buffer[]): void {
   const bin = native();
   let same = true;
   for (let k = 0; k < jobs.items.length / 3; k++) {
@@ -64,7 +64,7 @@ function checkBytes(t: Tap.Test, handle: Parameters<ReturnType<typeof native>['r
   t.ok(same, 'every tensor holds its own bytes');
 }
 
-async function cases(t: Tap.Test, sources: ByteSource[], names: string[], data: Buffer[], settings: { plaid?: boolean }[]) {
+async function cases(t: Test, sources: ByteSource[], names: string[], data: Buffer[], settings: { plaid?: boolean }[]) {
   for (const s of settings) {
     const label = s.plaid === false ? ' (simple)' : '';
     const { jobs, total } = plan(data, names);

@@ -157,8 +157,41 @@ t.test('4. structural rules', async (t) => {
     const magic = build(basic()).buf;
     magic[2] = 0x58;
     await check(t, magic, { codes: ['E_FORMAT'], word: /not a tensorizer file/ }, 'bad magic');
-    const enc = build(basic((r) => r.forEach((x) => (x.hdr = { crypt: Buffer.concat([u64(14), Buffer.from([1, 0]), u64(4), Buffer.from([2, 0, 9, 9])]) }))), { version: 3 });
-    await check(t, enc, { codes: ['E_UNSUPPORTED'], word: /encrypted/ }, 'an encrypted file (crypt chunk present)');
+    // Crypt info (docs/format.md, reference §6.4): a well-formed block is "not supported yet";
+    // every malformed one is E_FORMAT naming what is wrong (each shown to fail without its check).
+    const u16 = (n: number) => Buffer.from([n & 0xff, n >> 8]);
+    const i32 = (n: number) => {
+      const b = Buffer.alloc(4);
+      b.writeInt32LE(n);
+      return b;
+    };
+    const chunk = (type: number, payload: Buffer) => Buffer.concat([u64(2 + payload.length), u16(type), payload]);
+    const block = (...chunks: Buffer[]) => {
+      const body = Buffer.concat([u16(chunks.length), ...chunks]);
+      return Buffer.concat([u64(body.length), body]);
+    };
+    const parallel = (o: { size?: number; macs?: number } = {}) =>
+      chunk(2, Buffer.concat([u64(o.size ?? 2 ** 21), Buffer.alloc(24, 7), u64(o.macs ?? 1), Buffer.alloc(16 * (o.macs ?? 1), 9)]));
+    const kdf = (o: { method?: number; alg?: number; salt?: number; ops?: number; mem?: number } = {}) =>
+      chunk(1, Buffer.concat([u16(o.method ?? 1), u64(o.ops ?? 3), u64(o.mem ?? 2 ** 28), i32(o.alg ?? 2), u16(o.salt ?? 16), Buffer.alloc(o.salt ?? 16, 5)]));
+    const encrypted = (c: Buffer) => build(basic((r) => r.forEach((x) => (x.hdr = { crypt: c }))), { version: 3 });
+    await check(t, encrypted(block(parallel())), { codes: ['E_UNSUPPORTED'], word: /encrypted/ }, 'an encrypted file (a key)');
+    await check(t, encrypted(block(kdf(), parallel())), { codes: ['E_UNSUPPORTED'], word: /encrypted/ }, 'an encrypted file (a passphrase)');
+    const malformed: [Buffer, RegExp, string][] = [
+      [block(chunk(2, Buffer.from([9, 9]))), /crypt chunk of type 2: chunk size runs past the end of its chunk/, 'a truncated encryption chunk'],
+      [block(chunk(7, Buffer.alloc(4))), /crypt chunk type 7 is unknown/, 'an unknown chunk type'],
+      [block(parallel({ macs: 2 })), /2 MACs for \d+ bytes in chunks of 2097152 \(expected 1\)/, 'a MAC count that does not fit the data'],
+      [block(parallel({ size: 1000 })), /chunk size 1000 is not a multiple of 64/, 'a chunk size of 1000'],
+      [block(parallel(), parallel()), /two encryption chunks/, 'two encryption chunks'],
+      [block(kdf({ alg: 1 }), parallel()), /pwhash algorithm 1 is not Argon2id/, 'a KDF algorithm other than Argon2id'],
+      [block(kdf({ salt: 8 }), parallel()), /a salt of 8 bytes/, 'an 8-byte salt'],
+      [block(kdf({ method: 2 }), parallel()), /key-derivation method 2 is unknown/, 'an unknown KDF method'],
+      [block(kdf({ ops: 0 }), parallel()), /opslimit 0 is out of range/, 'opslimit 0'],
+      [block(kdf({ mem: 2 ** 50 }), parallel()), /memlimit \d+ is out of range/, 'a 1 PiB memlimit'],
+      [block(kdf()), /a key-derivation chunk without an encryption chunk/, 'a KDF chunk alone'],
+      [block(chunk(2, Buffer.concat([parallel().subarray(10), Buffer.alloc(3)]))), /3 unexpected bytes after its fields/, 'bytes after the MACs'],
+    ];
+    for (const [c, word, what] of malformed) await check(t, encrypted(c), { codes: ['E_FORMAT'], word, tensor: 'w' }, what);
   });
 
   t.test('data version 5: tagged index entries, 64-bit dimensions (docs/format.md §4.1)', async (t) => {

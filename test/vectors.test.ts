@@ -11,7 +11,7 @@ import { exportSafetensors } from '../src/ops/export.js';
 import { openSafetensorsFile } from '../src/inputs/safetensors.js';
 import { FileSource } from '../src/sources/file.js';
 import { TensorizeError } from '../src/errors.js';
-import { sha256, VECTORS } from './helpers/util.js';
+import { runCli, sha256, VECTORS } from './helpers/util.js';
 
 interface ManifestTensor {
   name: string | (string | number)[];
@@ -57,6 +57,18 @@ for (const f of files) {
       t.teardown(() => src.close());
       await t.rejects(verifyFile(src), new TensorizeError('E_UNSUPPORTED', ''), 'a TensorizeError');
       await t.rejects(verifyFile(src), { code: 'E_UNSUPPORTED', message: /encrypted: not supported yet/ });
+    });
+    t.test(`${f}: info says how it is encrypted, without a key`, async (t) => {
+      const r = await runCli(['info', '--json', join(VECTORS, f)]);
+      t.equal(r.code, 0, r.stderr);
+      const doc = JSON.parse(r.stdout);
+      const pass = f.includes('pass');
+      // The passphrase vector was written with libsodium's MIN limits (the vectors' README).
+      t.match(doc, { encrypted: true, encryption: { cipher: 'XSalsa20-Poly1305', keyFrom: pass ? 'passphrase' : 'key', chunkSize: 2 ** 21, encryptedTensors: manifest.tensors.length } });
+      if (pass) t.match(doc.encryption.kdf, { algorithm: 'Argon2id v1.3', opslimit: 1, memlimit: 8192, salt: /^[0-9a-f]{32}$/ });
+      else t.equal(doc.encryption.kdf, undefined, 'a key file has no key derivation');
+      const human = await runCli(['info', join(VECTORS, f)]);
+      t.match(human.stdout, pass ? /encryption: +XSalsa20-Poly1305 in 2 MiB chunks, 3 tensors; the key comes from a passphrase \(Argon2id v1\.3, opslimit 1, memlimit 8192 B, salt [0-9a-f]{32}\)/ : /the key comes from a 32-byte key/);
     });
     continue;
   }

@@ -12,6 +12,7 @@
  * the same message.
  */
 import { createHash } from 'node:crypto';
+import { decodeCrypt } from './crypt.js';
 import { crc32 } from 'node:zlib';
 import { TensorizeError } from '../errors.js';
 import { HashType } from './constants.js';
@@ -80,6 +81,8 @@ export async function checkStructure(tf: TensorizerFile, opts: { hashes?: boolea
       meta: TensorizerFile.isMeta(entry, header),
     });
   }
+  // Every crypt-info block decoded and checked (as info checks them), before anything else is said about it.
+  for (const t of tensors) if (t.header.crypt) decodeCrypt(t.header.crypt.chunks, t.header.dataLength, `${tf.name}: tensor ${JSON.stringify(t.entry.name)} (#${t.entry.index})`);
   const encrypted = tensors.filter((h) => h.header.crypt && h.header.crypt.chunks.length > 0);
   if (encrypted.length > 0) {
     throw new TensorizeError(

@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import { TENSOR_TYPE_NAMES } from '../../format/constants.js';
 import { TensorizerFile } from '../../format/reader.js';
+import { decodeCrypt, describeEncryption, type EncryptionSummary, type TensorCrypt } from '../../format/crypt.js';
 import { verifyError } from '../../format/check.js';
 import { dtypeBySafetensors } from '../../format/dtypes.js';
 import { METADATA_OFFSET } from '../../format/constants.js';
@@ -23,7 +24,9 @@ export function infoCommand(): Command {
 Reads the file header, the index and the last bytes of the file, never the tensor data or
 headers (verify checks those). A file whose index runs past its end (cut short) or that has
 unexpected bytes after its last record is still shown, followed by the problem, and the
-exit status is 1.
+exit status is 1. An encrypted file's tensor headers are read too: info says how it is
+encrypted (XSalsa20-Poly1305 per chunk; a 32-byte key, or a passphrase with its Argon2id
+parameters and salt), with no key needed, and a malformed crypt-info block is a problem.
 
 A safetensors checkpoint (one file, a sharded index with its shards, a directory) shows the
 same table and JSON, with its __metadata__ and, for several shards, which shard holds each
@@ -40,6 +43,7 @@ error, exit 1).`,
         const end = await tf.endProblem();
         const problems = end ? [end] : [];
         const i = tf.info;
+        const encryption = i.hasCryptInfo && !end ? await encryptionOf(tf).catch((e: unknown) => void problems.push((e as Error).message)) : undefined;
         const tensors = tf.entries.map((e) => ({
           name: e.path.length === 1 && typeof e.path[0] === 'string' ? e.path[0] : e.path,
           type: TENSOR_TYPE_NAMES[e.type],
@@ -60,6 +64,7 @@ error, exit 1).`,
           dataVersion: i.version,
           flags: `0x${i.flags.toString(16)}`,
           encrypted: i.hasCryptInfo,
+          ...(encryption ? { encryption } : {}),
           tensorCount: i.tensorCount,
           dataBytes,
           metadataBytes: i.metadataLength,
@@ -82,6 +87,7 @@ error, exit 1).`,
         out.write(`file:          ${file} (${formatBytes(i.fileSize)})\n`);
         out.write(`data version:  ${i.version}\n`);
         out.write(`flags:         ${doc.flags}${i.hasCryptInfo ? ' (encrypted)' : ''}\n`);
+        if (encryption) out.write(`encryption:    ${encryptionLine(encryption)}\n`);
         out.write(`tensors:       ${i.tensorCount}\n`);
         out.write(`total bytes:   ${dataBytes} (${formatBytes(dataBytes)})\n\n`);
         const rows = tf.entries.map((e, k) => [
@@ -152,4 +158,27 @@ async function showSafetensors(file: string, c: SafetensorsCheckpoint, opts: Com
   } finally {
     await closeCheckpoint(c);
   }
+}
+
+/**
+ * How an encrypted file is encrypted, from its tensor headers (cleartext; no key needed):
+ * the cipher, and whether the key is given or derived from a passphrase (with the Argon2id
+ * parameters). Every header's crypt info is decoded and checked on the way.
+ */
+async function encryptionOf(tf: TensorizerFile): Promise<EncryptionSummary | undefined> {
+  let first: TensorCrypt | undefined;
+  let encrypted = 0;
+  for (const { entry, header } of await tf.readHeaders()) {
+    const c = decodeCrypt(header.crypt?.chunks ?? [], entry.dataLength, `${tf.name}: tensor ${JSON.stringify(entry.name)}`);
+    if (!c.cipher) continue;
+    encrypted++;
+    first ??= c;
+  }
+  return first ? describeEncryption(first, encrypted) : undefined;
+}
+
+function encryptionLine(e: EncryptionSummary): string {
+  const mib = (n: number) => (n % 2 ** 20 === 0 ? `${n / 2 ** 20} MiB` : `${n} B`);
+  const how = e.kdf ? `a passphrase (Argon2id v1.3, opslimit ${e.kdf.opslimit}, memlimit ${mib(e.kdf.memlimit)}, salt ${e.kdf.salt})` : 'a 32-byte key';
+  return `${e.cipher}${e.chunkSize ? ` in ${mib(e.chunkSize)} chunks` : ''}, ${e.encryptedTensors} tensors; the key comes from ${how}`;
 }
