@@ -9,6 +9,8 @@ import { copyFileSync, existsSync, readFileSync, readdirSync, writeFileSync } fr
 import { join } from 'node:path';
 import { compileFilter, load } from '../src/ops/load.js';
 import { native, nativeAvailable } from '../src/native/binding.js';
+import { FileSource } from '../src/sources/file.js';
+import { TensorizerFile } from '../src/format/reader.js';
 import { BIN, bytes, ROOT, sha256, VECTORS, writeSafetensors, type StTensor } from './helpers/util.js';
 import { manifestProblems, readManifest, tensorName, type Manifest } from './helpers/manifest.mjs';
 
@@ -252,6 +254,22 @@ t.test('tensorize load through the CLI', { skip: why }, async (t) => {
   const enc = spawnSync(process.execPath, [BIN, 'load', join(VECTORS, 'encrypted_key_v3.tensors'), '--device', 'cpu'], { encoding: 'utf8' });
   t.equal(enc.status, 1);
   t.match(enc.stderr, /encrypted: not supported yet/);
+  // A malformed crypt-info block (5 MACs for a 34-byte tensor): load says what verify says.
+  const broken = join(t.testdir(), 'broken-crypt.tensors');
+  const bytes = readFileSync(join(VECTORS, 'encrypted_key_v3.tensors'));
+  const src = await FileSource.open(join(VECTORS, 'encrypted_key_v3.tensors'));
+  const tf = await TensorizerFile.open(src);
+  const b = tf.entries.find((x) => x.name === 'b')!;
+  const { header } = await tf.readHeader(b);
+  await src.close();
+  t.equal(header.crypt!.chunks[0]!.type, 2, 'the key vector\'s first crypt chunk is the cipher');
+  bytes[b.headerOffset + header.crypt!.start + 8 + 2 + 8 + 2 + 8 + 24] = 5; // num_macs
+  writeFileSync(broken, bytes);
+  const lb = spawnSync(process.execPath, [BIN, 'load', broken, '--device', 'cpu'], { encoding: 'utf8' });
+  const vb = spawnSync(process.execPath, [BIN, 'verify', broken], { encoding: 'utf8' });
+  t.equal(lb.status, 1, 'load: a malformed crypt-info block fails');
+  t.match(lb.stderr, /tensor "b" \(#1\): crypt chunk of type 2: 5 MACs for 34 bytes in chunks of 2097152 \(expected 1\)/);
+  t.equal(lb.stderr.split('\n')[0], vb.stderr.split('\n')[0], 'load gives the error verify gives');
   if (!info || info.deviceCount === 0) {
     const g = spawnSync(process.execPath, [BIN, 'load', join(VECTORS, 'dtypes_v1.tensors'), '--device', 'cuda:0'], { encoding: 'utf8' });
     t.equal(g.status, 1, 'asking for a GPU where there is none');

@@ -15,6 +15,7 @@ import { METADATA_OFFSET, TENSOR_TYPE_NAMES } from '../format/constants.js';
 import { dtypeBySafetensors, type DTypeInfo } from '../format/dtypes.js';
 import type { TensorPath } from '../format/paths.js';
 import { TensorizerFile } from '../format/reader.js';
+import { decodeCrypt } from '../format/crypt.js';
 import { assertSound, checkStructure, verifyError, type CheckedTensor } from '../format/check.js';
 import { closeCheckpoint, openCheckpointOrFile, type SafetensorsCheckpoint } from '../inputs/safetensors-checkpoint.js';
 import { knownHashes, SUMS_FILE, type KnownHash } from '../inputs/checksums.js';
@@ -453,6 +454,16 @@ async function planTensorizer(src: ByteSource, path: string, verify: boolean, ma
   } else {
     const end = await tf.endProblem();
     if (end) throw verifyError(tf.name, [], [end]);
+    if (tf.info.hasCryptInfo) {
+      // Every crypt-info block checked as verify checks them (a malformed one is E_FORMAT
+      // there too), before saying that the file is encrypted.
+      let encrypted: string | undefined;
+      for (const { entry, header } of await tf.readHeaders()) {
+        const crypt = decodeCrypt(header.crypt?.chunks ?? [], header.dataLength, `${tf.name}: tensor ${JSON.stringify(entry.name)} (#${entry.index})`);
+        if (crypt.cipher) encrypted ??= entry.name;
+      }
+      if (encrypted !== undefined) throw new TensorizeError('E_UNSUPPORTED', `${path}: encrypted: not supported yet (tensor ${JSON.stringify(encrypted)} is encrypted)`);
+    }
   }
   const entries: PlanEntry[] = [];
   let skipped = 0;
@@ -463,10 +474,6 @@ async function planTensorizer(src: ByteSource, path: string, verify: boolean, ma
     }
     const c = checked?.[e.index];
     const meta = c ? c.meta : e.dataLength === 0 && e.byteSize > 0;
-    if (!meta && !c && tf.info.hasCryptInfo) {
-      const { header } = await tf.readHeader(e);
-      if (header.crypt && header.crypt.chunks.length > 0) throw new TensorizeError('E_UNSUPPORTED', `${path}: encrypted: not supported yet (tensor ${JSON.stringify(e.name)} is encrypted)`);
-    }
     const dtype = e.dtype as DTypeInfo;
     entries.push({
       name: e.name,
