@@ -400,10 +400,7 @@ async function fromNetworkMany(srcs: readonly ByteSource[], packed: PackedJobs, 
   const stats = emptyStats('js');
   stats.network = { engine: 'js', connections: concurrency, requests: -1, retries: -1, wireBytes: -1 };
   const bin = native();
-  const a0 = performance.now();
-  const handle = bin.alloc({ device: sink.device, total: sink.total, hugePages: sink.hugePages });
-  stats.allocMs = performance.now() - a0;
-  stats[sink.device >= 0 ? 'deviceBytes' : 'hostBytes'] = sink.total;
+  const { handle, a0 } = allocJs(sink, stats);
   try {
     // Each source's jobs, read by `concurrency` lanes shared out over the sources at once.
     const bySource = srcs.map((_, f) => ranged.map((j, k) => ({ j, k })).filter((x) => x.j.file === f));
@@ -480,10 +477,7 @@ async function readNetworkJs(src: ByteSource, jobs: Ranged[], sink: Sink, opts: 
     }
   }
   const bin = native();
-  const a0 = performance.now();
-  const handle = bin.alloc({ device: sink.device, total: sink.total, hugePages: sink.hugePages });
-  stats.allocMs = performance.now() - a0;
-  stats[sink.device >= 0 ? 'deviceBytes' : 'hostBytes'] = sink.total;
+  const { handle, a0 } = allocJs(sink, stats);
   try {
     const results = await readRemote(src, jobs, {
       ...read,
@@ -497,6 +491,15 @@ async function readNetworkJs(src: ByteSource, jobs: Ranged[], sink: Sink, opts: 
     bin.free(handle);
     throw e;
   }
+}
+
+/** The JavaScript network path's destination: allocated and counted in `stats`; `a0`: when allocating began. */
+function allocJs(sink: Extract<Sink, { kind: 'memory' }>, stats: TransferStats): { handle: NativeHandle; a0: number } {
+  const a0 = performance.now();
+  const handle = native().alloc({ device: sink.device, total: sink.total, hugePages: sink.hugePages });
+  stats.allocMs = performance.now() - a0;
+  stats[sink.device >= 0 ? 'deviceBytes' : 'hostBytes'] = sink.total;
+  return { handle, a0 };
 }
 
 /** PackedJobs.groups as the addon takes them. */

@@ -9,7 +9,7 @@ import type { ByteSource } from '../sources/source.js';
 import { closeInput, type InputModel } from './model.js';
 import { openPytorchFile, sniffPytorch, type CheckpointOptions } from './pytorch/checkpoint.js';
 import { openSafetensorsDir, openSafetensorsFile, openSafetensorsIndex } from './safetensors.js';
-import { mergeModels, openShardedIndex, type IndexIO } from './sharded.js';
+import { mergeModels, openShardedIndex, readRemoteIndex, type IndexIO } from './sharded.js';
 
 export type { InputModel, InputTensor } from './model.js';
 export { closeInput } from './model.js';
@@ -103,8 +103,6 @@ async function openAny(path: string, isDir: boolean, opts: InputOptions): Promis
   );
 }
 
-/** The largest index JSON read over the network. */
-const MAX_INDEX_BYTES = 64 << 20;
 
 /**
  * An http(s):// or s3:// input: one safetensors or PyTorch file, or a sharded `*.index.json`
@@ -122,15 +120,7 @@ async function openRemoteInput(url: string, opts: InputOptions): Promise<InputMo
     let model: InputModel;
     if (/\.index\.json$/i.test(new URL(url).pathname)) {
       const io: IndexIO = {
-        read: async (u) => {
-          const src = await openSource(u, opts.source);
-          try {
-            if (src.size > MAX_INDEX_BYTES) throw new TensorizeError('E_INPUT', `${u}: an index of ${src.size} bytes is not a checkpoint index`);
-            return (await src.read(0, src.size)).toString('utf8');
-          } finally {
-            await src.close();
-          }
-        },
+        read: (u) => readRemoteIndex(u, opts.source),
         resolve: (index, shard) => new URL(shard, index).toString(),
       };
       const pytorch = /\.(bin|pt|pth)\.index\.json$/i.test(new URL(url).pathname);

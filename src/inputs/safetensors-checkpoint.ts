@@ -13,7 +13,7 @@ import { fsError } from '../sources/file.js';
 import { openSource, sourceKind, type SourceOptions } from '../sources/open.js';
 import { withHead, type ByteSource } from '../sources/source.js';
 import { isSafetensorsHead, readSafetensorsHeader, safetensorsError, type SafetensorsHeader } from './safetensors-header.js';
-import { checkShards, LOCAL_INDEX, readShardIndex, type IndexIO } from './sharded.js';
+import { checkShards, LOCAL_INDEX, readRemoteIndex, readShardIndex, type IndexIO } from './sharded.js';
 
 export interface SafetensorsShard {
   /** Its path or URL. */
@@ -37,8 +37,6 @@ export interface SafetensorsCheckpoint {
 /** Shards opened at once (remote shards: each open is a request, each header one or two more). */
 const OPEN_AT_ONCE = 8;
 
-/** The largest index JSON read over the network. */
-const MAX_INDEX_BYTES = 64 << 20;
 
 /** What a path names, opened: a safetensors checkpoint, or another file with its first bytes read. */
 export type Opened = { checkpoint: SafetensorsCheckpoint } | { other: ByteSource; head: Buffer };
@@ -87,15 +85,7 @@ export async function openSafetensorsCheckpoint(path: string, opts: { source?: S
   if (opts.first) return single(opts.first.source, opts.first.head);
   if (sourceKind(path) !== 'file') {
     const remoteIO: IndexIO = {
-      read: async (u) => {
-        const src = await openSource(u, opts.source);
-        try {
-          if (src.size > MAX_INDEX_BYTES) throw new TensorizeError('E_INPUT', `${u}: an index of ${src.size} bytes is not a checkpoint index`);
-          return (await src.read(0, src.size)).toString('utf8');
-        } finally {
-          await src.close();
-        }
-      },
+      read: (u) => readRemoteIndex(u, opts.source),
       resolve: (index, shard) => new URL(shard.split('/').map(encodeURIComponent).join('/'), index).toString(),
     };
     const open = (u: string) => openSource(u, opts.source);

@@ -7,6 +7,7 @@ import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, join, normalize, sep } from 'node:path';
 import { TensorizeError, type ErrorCode } from '../errors.js';
 import { fsError } from '../sources/file.js';
+import { openSource, type SourceOptions } from '../sources/open.js';
 import { parseStrictJson, type Json } from '../util/json.js';
 import type { InputModel } from './model.js';
 
@@ -35,6 +36,20 @@ export const LOCAL_INDEX: IndexIO = {
   },
   resolve: (index, shard) => join(dirname(index), shard),
 };
+
+/** The largest index JSON read over the network. */
+const MAX_INDEX_BYTES = 64 << 20;
+
+/** An index's text from a URL (at most MAX_INDEX_BYTES). */
+export async function readRemoteIndex(url: string, source: SourceOptions | undefined): Promise<string> {
+  const src = await openSource(url, source);
+  try {
+    if (src.size > MAX_INDEX_BYTES) throw new TensorizeError('E_INPUT', `${url}: an index of ${src.size} bytes is not a checkpoint index`);
+    return (await src.read(0, src.size)).toString('utf8');
+  } finally {
+    await src.close();
+  }
+}
 
 /** A sharded checkpoint's index, read and checked: the shards it names and their tensors. */
 export interface ShardIndex {
