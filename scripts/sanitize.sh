@@ -15,6 +15,9 @@ CORE=$(sed -n 's/^set(CORE_SOURCES \(.*\))$/\1/p' CMakeLists.txt)
 TESTS=$(sed -n 's/^add_executable(tensorize_native_test \(.*\) ${CORE_SOURCES})$/\1/p' CMakeLists.txt)
 if [ -z "$CORE" ] || [ -z "$TESTS" ]; then echo "sanitize.sh: cannot read the sources from native/CMakeLists.txt" >&2; exit 2; fi
 SRC="$TESTS $CORE"
+# libsodium (crypt.cc's) as CMake built it, uninstrumented: npm run build:native first.
+SODIUM=build/libtzsodium.a
+if [ ! -f $SODIUM ]; then echo "sanitize.sh: $SODIUM is missing: run npm run build:native first" >&2; exit 2; fi
 kinds=("$@")
 [ ${#kinds[@]} -eq 0 ] && kinds=(asan tsan)
 build() {
@@ -24,7 +27,7 @@ build() {
     tsan) flags="-fsanitize=thread" ;;
     *) echo "unknown sanitizer $k" >&2; return 2 ;;
   esac
-  g++ -std=c++17 -O1 -g -fno-omit-frame-pointer $flags -pthread -DTENSORIZE_NATIVE_SRC_DIR="\"$PWD/src\"" $SRC -ldl -o $OUT/${k}_test
+  g++ -std=c++17 -O1 -g -fno-omit-frame-pointer $flags -pthread -DTENSORIZE_NATIVE_SRC_DIR="\"$PWD/src\"" -DSODIUM_STATIC=1 -Ithird_party/libsodium/libsodium/include $SRC $SODIUM -ldl -o $OUT/${k}_test
 }
 # The fake CUDA drivers the CUDA backend's tests load, beside the test programs (uninstrumented:
 # one set serves both sanitizers; the backend's side of every call is instrumented).

@@ -19,6 +19,10 @@ export interface Config {
   peerPython?: string;
   /** TENSORIZE_PEERS_DIR: the peers' venv made by scripts/peers/setup.sh (default ~/.cache/tensorize/peers). */
   peersDir?: string;
+  /** TENSORIZE_KEY: an encrypted file's 32-byte key, as 64 hexadecimal characters (or --key-file). */
+  key?: string;
+  /** TENSORIZE_PASSPHRASE: an encrypted file's passphrase (or --passphrase-file). */
+  passphrase?: string;
 }
 
 /** The settings `env` gives. */
@@ -33,6 +37,8 @@ export function readConfig(env: NodeJS.ProcessEnv): Config {
     simGpu: Boolean(env.TENSORIZE_SIM_GPU),
     peerPython: env.TENSORIZE_PEER_PYTHON || undefined,
     peersDir: env.TENSORIZE_PEERS_DIR || undefined,
+    key: env.TENSORIZE_KEY || undefined,
+    passphrase: env.TENSORIZE_PASSPHRASE || undefined,
   };
 }
 

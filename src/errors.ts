@@ -10,7 +10,7 @@ export const ERROR_CODES = [
   'E_SAFETENSORS', // a safetensors input is malformed
   'E_INPUT', // an input is unusable for another reason (e.g. no weights in a directory)
   'E_HASH_MISMATCH', // stored CRC32/SHA-256 disagrees with the data
-  'E_UNSUPPORTED', // valid but not supported (yet), e.g. encrypted files, a dimension of 2^53 or more
+  'E_UNSUPPORTED', // valid but not supported (yet), e.g. a dimension of 2^53 or more
   'E_INEXPRESSIBLE', // a tensor cannot be written in the target format
   'E_PICKLE', // a PyTorch checkpoint's pickle is malformed or exceeds a limit
   'E_PICKLE_GLOBAL', // a pickle names a global that is not allowlisted (it would run code)
@@ -31,6 +31,8 @@ export const ERROR_CODES = [
   'E_DEVICE_READ', // a device-to-host read
   'E_DEVICE', // another device failure
   'E_FILE_CHANGED', // the file was truncated or modified while it was being read
+  'E_DECRYPT', // encrypted data did not authenticate: a wrong key or passphrase, or changed data or MACs
+  'E_KEY', // a key or passphrase is missing, unusable, or given for a file that is not encrypted
   'E_NATIVE', // an unexpected failure inside the native addon
 ] as const;
 

@@ -6,7 +6,9 @@ export { decodePath, encodePath, pathToString, type TensorPath, type PathCompone
 export { TensorizerFile, type TensorEntry, type FileInfo } from './format/reader.js';
 export { writeTensorizer, type WriteOptions, type WriteSummary } from './ops/serialize.js';
 export type { WriteTensor } from './format/encode.js';
-export { verifyFile, type VerifyResult } from './ops/verify.js';
+export type { EncryptionOptions } from './ops/encrypt.js';
+export { verifyFile, type VerifyResult, type VerifyOptions } from './ops/verify.js';
+export { readKeySource, type DecryptionOptions, type KeySourceOptions } from './ops/decrypt.js';
 export type { HashFailure } from './format/check.js';
 export { exportSafetensors, type ExportOptions, type ExportSummary } from './ops/export.js';
 export { openInput, type InputModel, type InputTensor } from './inputs/index.js';

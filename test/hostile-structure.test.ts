@@ -157,7 +157,7 @@ t.test('4. structural rules', async (t) => {
     const magic = build(basic()).buf;
     magic[2] = 0x58;
     await check(t, magic, { codes: ['E_FORMAT'], word: /not a tensorizer file/ }, 'bad magic');
-    // Crypt info (docs/format.md, reference §6.4): a well-formed block is "not supported yet";
+    // Crypt info (docs/format.md, reference §6.4): a well-formed block needs a key (E_KEY);
     // every malformed one is E_FORMAT naming what is wrong (each shown to fail without its check).
     const u16 = (n: number) => Buffer.from([n & 0xff, n >> 8]);
     const i32 = (n: number) => {
@@ -175,8 +175,10 @@ t.test('4. structural rules', async (t) => {
     const kdf = (o: { method?: number; alg?: number; salt?: number; ops?: number; mem?: number } = {}) =>
       chunk(1, Buffer.concat([u16(o.method ?? 1), u64(o.ops ?? 3), u64(o.mem ?? 2 ** 28), i32(o.alg ?? 2), u16(o.salt ?? 16), Buffer.alloc(o.salt ?? 16, 5)]));
     const encrypted = (c: Buffer) => build(basic((r) => r.forEach((x) => (x.hdr = { crypt: c }))), { version: 3 });
-    await check(t, encrypted(block(parallel())), { codes: ['E_UNSUPPORTED'], word: /encrypted/ }, 'an encrypted file (a key)');
-    await check(t, encrypted(block(kdf(), parallel())), { codes: ['E_UNSUPPORTED'], word: /encrypted/ }, 'an encrypted file (a passphrase)');
+    await check(t, encrypted(block(parallel())), { codes: ['E_KEY'], word: /is encrypted; give its key/ }, 'an encrypted file (a key)');
+    await check(t, encrypted(block(kdf(), parallel())), { codes: ['E_KEY'], word: /is encrypted; give its passphrase/ }, 'an encrypted file (a passphrase)');
+    const mixed = build(basic((r) => r.forEach((x, i) => (x.hdr = { crypt: i === 0 ? block(parallel()) : block() }))), { version: 3 });
+    await check(t, mixed, { codes: ['E_FORMAT'], word: /is not encrypted but 1 other tensor\(s\) are/ }, 'a file mixing encrypted and plain tensors');
     const malformed: [Buffer, RegExp, string][] = [
       [block(chunk(2, Buffer.from([9, 9]))), /crypt chunk of type 2: chunk size runs past the end of its chunk/, 'a truncated encryption chunk'],
       [block(chunk(7, Buffer.alloc(4))), /crypt chunk type 7 is unknown/, 'an unknown chunk type'],

@@ -253,7 +253,7 @@ t.test('tensorize load through the CLI', { skip: why }, async (t) => {
   t.equal(bad.status, 2, 'a bad --device is a usage error');
   const enc = spawnSync(process.execPath, [BIN, 'load', join(VECTORS, 'encrypted_key_v3.tensors'), '--device', 'cpu'], { encoding: 'utf8' });
   t.equal(enc.status, 1);
-  t.match(enc.stderr, /encrypted: not supported yet/);
+  t.match(enc.stderr, /tensor "a" \(#0\) is encrypted; give its key \(--key-file PATH or TENSORIZE_KEY\)/);
   // A malformed crypt-info block (5 MACs for a 34-byte tensor): load says what verify says.
   const broken = join(t.testdir(), 'broken-crypt.tensors');
   const bytes = readFileSync(join(VECTORS, 'encrypted_key_v3.tensors'));

@@ -16,6 +16,7 @@ Napi::Object Module(Napi::Env env, Napi::Object exports) {
   registerFetch(env, exports);
   registerHash(env, exports);
   registerCache(env, exports);
+  registerCrypt(env, exports);
   return exports;
 }
 

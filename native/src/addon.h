@@ -12,5 +12,6 @@ void registerCopy(Napi::Env env, Napi::Object exports);    // addon_copy.cc: cop
 void registerFetch(Napi::Env env, Napi::Object exports);   // addon_fetch.cc: fetch
 void registerHash(Napi::Env env, Napi::Object exports);    // addon_hash.cc: hasher, hashUpdate, hashDigest
 void registerCache(Napi::Env env, Napi::Object exports);   // addon_cache.cc: evictFile, residency, readProbe
+void registerCrypt(Napi::Env env, Napi::Object exports);   // addon_crypt.cc: deriveKey, seal, open, randomBytes, wipe, sodiumVersion
 
 }  // namespace tz::addon

@@ -7,7 +7,8 @@
 // baseDelayMs, timeoutMs, speedLimit, speedTimeMs, total, groups?: [{sha256: Buffer(32),
 // prefix: Buffer, items: Uint32Array}] (hash groups, checked here: fetch.h)}. Several objects: objects: [{the
 // same target fields, name, size}] and itemFiles: Uint32Array (each item's object); the
-// top-level target is then not read. The handle works with read() and free() like a load's.
+// top-level target is then not read. crypt?: how items are encrypted (parseCrypt,
+// addon_handle.h): decrypted as they arrive. The handle works with read() and free() like a load's.
 #include <chrono>
 
 #include "addon.h"
@@ -132,6 +133,9 @@ Napi::Value Fetch(const Napi::CallbackInfo& info) {
       s.hashes.push_back(std::move(x));
     }
   }
+  std::vector<uint64_t> lens;
+  for (const tz::Item& it : s.items) lens.push_back(it.len);
+  parseCrypt(o, lens, s.crypt);
   s.groups = parseGroups(o, s.items, GroupOrder::File);
   if (!s.hashes.empty() && !s.groups.empty()) throwError(env, Code::E_USAGE, "fetch: per-item hashes and hash groups do not go together");
   t->hashOnly = o.Get("device").IsNull() || o.Get("device").IsUndefined();

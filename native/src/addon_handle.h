@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "addon_errors.h"
+#include "crypt.h"
 #include "hash_groups.h"
 #include "loader.h"
 
@@ -110,5 +111,11 @@ inline std::vector<HashGroup> parseGroups(const Napi::Object& o, const std::vect
   if (!checkGroups(out, items, order, err)) throwError(env, err);
   return out;
 }
+
+// o.crypt (optional): {keys: Buffer[] (32 bytes each), items: (null | {key, chunk, nonce:
+// Buffer(24), macs: Buffer})[]}, one entry per item: how each item is encrypted (crypt.h),
+// into `plan`, checked against the items' lengths (Plan::check); E_USAGE otherwise. The
+// caller should wipe the key Buffers once the call returns (the plan holds its own copy).
+void parseCrypt(const Napi::Object& o, const std::vector<uint64_t>& itemLens, crypt::Plan& plan);
 
 }  // namespace tz::addon

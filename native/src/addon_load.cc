@@ -93,6 +93,12 @@ Napi::Value Start(const Napi::CallbackInfo& info) {
   s.expectSize = o.Get("fileSize").IsUndefined() ? -1 : static_cast<int64_t>(u64(o, "fileSize", 0));
   s.items = parseItems(o, s.files.empty() ? 1 : s.files.size());
   s.groups = parseGroups(o, s.items, GroupOrder::Plan);
+  {
+    std::vector<uint64_t> lens;
+    lens.reserve(s.items.size());
+    for (const tz::Item& it : s.items) lens.push_back(it.len);
+    parseCrypt(o, lens, s.crypt);  // crypt: {keys, items} (addon_crypt.cc), or none
+  }
   if (s.verify && !s.groups.empty()) throwError(env, Code::E_USAGE, "verify (per-tensor hashes) and hash groups do not go together");
   if (s.verify) {
     // expect: array of {crc32?: number, sha256?: Buffer(32), prefix: Buffer}
@@ -124,6 +130,7 @@ Napi::Value Start(const Napi::CallbackInfo& info) {
       [h](NoResult&) {
         tz::Error err;
         if (tz::Loaded* l = tz::load(h->spec, err)) h->loaded.reset(l);
+        h->spec.crypt.keys.clear();  // wiped now: the handle (and its spec) may live long after the load
         return err;
       },
       [h](Napi::Env env, NoResult&) -> Napi::Value {

@@ -50,6 +50,10 @@ struct Lane {
   uint32_t crc = 0;
   Sha256 sha;
   uint8_t* buf = nullptr;
+  uint64_t most = 0;  // the longest read: the chunk, or whole crypt chunks of an encrypted job
+  uint64_t unit = 1;  // reads but the last are multiples of this: the swap unit, or the crypt chunk
+  const crypt::ItemCrypt* open = nullptr;  // decrypted after reading
+  crypt::ItemCrypt* seal = nullptr;        // encrypted after hashing
 };
 
 // Writes go through one thread: buffered writes to one file serialize on its inode lock,
@@ -176,7 +180,43 @@ class Copy {
         return false;
       }
     }
+    return checkCrypt(err);
+  }
+
+  // The crypt and seal plans fit the jobs; each sealed job's MACs sized.
+  bool checkCrypt(Error& err) {
+    if (s_.crypt.items.empty() && s_.seal.items.empty()) return true;
+    std::vector<uint64_t> lens(s_.jobs.size(), 0);
+    for (size_t i = 0; i < lens.size(); i++)
+      for (size_t r = 1; r < s_.jobs[i].ranges.size(); r += 2) lens[i] += s_.jobs[i].ranges[r];
+    for (size_t i = 0; i < s_.seal.items.size() && i < lens.size(); i++) {
+      crypt::ItemCrypt& c = s_.seal.items[i];
+      if (c.encrypted() && c.chunk >= 64 && c.chunk % 64 == 0) c.macs.assign(crypt::kMacBytes * ((lens[i] + c.chunk - 1) / c.chunk), '\0');
+    }
+    for (const crypt::Plan* p : {&s_.crypt, &s_.seal}) {
+      err = p->check(lens);
+      if (!err.ok()) return false;
+    }
+    for (size_t i = 0; i < lens.size(); i++) {
+      const bool dec = s_.crypt.of(i), enc = s_.seal.of(i);
+      const char* why = dec && enc ? "is both decrypted and sealed" : nullptr;
+      if ((dec || enc) && (s_.jobs[i].ranges.size() != 2 || s_.jobs[i].swap != 1)) why = "is encrypted or sealed: it must be one range, not byte-swapped";
+      if (why) {
+        err = {Code::E_USAGE, "copy: job " + std::to_string(i) + " " + why, static_cast<int64_t>(i)};
+        return false;
+      }
+    }
     return true;
+  }
+
+  // The longest read of any job, which the buffers must hold: the chunk, or a crypt chunk
+  // bigger than it (at most its job's length).
+  uint64_t bufferBytes() const {
+    uint64_t most = s_.chunk;
+    for (const crypt::Plan* p : {&s_.crypt, &s_.seal})
+      for (size_t i = 0; i < p->items.size(); i++)
+        if (p->of(i) && p->items[i].chunk > s_.chunk) most = std::max(most, std::min(p->items[i].chunk, s_.jobs[i].ranges[1]));
+    return most;
   }
 
   // Largest jobs first, so that the end of the run is not one thread hashing one big tensor.
@@ -218,10 +258,11 @@ class Copy {
       if (n == 0 || stopped()) return;
       // Equal-sized steps keep the two SHA-256 streams in lockstep. A byte-swapped job
       // needs steps that are whole swap units, else each lane steps on its own.
-      uint64_t step = s_.chunk;
-      for (int i = 0; i < n; i++) step = std::min(step, act[i]->left);
+      // An encrypted job's steps are whole crypt chunks (its `unit`) but the last.
+      uint64_t step = act[0]->most;
+      for (int i = 0; i < n; i++) step = std::min({step, act[i]->most, act[i]->left});
       bool lockstep = n == 2;
-      for (int i = 0; i < n; i++) lockstep = lockstep && (step == act[i]->left || step % act[i]->job->swap == 0);
+      for (int i = 0; i < n; i++) lockstep = lockstep && (step == act[i]->left || step % act[i]->unit == 0);
       if (lockstep) {
         if (!readStep(*act[0], step) || !readStep(*act[1], step)) return;
         if (act[0]->job->sha && act[1]->job->sha) {
@@ -235,7 +276,7 @@ class Copy {
       } else {
         for (int i = 0; i < n; i++) {
           Lane& l = *act[i];
-          uint64_t own = std::min(s_.chunk, l.left);
+          uint64_t own = std::min(l.most, l.left);
           if (!readStep(l, own)) return;
           if (l.job->sha) l.sha.update(l.buf, own);
           if (!endStep(l, own)) return;
@@ -263,6 +304,11 @@ class Copy {
       for (size_t r = 1; r < j.ranges.size(); r += 2) l.left += j.ranges[r];
       j.bytes = l.left;
       l.outPos = j.dst >= 0 ? static_cast<uint64_t>(j.dst) : 0;
+      l.open = s_.crypt.of(i);
+      l.seal = s_.seal.of(i) ? &s_.seal.items[i] : nullptr;
+      const crypt::ItemCrypt* c = l.open ? l.open : l.seal;
+      l.most = crypt::pieceStep(s_.chunk, c);
+      l.unit = c ? c->chunk : static_cast<uint64_t>(j.swap);
       l.crc = j.crc ? crc32(0, j.prefix.data(), j.prefix.size()) : 0;
       l.sha.reset();
       if (j.sha) l.sha.update(j.prefix.data(), j.prefix.size());
@@ -274,6 +320,12 @@ class Copy {
   // CRC32, write-out and bookkeeping for a step whose SHA-256 is done.
   bool endStep(Lane& l, uint64_t step) {
     if (l.job->crc) l.crc = crc32(l.crc, l.buf, step);
+    if (l.seal) {
+      const crypt::ItemCrypt& c = *l.seal;
+      Error e = crypt::seal(s_.seal.keys.get(c.key), c.nonce, c.chunk, l.job->bytes, l.job->bytes - l.left, l.buf, step,
+                            reinterpret_cast<uint8_t*>(&l.seal->macs[0]));
+      if (!e.ok()) return fail(e, l);
+    }
     if (l.job->dst >= 0) {
       if (!s_.memory) {
         writer_->submit(l.buf, step, l.outPos, l.index);
@@ -308,7 +360,17 @@ class Copy {
       got += n;
     }
     if (j.swap > 1) swapBytes(l.buf, step, j.swap);
+    if (l.open) {
+      Error e = crypt::open(s_.crypt.keys.get(l.open->key), *l.open, j.bytes, j.bytes - l.left, l.buf, step);
+      if (!e.ok()) return fail(e, l);
+    }
     return true;
+  }
+
+  bool fail(Error& e, const Lane& l) {
+    e.tensor = l.index;
+    errs_.set(e);
+    return false;
   }
 
   void finish(Lane& l) {
@@ -338,11 +400,19 @@ bool runCopy(CopySpec& spec, Error& err) {
   if (!c.open(err)) return false;
   c.plan();
   int threads = std::max(1, std::min(spec.threads, 64));
-  // Two lanes per thread, each with one buffer being filled and one being written.
+  // Two lanes per thread, each with one buffer being filled and one being written. Big crypt
+  // chunks make big buffers: then as few as threads + 1 (a thread holds at most two, and
+  // one more than threads lets one of them go on).
   c.writer_ = std::make_unique<Writer>(c.outFd(), spec.output, c.errs_);
-  const int buffers = spec.memory ? 0 : 4 * threads + 2;
-  if (!c.writer_->allocate(buffers, spec.chunk)) {
-    err = {Code::E_HOST_OOM, "copy: cannot allocate " + std::to_string(buffers) + " buffers of " + std::to_string(spec.chunk) + " bytes", -1};
+  const uint64_t bytes = c.bufferBytes();
+  int buffers = spec.memory ? 0 : 4 * threads + 2;
+  if (buffers && bytes > spec.chunk) {
+    Error big;
+    if (!stagingFits(buffers * bytes, "copy buffers", big)) buffers = threads + 1;
+    if (!stagingFits(buffers * bytes, "copy buffers for encrypted chunks", err)) return false;
+  }
+  if (!c.writer_->allocate(buffers, bytes)) {
+    err = {Code::E_HOST_OOM, "copy: cannot allocate " + std::to_string(buffers) + " buffers of " + std::to_string(bytes) + " bytes", -1};
     return false;
   }
   std::thread writer;

@@ -32,6 +32,8 @@
   X(E_DEVICE_READ)                                                                         \
   X(E_DEVICE)                                                                              \
   X(E_FILE_CHANGED)                                                                        \
+  X(E_DECRYPT)                                                                             \
+  X(E_KEY)                                                                                 \
   X(E_NATIVE)
 
 namespace tz {

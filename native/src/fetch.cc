@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "device.h"
+#include "fetch_http.h"
 #include "fetch_plan.h"
 #include "hash.h"
 #include "hash_groups.h"
@@ -32,6 +33,8 @@ namespace {
 using fetchplan::Piece;
 using fetchplan::Plan;
 using fetchplan::Request;
+using fetchhttp::Attempt;
+using fetchhttp::Outcome;
 
 struct Worker {
   int id = 0;
@@ -41,19 +44,6 @@ struct Worker {
   uint32_t connects = 0;
   StagingRing ring;  // its two receive slots (and, for a GPU, its stream: stream_core.h)
   std::vector<uint8_t> scratch;
-};
-
-enum class Outcome { Ok, Retry, Fatal, Cancelled };
-
-// The same words as src/sources/retry.ts TOO_SLOW_HINT (the JavaScript client's).
-constexpr const char* kTooSlowHint = "the server or the link is slower than the low-speed limit: lower --speed-limit or raise --speed-time (--speed-limit 0 turns it off)";
-
-struct Attempt {
-  Outcome outcome = Outcome::Ok;
-  std::string why, hint;
-  Code code = Code::none;
-  bool stale = false;  // a reused keep-alive connection that failed before any answer
-  double retryAfterMs = -1;
 };
 
 class FetchRun : RunState {
@@ -296,12 +286,12 @@ class FetchRun : RunState {
   dev::DevPtr devOf(const Piece& pc) const { return dest_->dbase + s_.items[pc.item].dst + pc.itemOff; }
 
   // Where body byte `pos` of request r goes, and how many bytes may go there at once;
-  // `useful` is false for the bytes between tensors.
-  uint8_t* target(Worker& w, const Request& r, uint8_t* slotBuf, uint64_t pos, uint64_t& n, bool& useful) {
+  // `counted`: they are progress as they land (a host destination's unencrypted pieces;
+  // a slot's pieces count when the attempt ends, encrypted ones once decrypted).
+  uint8_t* target(Worker& w, const Request& r, uint8_t* slotBuf, uint64_t pos, uint64_t& n, bool& counted) {
+    counted = false;
     if (slotBuf) {
-      n = r.len - pos;
-      // Only the pieces are useful; the gaps still land in the slot (it is contiguous).
-      useful = true;
+      n = r.len - pos;  // the gaps land in the slot too (it is contiguous)
       return slotBuf + pos;
     }
     // Host destination: find the piece holding pos (pieces are sorted by reqOff).
@@ -312,46 +302,66 @@ class FetchRun : RunState {
       const Piece& pc = *(it - 1);
       if (pos < pc.reqOff + pc.len) {
         n = pc.reqOff + pc.len - pos;
-        useful = true;
+        counted = !s_.crypt.of(pc.item);
         return destOf(pc) + (pos - pc.reqOff);
       }
     }
     const uint64_t gapEnd = it != last ? it->reqOff : r.len;
     n = std::min<uint64_t>(gapEnd - pos, w.scratch.size());
-    useful = false;
     return w.scratch.data();
   }
 
-  // Body bytes of request r received into a slot that fall between pieces are not progress.
+  // Progress from body bytes [a, b) of request r received into a slot: those of its
+  // unencrypted pieces (not the gaps between them).
   uint64_t usefulIn(const Request& r, uint64_t a, uint64_t b) const {
     uint64_t n = 0;
     for (uint32_t k = r.p0; k < r.p1; k++) {
       const Piece& pc = plan_.pieces[k];
       uint64_t x = std::max(a, pc.reqOff), y = std::min(b, pc.reqOff + pc.len);
-      if (y > x) n += y - x;
+      if (y > x && !s_.crypt.of(pc.item)) n += y - x;
     }
     return n;
   }
 
-  std::string range(const Request& r, uint64_t got) const {
-    return "bytes " + std::to_string(r.from + got) + "-" + std::to_string(r.from + r.len - 1);
+  // Request r is in whole: each of its encrypted pieces decrypted in place (in the slot or
+  // the host destination), then counted as progress. False (E_DECRYPT naming the item, the
+  // run stopped) when a MAC does not match.
+  bool openPieces(const Request& r, uint8_t* slotBuf) {
+    for (uint32_t k = r.p0; k < r.p1; k++) {
+      const Piece& pc = plan_.pieces[k];
+      const crypt::ItemCrypt* c = s_.crypt.of(pc.item);
+      if (!c) continue;
+      uint8_t* p = slotBuf ? slotBuf + pc.reqOff : destOf(pc);
+      Error e = crypt::open(s_.crypt.keys.get(static_cast<size_t>(c->key)), *c, s_.items[pc.item].len, pc.itemOff, p, pc.len);
+      if (!e.ok()) {
+        e.message = objs_[r.obj].name + ": " + e.message;  // the tensor is e.tensor (JS: item)
+        failed(e, pc.item);
+        return false;
+      }
+      progress(pc.len);
+    }
+    return true;
   }
 
-  // One GET for the bytes of request r from `got` on; advances got as bytes arrive.
+  // Where a request's body goes (target) and what the run hears of it (fetch_http.h).
+  struct Into : fetchhttp::Body {
+    FetchRun& run;
+    Worker& w;
+    const Request& r;
+    uint8_t* slot;
+    Into(FetchRun& run, Worker& w, const Request& r, uint8_t* slot) : run(run), w(w), r(r), slot(slot) {}
+    uint8_t* target(uint64_t pos, uint64_t& n, bool& counted) override { return run.target(w, r, slot, pos, n, counted); }
+    void progress(uint64_t n) override { run.progress(n); }
+    void ended(uint64_t start, uint64_t got) override {
+      run.wire_.fetch_add(got - start, std::memory_order_relaxed);
+      if (slot) run.progress(run.usefulIn(r, start, got));
+    }
+    bool cancelled() const override { return run.cancelled(); }
+  };
+
+  // One GET for the bytes of request r from `got` on, on w's connection (opened to the
+  // request's endpoint when it is not); advances got as bytes arrive.
   Attempt attempt(Worker& w, const Request& r, uint8_t* slotBuf, uint64_t& got) {
-    Attempt a;
-    auto retry = [&](const std::string& why) {
-      a.outcome = cancelled() ? Outcome::Cancelled : Outcome::Retry;
-      a.why = why;
-      return a;
-    };
-    auto fatal = [&](Code code, const std::string& why) {
-      a.outcome = Outcome::Fatal;
-      a.code = code;
-      a.why = why;
-      return a;
-    };
-    const FetchObject& o = objs_[r.obj];
     const int ep = static_cast<int>(endpointOf_[r.obj]);
     // Another endpoint than the open connection's: that connection is of no use.
     if (w.conn.isOpen() && w.endpoint != ep) w.conn.close();
@@ -360,165 +370,15 @@ class FetchRun : RunState {
     if (!w.conn.isOpen() && !w.conn.open(endpoints_[ep], tlsOf_[ep], static_cast<size_t>(w.id) + w.connects++, s_.timeoutMs, s_.cancel, why)) {
       // An untrusted certificate, a proxy that refused the tunnel with a 4xx: retrying cannot help.
       if (w.conn.lastFailure().final) {
+        Attempt a = fetchhttp::fatal(Code::E_IO, why);
         a.hint = w.conn.lastFailure().hint;
-        return fatal(Code::E_IO, why);
+        return a;
       }
-      return retry(why);
+      return fetchhttp::retry(cancelled(), why);
     }
-    const bool reused = w.conn.used > 0;
-    const uint64_t from = r.from + got, to = r.from + r.len - 1;
-    std::string req = o.head + "Range: bytes=" + std::to_string(from) + "-" + std::to_string(to) + "\r\n\r\n";
     requests_.fetch_add(1, std::memory_order_relaxed);
-    // The low-speed limit, in consecutive windows of speedTimeMs from the request on: each
-    // must bring speedLimit body bytes/s on average (the wait for the head counts as time
-    // without bytes), else the attempt fails.
-    uint64_t windowFrom = got;
-    auto window = Clock::now();
-    auto tooSlow = [&](std::string& msg) {
-      if (s_.speedLimit == 0) return false;
-      const double ms = msSince(window);
-      if (ms < s_.speedTimeMs) return false;
-      const uint64_t n = got - windowFrom;
-      if (static_cast<double>(n) >= static_cast<double>(s_.speedLimit) * ms / 1000) {
-        window = Clock::now();
-        windowFrom = got;
-        return false;
-      }
-      char b[160];
-      std::snprintf(b, sizeof b, "too slow: under %llu bytes/s for %g s (%llu bytes in %.1f s)", static_cast<unsigned long long>(s_.speedLimit), s_.speedTimeMs / 1000,
-                    static_cast<unsigned long long>(n), ms / 1000);
-      msg = b;
-      a.hint = kTooSlowHint;
-      return true;
-    };
-    std::string slow;
-    if (!w.conn.writeAll(req.data(), req.size(), s_.timeoutMs, s_.cancel, why)) {
-      a.stale = reused;
-      return retry("sending the request failed: " + why);
-    }
-    // The response head (and whatever part of the body came with it).
-    char hb[32 << 10];
-    size_t hn = 0;
-    ResponseHead h;
-    auto idle = Clock::now();
-    for (;;) {
-      ssize_t k = w.conn.read(hb + hn, sizeof hb - hn, why, false);
-      if (k > 0) {
-        hn += static_cast<size_t>(k);
-        idle = Clock::now();
-        int pr = parseResponseHead(hb, hn, h, why);
-        if (pr < 0) return fatal(Code::E_IO, "the server sent " + why);
-        if (pr > 0) break;
-        if (hn == sizeof hb) return fatal(Code::E_IO, "the server's response head is larger than 32 KiB");
-        if (tooSlow(slow)) return retry(slow + ", waiting for the answer");
-        continue;
-      }
-      if (k == -2) {
-        if (cancelled()) return retry("cancelled");
-        if (msSince(idle) > s_.timeoutMs) return retry("no answer within " + std::to_string(static_cast<int>(s_.timeoutMs / 1000)) + " s");
-        if (tooSlow(slow)) return retry(slow + ", waiting for the answer");
-        continue;
-      }
-      a.stale = reused && hn == 0;
-      return retry(k == 0 ? "the connection was closed before an answer" : "the connection failed: " + why);
-    }
-    if (h.status != 206) {
-      w.conn.close();
-      const std::string st = "HTTP " + std::to_string(h.status);
-      const std::string detail = errorDetail(hb + h.headerBytes, hn - h.headerBytes);
-      if (h.status == 412 || h.status == 416) return fatal(Code::E_FILE_CHANGED, "the object changed while it was being read (" + st + " for " + range(r, got) + ")");
-      if (h.status == 404) return fatal(Code::E_NOT_FOUND, "not found (HTTP 404)" + detail);
-      if (h.status == 401 || h.status == 403) return fatal(Code::E_IO, "access denied (" + st + ")" + detail + " for " + range(r, got));
-      if (h.status == 200) return fatal(Code::E_IO, "the server ignored the Range header (HTTP 200)");
-      if (h.status == 408 || h.status == 425 || h.status == 429 || h.status >= 500) {
-        if (h.retryAfterS >= 0) a.retryAfterMs = std::min(h.retryAfterS * 1000, 30000.0);
-        return retry(st + detail);
-      }
-      return fatal(Code::E_IO, st + detail + " for " + range(r, got));
-    }
-    const uint64_t want = r.len - got;
-    if (!h.hasContentRange || h.rangeFirst != from || h.rangeLast != to || (h.rangeTotal >= 0 && static_cast<uint64_t>(h.rangeTotal) != o.objectSize) ||
-        (!o.etag.empty() && !h.etag.empty() && h.etag != o.etag)) {
-      w.conn.close();
-      std::string got_s = h.hasContentRange ? "bytes " + std::to_string(h.rangeFirst) + "-" + std::to_string(h.rangeLast) + "/" + (h.rangeTotal < 0 ? "*" : std::to_string(h.rangeTotal)) : "no Content-Range";
-      std::string tag = !o.etag.empty() && !h.etag.empty() && h.etag != o.etag ? ", ETag " + h.etag + " instead of " + o.etag : "";
-      return fatal(Code::E_FILE_CHANGED, "the object changed while it was being read (asked for bytes " + std::to_string(from) + "-" + std::to_string(to) + " of " + std::to_string(o.objectSize) + ", got " + got_s + tag + ")");
-    }
-    if (h.chunked) {
-      w.conn.close();
-      return fatal(Code::E_UNSUPPORTED, "the server sent a range with Transfer-Encoding (chunked); set TENSORIZE_NET=js to use the JavaScript client");
-    }
-    if (h.contentLength >= 0 && static_cast<uint64_t>(h.contentLength) != want) {
-      w.conn.close();
-      return fatal(Code::E_IO, "Content-Length " + std::to_string(h.contentLength) + " does not match the range (" + std::to_string(want) + " bytes)");
-    }
-    // Body bytes that came with the head.
-    size_t extra = hn - h.headerBytes;
-    if (extra > want) {
-      w.conn.close();
-      return fatal(Code::E_IO, "the server sent more bytes than the range it announced");
-    }
-    const uint64_t start = got;
-    for (size_t off = h.headerBytes; off < hn;) {
-      uint64_t n;
-      bool useful;
-      uint8_t* p = target(w, r, slotBuf, got, n, useful);
-      size_t k = std::min<size_t>(n, hn - off);
-      std::memcpy(p, hb + off, k);
-      off += k;
-      got += k;
-      if (!slotBuf && useful) progress(k);
-    }
-    // The rest straight into place.
-    idle = Clock::now();
-    while (got < r.len) {
-      uint64_t n;
-      bool useful;
-      uint8_t* p = target(w, r, slotBuf, got, n, useful);
-      ssize_t k = w.conn.read(p, n, why, true);
-      if (k > 0) {
-        got += static_cast<uint64_t>(k);
-        if (!slotBuf && useful) progress(static_cast<uint64_t>(k));
-        idle = Clock::now();
-      } else if (k == -2) {
-        if (cancelled()) break;
-        if (msSince(idle) > s_.timeoutMs) {
-          wire_.fetch_add(got - start, std::memory_order_relaxed);
-          if (slotBuf) progress(usefulIn(r, start, got));
-          return retry("no data for " + std::to_string(static_cast<int>(s_.timeoutMs / 1000)) + " s after " + std::to_string(got) + " of " + std::to_string(r.len) + " bytes");
-        }
-      }
-      if (k > 0 || k == -2) {
-        if (got < r.len && tooSlow(slow)) {
-          wire_.fetch_add(got - start, std::memory_order_relaxed);
-          if (slotBuf) progress(usefulIn(r, start, got));
-          return retry(slow + ", after " + std::to_string(got) + " of " + std::to_string(r.len) + " bytes");
-        }
-        continue;
-      }
-      wire_.fetch_add(got - start, std::memory_order_relaxed);
-      if (slotBuf) progress(usefulIn(r, start, got));
-      return retry((k == 0 ? std::string("the connection was closed") : "the connection failed (" + why + ")") + " after " + std::to_string(got) + " of " + std::to_string(r.len) + " bytes");
-    }
-    wire_.fetch_add(got - start, std::memory_order_relaxed);
-    if (slotBuf) progress(usefulIn(r, start, got));
-    if (got < r.len) return retry("cancelled");
-    w.conn.used++;
-    if (!h.keepAlive) w.conn.close();
-    return a;
-  }
-
-  // " (S3 Code: Message)" from an XML error body, when there is one.
-  static std::string errorDetail(const char* b, size_t n) {
-    std::string s(b, std::min<size_t>(n, 4096));
-    auto tag = [&](const char* t) {
-      std::string open = std::string("<") + t + ">", close = std::string("</") + t + ">";
-      size_t i = s.find(open), j = s.find(close);
-      return i == std::string::npos || j == std::string::npos || j < i ? std::string() : s.substr(i + open.size(), std::min<size_t>(j - i - open.size(), 200));
-    };
-    std::string code = tag("Code"), msg = tag("Message");
-    if (code.empty()) return "";
-    return " (" + code + (msg.empty() ? "" : ": " + msg) + ")";
+    Into body(*this, w, r, slotBuf);
+    return fetchhttp::get(w.conn, w.conn.used > 0, objs_[r.obj], r.from, r.len, got, s_, body);
   }
 
   // Request r, retried with backoff until it is complete; false on a fatal error or cancel.
@@ -582,7 +442,7 @@ class FetchRun : RunState {
       const Request& r = plan_.reqs[ri];
       if (!slot)
         for (uint32_t k = r.p0; k < r.p1; k++) prefault(destOf(plan_.pieces[k]), plan_.pieces[k].len);
-      if (!fetchRequest(w, ri, buf)) return;
+      if (!fetchRequest(w, ri, buf) || !openPieces(r, buf)) return;
       if (device_ >= 0) {
         copies.clear();
         for (uint32_t p = r.p0; p < r.p1; p++) {
@@ -646,6 +506,9 @@ bool fetch(const FetchSpec& spec, Loaded* dest, FetchResult& out, Error& err) {
         err = {Code::E_USAGE, "a tensor's destination lies outside the allocation", -1};
         return false;
       }
+  std::vector<uint64_t> lens;
+  for (const Item& it : spec.items) lens.push_back(it.len);
+  if (!(err = spec.crypt.check(lens)).ok()) return false;
   FetchRun run(spec, dest, out);
   return run.run(err);
 }

@@ -24,12 +24,20 @@
 // requests interleaved (fetch_plan.h). A connection keeps its keep-alive connection while
 // its requests go to the same endpoint (host, port, TLS and CA, proxy); objects of
 // different CAs are fine (one TLS context per distinct CA bundle).
+//
+// Encrypted items (spec.crypt, crypt.h): the requests cut an encrypted item only at its
+// crypt chunks' boundaries (fetch_plan.h), and once a request is in whole (after any
+// retries and resumes, so once) each of its encrypted pieces is decrypted in place, by the
+// connection's thread, where it was received: in the host destination, or in the slot
+// before it is copied to the GPU, written to the output file or hashed. Its bytes count as
+// progress only then. A MAC that does not match fails the run with E_DECRYPT naming the item.
 #pragma once
 #include <atomic>
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#include "crypt.h"
 #include "io.h"
 #include "loader.h"
 #include "net.h"
@@ -62,6 +70,9 @@ struct FetchSpec {
   // Or hash groups (loader.h HashGroup), checked here: E_HASH_MISMATCH naming the group.
   // Each group's items in one object, in file order. Not with `hashes`.
   std::vector<HashGroup> groups;
+  // How each item is encrypted (none when crypt.items is empty; else one entry per item).
+  // The keys are wiped when the spec goes. A spec is therefore neither copied nor moved.
+  crypt::Plan crypt;
   // Without a destination: write each item's bytes into this (existing) file at its dst.
   std::string output;
   uint64_t chunk = 8 << 20;

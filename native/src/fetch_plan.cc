@@ -52,6 +52,10 @@ bool makePlan(const FetchSpec& s, const std::vector<FetchObject>& objs, const st
       return false;
     }
   }
+  if (!s.crypt.items.empty() && s.crypt.items.size() != s.items.size()) {
+    err = {Code::E_USAGE, "fetch: the encryption plan must have one entry per item", -1};
+    return false;
+  }
   const uint64_t chunk = std::max<uint64_t>(s.chunk, 4096);
   // Spans of an object to read: tensors with small gaps between them are read together.
   struct Span {
@@ -65,9 +69,20 @@ bool makePlan(const FetchSpec& s, const std::vector<FetchObject>& objs, const st
     else spans.push_back({it.file, it.src, end(i)});
   }
   size_t k = 0;  // first item (in order) that may overlap the current request
+  size_t c = 0;  // first item (in order) that may hold the current request's end
   for (const Span& sp : spans) {
-    for (uint64_t from = sp.a; from < sp.b; from += chunk) {
-      Request r{sp.obj, from, std::min(chunk, sp.b - from), static_cast<uint32_t>(p.pieces.size()), 0};
+    for (uint64_t from = sp.a, to; from < sp.b; from = to) {
+      to = std::min(from + chunk, sp.b);
+      // An end inside an encrypted item moves to one of its chunk boundaries: back to the
+      // last one after `from`, or, when the request would then hold none of its chunks (a
+      // chunk larger than the request size), on to the end of the one chunk from `from`.
+      while (c < order.size() && (file(order[c]) < sp.obj || (file(order[c]) == sp.obj && end(order[c]) <= to))) c++;
+      const crypt::ItemCrypt* ic = c < order.size() && file(order[c]) == sp.obj && s.items[order[c]].src < to ? s.crypt.of(order[c]) : nullptr;
+      if (ic) {
+        const uint64_t src = s.items[order[c]].src, down = to - (to - src) % ic->chunk;
+        to = down > from ? down : std::min(from + ic->chunk, end(order[c]));
+      }
+      Request r{sp.obj, from, to - from, static_cast<uint32_t>(p.pieces.size()), 0};
       const uint64_t rend = r.from + r.len;
       while (k < order.size() && (file(order[k]) < sp.obj || end(order[k]) <= r.from)) k++;
       for (size_t j = k; j < order.size() && file(order[j]) == sp.obj && s.items[order[j]].src < rend; j++) {

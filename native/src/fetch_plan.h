@@ -2,7 +2,12 @@
 // each request carries, and in which order the connections take the requests.
 //
 // Each object's items are cut into requests of at most `chunk` bytes in file order (items
-// separated by gaps up to maxGap share requests); a request never spans two objects.
+// separated by gaps up to maxGap share requests); a request never spans two objects. Within
+// an encrypted item (spec.crypt) a request ends only at a multiple of the item's crypt
+// chunk size from the item's start, or at its end, so that each piece holds whole chunks
+// (decrypted in place once it is in): a request that would end inside a chunk ends at the
+// chunk's start instead, or, when that would leave it no chunk of the item (a crypt chunk
+// larger than `chunk`), at the chunk's end, longer than `chunk` (maxRequest says how long).
 //
 // The order: objects reached through the same connection settings (host, port, TLS and CA,
 // proxy: one endpoint) share one queue, in which their requests are interleaved by

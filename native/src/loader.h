@@ -7,12 +7,15 @@
 // whatever the model size. For host memory readers pread straight into the destination.
 // Without --plaid: one thread reads each tensor into ordinary memory and copies it
 // synchronously (the obviously-correct baseline).
+// Encrypted tensors (Spec::crypt) are decrypted in place by the thread that read them, as
+// soon as their bytes are there, before anything hashes or copies them (loader_run.h).
 #pragma once
 #include <atomic>
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#include "crypt.h"
 #include "io.h"
 
 namespace tz {
@@ -73,6 +76,10 @@ struct Spec {
   std::vector<Item> items;
   std::vector<Expect> expect;  // one per item when verify
   std::vector<HashGroup> groups;  // whole-file SHA-256s instead (not with verify)
+  // Encrypted items (crypt.h): their keys (wiped with the Spec) and one entry per item, or
+  // no entries: nothing is encrypted. The expected hashes (verify, groups) are the
+  // plaintext's. A MAC that does not match fails the load, E_DECRYPT naming the item.
+  crypt::Plan crypt;
   int64_t expectSize = -1;     // file size seen when the index was read
   std::atomic<uint64_t>* progress = nullptr;
   std::atomic<bool>* cancel = nullptr;
@@ -81,7 +88,11 @@ struct Spec {
 struct Stats {
   double allocMs = 0, firstTensorMs = -1, transferMs = 0;
   uint64_t bytes = 0, pinnedBytes = 0, deviceBytes = 0, hostBytes = 0;
-  uint64_t mappedBytes = 0;  // --mmap: the file mapping's size (page cache pages, not new memory)
+  // --mmap: the bytes of the files mapped from the page cache (shared, not new memory). The
+  // pages of encrypted tensors are decrypted into private copies: those bytes count in
+  // hostBytes instead (page-rounded within the files), so mappedBytes + hostBytes is the
+  // files' size.
+  uint64_t mappedBytes = 0;
   uint64_t pieces = 0;
 };
 

@@ -20,6 +20,7 @@ extern int passed, failed;
 
 void hashAndCopyTests();
 void fetchTests();
+void fetchCryptTests();
 void cacheTests();
 void deviceCudaTests();
 void deviceSimTests();
@@ -29,6 +30,9 @@ void pieceHasherTests();
 void configTests();
 void loaderFilesTests();
 void hashGroupsTests();
+void cryptTests();
+void copyCryptTests();
+void loaderCryptTests();
 
 // The settings that these variables, and no others, give (tz::readConfig over them): how
 // tests vary TENSORIZE_* without touching the environment (config_test.cc).

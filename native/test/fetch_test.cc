@@ -1,12 +1,9 @@
 // Native tests of the fetcher (fetch.cc, net.cc) without Node: the response-head parser on
 // good and bad input, and random plans fetched from a small HTTP/1.1 server on loopback
-// (a thread per connection, ranges served from memory, faults injected) into host memory,
+// (http_server.h: a thread per connection, ranges served from memory, faults injected) into host memory,
 // into a file, into GPU 0 when there is one, and hash only; every byte and every hash is
 // checked.
-#include <arpa/inet.h>
 #include <fcntl.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -23,8 +20,11 @@
 #include "../src/fetch.h"
 #include "../src/hash.h"
 #include "check.h"
+#include "http_server.h"
 
 namespace {
+
+using testhttp::Server;
 
 void parserTests() {
   tz::ResponseHead h;
@@ -46,138 +46,6 @@ void parserTests() {
     CHECK(tz::parseResponseHead(b.data(), b.size(), h, why) == -1 && !why.empty(), (std::string("malformed: ") + bad).c_str());
   }
 }
-
-// A tiny HTTP/1.1 server with Range support over `data` (at any path), or over several
-// objects by path; one thread per connection.
-class Server {
- public:
-  explicit Server(const std::vector<uint8_t>& data) : Server(std::vector<std::pair<std::string, const std::vector<uint8_t>*>>{{"", &data}}) {}
-  explicit Server(std::vector<std::pair<std::string, const std::vector<uint8_t>*>> objects) : objects_(std::move(objects)) {
-    fd_ = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    int one = 1;
-    setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a);
-    listen(fd_, 64);
-    socklen_t len = sizeof a;
-    getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
-    port = ntohs(a.sin_port);
-    acceptor_ = std::thread([this] { acceptLoop(); });
-  }
-  ~Server() {
-    stop_ = true;
-    shutdown(fd_, SHUT_RDWR);
-    close(fd_);
-    acceptor_.join();
-    for (auto& t : conns_) t.join();
-  }
-  int port = 0;
-  std::atomic<int> cutAfter{-1};     // the next body is cut after this many bytes
-  std::atomic<int> unavailable{0};   // answer this many requests with 503
-  std::atomic<bool> closeEach{false};  // close every connection after its answer, silently
-  std::atomic<int> trickle{0};       // send this many next bodies one byte every 50 ms
-  std::atomic<int> requests{0};
-  std::atomic<int> accepted{0};       // connections
-  std::mutex logM;
-  std::vector<std::string> paths;     // of the requests, in order
-
- private:
-  // The object at the request line's path (any path with one unnamed object); null if none.
-  const std::vector<uint8_t>* objectAt(const std::string& head) {
-    const size_t sp = head.find(' '), sp2 = head.find(' ', sp + 1);
-    const std::string path = sp == std::string::npos || sp2 == std::string::npos ? "" : head.substr(sp + 1, sp2 - sp - 1);
-    {
-      std::lock_guard<std::mutex> g(logM);
-      paths.push_back(path);
-    }
-    for (const auto& [p, d] : objects_)
-      if (p.empty() || p == path) return d;
-    return nullptr;
-  }
-
-  void acceptLoop() {
-    for (;;) {
-      int c = accept(fd_, nullptr, nullptr);
-      if (c < 0) return;
-      if (stop_) {
-        close(c);
-        return;
-      }
-      accepted++;
-      conns_.emplace_back([this, c] { serve(c); });
-    }
-  }
-  void serve(int c) {
-    std::string buf;
-    char tmp[4096];
-    for (;;) {
-      size_t end;
-      while ((end = buf.find("\r\n\r\n")) == std::string::npos) {
-        ssize_t n = recv(c, tmp, sizeof tmp, 0);
-        if (n <= 0 || stop_) {
-          close(c);
-          return;
-        }
-        buf.append(tmp, static_cast<size_t>(n));
-      }
-      std::string head = buf.substr(0, end);
-      buf.erase(0, end + 4);
-      requests++;
-      const std::vector<uint8_t>* obj = objectAt(head);
-      if (!obj) {
-        std::string r = "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n";
-        send(c, r.data(), r.size(), MSG_NOSIGNAL);
-        continue;
-      }
-      const std::vector<uint8_t>& data = *obj;
-      if (unavailable.load() > 0) {
-        unavailable--;
-        std::string r = "HTTP/1.1 503 Slow Down\r\nContent-Length: 0\r\n\r\n";
-        send(c, r.data(), r.size(), MSG_NOSIGNAL);
-        continue;
-      }
-      size_t p = head.find("Range: bytes=");
-      unsigned long long a = 0, b = 0;
-      if (p == std::string::npos || std::sscanf(head.c_str() + p, "Range: bytes=%llu-%llu", &a, &b) != 2 || b >= data.size() || a > b) {
-        std::string r = "HTTP/1.1 416 Range Not Satisfiable\r\nContent-Length: 0\r\n\r\n";
-        send(c, r.data(), r.size(), MSG_NOSIGNAL);
-        continue;
-      }
-      // Decided before the head goes out: once a client has its answer, later settings apply.
-      const bool slow = trickle.load() > 0 && trickle-- > 0;
-      std::string r = "HTTP/1.1 206 Partial Content\r\nContent-Length: " + std::to_string(b - a + 1) + "\r\nContent-Range: bytes " + std::to_string(a) + "-" +
-                      std::to_string(b) + "/" + std::to_string(data.size()) + "\r\nETag: \"t\"\r\n\r\n";
-      send(c, r.data(), r.size(), MSG_NOSIGNAL);
-      size_t len = b - a + 1;
-      if (slow) {
-        for (size_t i = 0; i < len; i++) {
-          if (stop_ || send(c, data.data() + a + i, 1, MSG_NOSIGNAL) != 1) break;
-          std::this_thread::sleep_for(std::chrono::milliseconds(50));
-        }
-        close(c);
-        return;
-      }
-      int cut = cutAfter.exchange(-1);
-      if (cut >= 0 && static_cast<size_t>(cut) < len) {
-        send(c, data.data() + a, static_cast<size_t>(cut), MSG_NOSIGNAL);
-        close(c);
-        return;
-      }
-      send(c, data.data() + a, len, MSG_NOSIGNAL);
-      if (closeEach) {
-        close(c);
-        return;
-      }
-    }
-  }
-  std::vector<std::pair<std::string, const std::vector<uint8_t>*>> objects_;
-  int fd_;
-  std::atomic<bool> stop_{false};
-  std::thread acceptor_;
-  std::vector<std::thread> conns_;
-};
 
 // Several objects in one run: three served by one server under different paths, a fourth
 // by another server (another endpoint); items of all of them interleaved in the item list.
@@ -203,15 +71,15 @@ void multiObjectTests() {
     x.etag = "\"t\"";
     return x;
   };
-  auto specOf = [&](size_t objects) {
-    tz::FetchSpec s;
+  // (A spec holds its keys: it is neither copied nor moved, so it is filled in place.)
+  auto specOf = [&](tz::FetchSpec& s, size_t objects) {
     for (size_t o = 0; o < objects; o++) s.objects.push_back(object(o));
     s.baseDelayMs = 1;
     s.timeoutMs = 5000;
-    return s;
   };
   for (int round = 0; round < 12; round++) {
-    tz::FetchSpec s = specOf(round % 2 ? 4 : 3);
+    tz::FetchSpec s;
+    specOf(s, round % 2 ? 4 : 3);
     uint64_t dst = 0;
     for (uint32_t o = 0; o < s.objects.size(); o++)
       for (uint64_t pos = rng() % 100; pos < data[o].size();) {
@@ -272,7 +140,8 @@ void multiObjectTests() {
   // servers, each connection keeps to one server while it has requests there: a handful of
   // connections in all, not one per request.
   {
-    tz::FetchSpec s = specOf(2);  // /a and /b, both on server a
+    tz::FetchSpec s;
+    specOf(s, 2);  // /a and /b, both on server a
     s.chunk = 4096;
     s.connections = 2;
     tz::Item x{0, 20 * 4096, 0}, y{1000, 20 * 4096, 20 * 4096};
@@ -316,7 +185,8 @@ void multiObjectTests() {
   // Failures name the object: a total that is not the object's size, an item past its
   // object's end (within another's), an object that is not in the list.
   {
-    tz::FetchSpec s = specOf(3);
+    tz::FetchSpec s;
+    specOf(s, 3);
     tz::Item x{0, 1000, 0}, y{0, 1000, 1024};
     y.file = 2;
     s.items = {x, y};
@@ -455,20 +325,20 @@ void fetchTests() {
   std::vector<int> devices = {-1, -2, -3};  // host memory, hash only, a file
   if (info.deviceCount > 0) devices.push_back(0);
   // A fetch of the whole test object from the in-process server, fast retries.
-  auto specOf = [&](const char* name) {
-    tz::FetchSpec s;
+  // (A spec holds its keys: it is neither copied nor moved, so it is filled in place.)
+  auto specOf = [&](tz::FetchSpec& s, const char* name) {
     s.endpoint.host = "127.0.0.1";
     s.endpoint.port = srv.port;
     s.head = "GET /f HTTP/1.1\r\nHost: 127.0.0.1\r\n";
     s.name = name;
     s.objectSize = file.size();
     s.baseDelayMs = 1;
-    return s;
   };
 
   for (int round = 0; round < 30; round++) {
     // Random non-overlapping tensors, in file order with random gaps, some empty.
-    tz::FetchSpec s = specOf("http://127.0.0.1/f");
+    tz::FetchSpec s;
+    specOf(s, "http://127.0.0.1/f");
     s.etag = "\"t\"";
     s.timeoutMs = 5000;
     uint64_t pos = rng() % 1000, dst = 0;
@@ -546,7 +416,8 @@ void fetchTests() {
   srv.closeEach = false;
 
   // Failures: a plan past the object's end, a connection refused, 503s beyond the retries.
-  tz::FetchSpec s = specOf("u");
+  tz::FetchSpec s;
+  specOf(s, "u");
   s.items = {{file.size() - 10, 20, 0}};
   tz::FetchResult out;
   tz::Error err;

@@ -192,6 +192,7 @@ int main() {
   unlink(path);
   hashAndCopyTests();
   fetchTests();
+  fetchCryptTests();
   cacheTests();
   deviceCudaTests();
   deviceSimTests();
@@ -200,6 +201,9 @@ int main() {
   configTests();
   loaderFilesTests();
   hashGroupsTests();
+  cryptTests();
+  copyCryptTests();
+  loaderCryptTests();
   std::printf("%d passed, %d failed\n", passed, failed);
   return failed ? 1 : 0;
 }

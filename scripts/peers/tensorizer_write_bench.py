@@ -4,7 +4,8 @@
 Usage:
     PYTHONPATH=/work/peers/tensorizer /usr/bin/python3 \
         scripts/peers/tensorizer_write_bench.py OUT_DIR [--size-gib 1.0] \
-        [--runs 3] [--warmup 1] [--seed 0]
+        [--runs 3] [--warmup 1] [--seed 0] \
+        [--key-file KEY] [--passphrase-file PASS] [--encrypt key|passphrase]
 
 Builds a seeded, Llama-like bf16 state dict of about --size-gib GiB in
 memory (hidden 2048, intermediate 5632, 32 heads / 4 KV heads, layer count
@@ -24,6 +25,16 @@ With --serve, the timed runs happen one per "run" line on stdin instead (see
 --help); scripts/bench-serialize.mjs uses this to interleave tensorizer's runs
 with tensorize's.
 
+Encryption: --encrypt key writes with TensorSerializer(path,
+encryption=EncryptionParams(key=...)), the key read from --key-file (32 raw
+bytes or 64 hex characters); --encrypt passphrase with
+EncryptionParams.from_string(<--passphrase-file, last line break dropped>),
+tensorizer's default Argon2id parameters (MODERATE: 3 passes, 256 MiB). Making
+the EncryptionParams (reading the key file, deriving the key) is inside the
+timing, as it is inside tensorize serialize's. With --serve, a line "run key"
+or "run passphrase" times one encrypted run (given the matching file), "run"
+a plain one. The warm-up runs are plain.
+
 Prints JSON: bytes (tensor data bytes), runs_s, best_gbps and median_gbps
 (GB/s = 1e9 bytes per second of tensor data), sync_s (the untimed
 os.sync() after each run), plus some context fields.
@@ -40,7 +51,7 @@ import time
 
 import torch
 
-from tensorizer import TensorSerializer
+from tensorizer import EncryptionParams, TensorSerializer
 from tensorizer._version import __version__ as TENSORIZER_VERSION
 
 HIDDEN = 2048
@@ -125,12 +136,39 @@ def write_safetensors(path, sd):
             f.write(raw_bytes(t))
 
 
-def write_once(out, sd):
-    """Seconds for TensorSerializer(out); write_state_dict(sd); close(), on a fresh file."""
+def read_key(path):
+    """32 raw bytes, or 64 hex characters (whitespace around them ignored)."""
+    raw = pathlib.Path(path).read_bytes()
+    if len(raw) == 32:
+        return raw
+    return bytes.fromhex(raw.decode("ascii").strip())
+
+
+def read_passphrase(path):
+    raw = pathlib.Path(path).read_bytes()
+    return raw.removesuffix(b"\n").removesuffix(b"\r")
+
+
+def encryption_params(mode, args):
+    """EncryptionParams for `mode` (None, "key" or "passphrase"): made inside the timing."""
+    if mode is None:
+        return None
+    if mode == "key":
+        if not args.key_file:
+            raise SystemExit("--encrypt key needs --key-file")
+        return EncryptionParams(key=read_key(args.key_file))
+    if not args.passphrase_file:
+        raise SystemExit("--encrypt passphrase needs --passphrase-file")
+    return EncryptionParams.from_string(read_passphrase(args.passphrase_file))
+
+
+def write_once(out, sd, mode=None, args=None):
+    """Seconds for TensorSerializer(out[, encryption]); write_state_dict(sd); close(), on a fresh file."""
     out.unlink(missing_ok=True)
     os.sync()
     start = time.perf_counter()
-    serializer = TensorSerializer(str(out))
+    enc = encryption_params(mode, args)
+    serializer = TensorSerializer(str(out), encryption=enc)
     serializer.write_state_dict(sd)
     serializer.close()
     return time.perf_counter() - start
@@ -146,6 +184,10 @@ def main(argv=None):
                     help="after the warm-up, time one run per line 'run' read on"
                          " stdin (printing {\"s\": seconds} per run) until EOF, so"
                          " that another tool's runs can be interleaved with these")
+    ap.add_argument("--key-file", help="a 32-byte key (raw or hex) for --encrypt key / 'run key'")
+    ap.add_argument("--passphrase-file", help="a passphrase for --encrypt passphrase / 'run passphrase'")
+    ap.add_argument("--encrypt", choices=["key", "passphrase"],
+                    help="time encrypted writes (without --serve)")
     ap.add_argument("--warmup", type=int, default=1,
                     help="untimed runs first (the first write of a run pays for"
                          " fresh page-cache memory; tensorize's bench skips one too)")
@@ -172,15 +214,19 @@ def main(argv=None):
         print(json.dumps({"ready": True, "bytes": nbytes, "tensors": len(sd),
                           "tensorizer": TENSORIZER_VERSION}), flush=True)
         for line in sys.stdin:
-            if line.strip() != "run":
+            words = line.split()
+            if not words or words[0] != "run":
                 continue
-            took = write_once(out, sd)
+            mode = words[1] if len(words) > 1 else None
+            if mode not in (None, "key", "passphrase"):
+                raise SystemExit(f"unknown run mode {mode!r}")
+            took = write_once(out, sd, mode, args)
             out.unlink(missing_ok=True)
             os.sync()
             print(json.dumps({"s": round(took, 4)}), flush=True)
         return
     for i in range(args.runs):
-        runs.append(write_once(out, sd))
+        runs.append(write_once(out, sd, args.encrypt, args))
         start = time.perf_counter()
         os.sync()  # not part of the timing; reported separately
         syncs.append(time.perf_counter() - start)
@@ -195,6 +241,7 @@ def main(argv=None):
         "median_gbps": round(nbytes / statistics.median(runs) / 1e9, 4),
         "sync_s": [round(s, 4) for s in syncs],
         "warmup_runs": args.warmup,
+        "encrypt": args.encrypt,
         "tensors": len(sd),
         "layers": layers,
         "file_bytes": out.stat().st_size,

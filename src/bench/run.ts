@@ -95,6 +95,9 @@ async function readContents(s: Setup, source: SourceOptions | undefined): Promis
     fileBytes = src.size;
     try {
       const tf = await TensorizerFile.open(withHead(src, opened.head));
+      if (tf.info.hasCryptInfo && (await tf.readHeaders()).some((h) => (h.header.crypt?.chunks.length ?? 0) > 0)) {
+        throw new TensorizeError('E_UNSUPPORTED', `${s.file} is encrypted: bench measures plain files (scripts/bench-encrypted.mjs compares encrypted loads with tensorizer's; docs/encryption.md)`);
+      }
       for (const e of tf.entries) add(e.dataLength);
     } finally {
       await src.close();

@@ -116,3 +116,10 @@ function readCa(path: string): Buffer {
     throw usageError(`--ca-file ${path}: ${(e as Error).message}`);
   }
 }
+
+/** An encrypted file's key or passphrase: from files or the environment only, never as a value on the command line. */
+export function addKeyOptions(c: Command): Command {
+  return c
+    .option('--key-file <path>', 'an encrypted file\'s key: 32 bytes, or 64 hex characters (or TENSORIZE_KEY=<hex>)')
+    .option('--passphrase-file <path>', 'an encrypted file\'s passphrase, its last line break ignored (or TENSORIZE_PASSPHRASE)');
+}

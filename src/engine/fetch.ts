@@ -8,7 +8,7 @@
  */
 import { config } from '../config.js';
 import { TensorizeError } from '../errors.js';
-import { native, nativeAvailable, type NativeFetchStats, type NativeHandle, type NativeHashGroup } from '../native/binding.js';
+import { native, nativeAvailable, type NativeCrypt, type NativeFetchStats, type NativeHandle, type NativeHashGroup } from '../native/binding.js';
 import { DEFAULT_SPEED_LIMIT, DEFAULT_SPEED_TIME_MS } from '../sources/retry.js';
 import type { ByteSource, NetworkTarget } from '../sources/source.js';
 import { pollProgress } from './progress.js';
@@ -38,6 +38,12 @@ export interface FetchOptions {
    * rejects with E_HASH_MISMATCH and `group`. Not with per-job hashes.
    */
   groups?: readonly NativeHashGroup[];
+  /**
+   * Encrypted jobs, one entry per job (null: not encrypted): the native fetcher cuts their
+   * ranges at their crypt chunks and decrypts each piece in place once it is in, before it
+   * is hashed, copied or written; a MAC that does not match rejects with E_DECRYPT and `item`.
+   */
+  crypt?: NativeCrypt;
 }
 
 /** The native fetcher's target for `src`, or undefined when the JavaScript path must be used. */
@@ -99,6 +105,7 @@ async function runFetch(objects: readonly FetchSource[], jobs: readonly (FetchJo
     hugePages: opts.hugePages,
     items,
     groups: opts.groups,
+    crypt: opts.crypt,
     hashes: hashing ? jobs.map((j) => ({ crc32: j.crc32, sha256: j.sha256, prefix: j.prefix ? Buffer.concat(j.prefix) : undefined })) : undefined,
     chunkSize: opts.chunkSize ?? DEFAULT_REMOTE_CHUNK,
     maxGap: opts.maxGap ?? 1 << 20,

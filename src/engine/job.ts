@@ -10,6 +10,7 @@ import { crc32 } from 'node:zlib';
 import { TensorizeError } from '../errors.js';
 import { swapBytes } from '../format/dtypes.js';
 import type { SourceData, StridedView } from '../format/view.js';
+import type { NativeItemCrypt, NativeSealItem } from '../native/binding.js';
 
 export interface StreamJob {
   id: number;
@@ -19,6 +20,13 @@ export interface StreamJob {
   prefix?: Uint8Array[];
   crc32: boolean;
   sha256: boolean;
+  /**
+   * Encrypted data (one range, not swapped), decrypted before hashing and writing; or data
+   * to encrypt after hashing (its MACs in the result). The native copy engine only: the
+   * worker pool refuses them (E_UNSUPPORTED).
+   */
+  crypt?: Omit<NativeItemCrypt, 'key'> & { key: Buffer };
+  seal?: Omit<NativeSealItem, 'key'> & { key: Buffer };
 }
 
 export interface JobResult {
@@ -26,6 +34,8 @@ export interface JobResult {
   bytes: number;
   crc32?: number;
   sha256?: Uint8Array;
+  /** Jobs sealed on the way (TransferOptions.seal): their chunks' MACs. */
+  macs?: Buffer;
 }
 
 /** Open file descriptors, kept for the life of a worker so many small tensors cost no opens. */

@@ -4,11 +4,15 @@
  * (two jobs per thread hashed with interleaved SHA-NI, PCLMUL CRC32, L2-sized chunks);
  * strided views, and everything when the addon is missing or TENSORIZE_ENGINE=js, go to the
  * pool of JavaScript worker threads. Results and failures are per job either way.
+ *
+ * Encrypted jobs (StreamJob.crypt, .seal) run on the native engine only: the pool refuses
+ * them with E_UNSUPPORTED (it would need the addon in every worker thread).
  */
 import { config } from '../config.js';
 import { TensorizeError } from '../errors.js';
-import { native, nativeAvailable, type NativeCopyJob, type NativeHandle } from '../native/binding.js';
+import { native, nativeAvailable, type NativeCopyJob, type NativeCopySpec, type NativeHandle } from '../native/binding.js';
 import type { JobResult, StreamJob } from './job.js';
+import { jsEncrypted } from './encrypted.js';
 import { defaultThreads, StreamPool } from './pool.js';
 import { pollProgress } from './progress.js';
 
@@ -49,6 +53,7 @@ export class JobRunner {
   run(job: StreamJob): Promise<JobResult> {
     if (this.closed) return Promise.reject(new TensorizeError('E_INTERRUPTED', 'job runner closed'));
     if (this.engine === 'js' || job.src.view) {
+      if (job.crypt || job.seal) return Promise.reject(jsEncrypted(job.src.view !== undefined));
       this.pool ??= new StreamPool(this.threads, this.onProgress, this.chunkSize);
       return this.pool.run(job);
     }
@@ -93,7 +98,7 @@ export class JobRunner {
       return { file, ranges, swap: job.src.swap ?? 1, dst: job.dst?.offset, prefix, crc32: job.crc32, sha256: job.sha256 };
     });
     const bin = native();
-    const run = bin.copy({ inputs, output: [...outputs][0], threads: this.threads, chunkSize: this.chunkSize, jobs });
+    const run = bin.copy({ inputs, output: [...outputs][0], threads: this.threads, chunkSize: this.chunkSize, jobs, ...cryptOf(batch.map((p) => p.job)) });
     this.inFlight.add(run);
     const stop = pollProgress(() => bin.progress(run.handle), this.onProgress);
     run.done.then(
@@ -104,6 +109,8 @@ export class JobRunner {
           const res: JobResult = { id: p.job.id, bytes: r.bytes[i]! };
           if (p.job.crc32) res.crc32 = r.crc32[i]!;
           if (p.job.sha256) res.sha256 = new Uint8Array(r.sha256.subarray(32 * i, 32 * i + 32));
+          const macs = r.macs?.[i];
+          if (macs) res.macs = macs;
           p.resolve(res);
         });
       },
@@ -130,4 +137,18 @@ export class JobRunner {
     }
     await this.pool?.close();
   }
+}
+
+/** A batch's crypt and seal plans for the native engine: one entry per job (in batch order), each key given once. */
+function cryptOf(jobs: readonly StreamJob[]): Pick<NativeCopySpec, 'crypt' | 'seal'> {
+  const plan = <T extends { key: Buffer }>(items: readonly (T | undefined)[]) => {
+    const keys = new Map<Buffer, number>();
+    const at = (k: Buffer) => keys.get(k) ?? keys.set(k, keys.size).size - 1;
+    const out = items.map((x) => (x ? { ...x, key: at(x.key) } : null));
+    return { keys: [...keys.keys()], items: out };
+  };
+  return {
+    ...(jobs.some((j) => j.crypt) ? { crypt: plan(jobs.map((j) => j.crypt)) } : {}),
+    ...(jobs.some((j) => j.seal) ? { seal: plan(jobs.map((j) => j.seal)) } : {}),
+  };
 }

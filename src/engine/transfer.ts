@@ -28,12 +28,13 @@ import { inTensor, TensorizeError } from '../errors.js';
 import { hashFailures, verifyError, type Computed, type HashFailure } from '../format/check.js';
 import { swapBytes } from '../format/dtypes.js';
 import type { Range, SourceData } from '../format/view.js';
-import { native, type NativeExpect, type NativeFetchStats, type NativeHandle, type NativeHashGroup } from '../native/binding.js';
+import { native, type NativeCrypt, type NativeExpect, type NativeSeal, type NativeFetchStats, type NativeHandle, type NativeHashGroup } from '../native/binding.js';
 import type { ByteSource } from '../sources/source.js';
-import { writeFully, type JobResult } from './job.js';
+import { writeFully, type JobResult, type StreamJob } from './job.js';
 import { fetchedHashes, fetchNative, fetchNativeMany, networkTargetOf, type FetchJob } from './fetch.js';
 import { pollProgress } from './progress.js';
 import { DEFAULT_CONCURRENCY, readRemote, type RemoteJob } from './remote.js';
+import { checkPlans, encryptionOf, jsEncrypted } from './encrypted.js';
 import { JobRunner } from './runner.js';
 
 export interface TransferJob {
@@ -116,6 +117,19 @@ export interface TransferOptions {
   concurrency?: number;
   /** Bytes done since the last call. */
   onProgress?: (bytes: number) => void;
+  /**
+   * Encrypted jobs, one entry per job (null: not encrypted): each piece is decrypted in place
+   * before anything hashes, copies or writes it; a MAC that does not match fails the
+   * transfer with E_DECRYPT naming the tensor. The hashes are the plaintext's.
+   */
+  crypt?: NativeCrypt;
+  /**
+   * Or jobs to encrypt, one entry per job (local files into file, hash or stream sinks:
+   * serialize --encrypt): sealed after hashing (the hashes are the plaintext's), their MACs
+   * in the results. Encrypted and sealed jobs must be one range, not byte-swapped, and need
+   * the native addon (the JavaScript worker pool refuses them: E_UNSUPPORTED).
+   */
+  seal?: NativeSeal;
 }
 
 export type TransferEngine = 'copy' | 'workers' | 'stream' | 'loader' | 'fetcher' | 'js';
@@ -182,6 +196,9 @@ export async function transfer(jobs: readonly TransferJob[] | PackedJobs, sink: 
   const src = srcs[0];
   const network = src !== undefined && src.localPath === undefined;
   if (srcs.some((x) => (x.localPath === undefined) !== network)) throw new TensorizeError('E_NATIVE', 'the sources of one transfer must be all local or all remote');
+  if (opts.seal?.items.some((x) => x !== null) && (network || sink.kind === 'memory')) {
+    throw new TensorizeError('E_NATIVE', 'jobs are sealed (encrypted) from local files into file, hash or stream sinks only');
+  }
   const grouped = isPacked(jobs) && (jobs.groups?.length ?? 0) > 0;
   if (grouped && sink.kind !== 'memory') throw new TensorizeError('E_UNSUPPORTED', 'hash groups (whole-file SHA-256s) are checked on loads into memory only');
   if (srcs.length > 1 || (grouped && network)) {
@@ -243,13 +260,24 @@ function localData(j: TransferJob, src: ByteSource | undefined): SourceData {
 }
 
 async function fromFiles(data: SourceData[], jobs: readonly TransferJob[], sink: Exclude<Sink, { kind: 'memory' }>, opts: TransferOptions): Promise<{ results: JobResult[]; stats: TransferStats }> {
-  if (sink.kind === 'stream') return { results: await streamFiles(data, jobs, sink.write, opts), stats: emptyStats('stream') };
+  checkPlans(opts, jobs.length);
+  const enc = jobs.map((j, k) => encryptionOf(opts, k, data[k]!, j.name));
+  if (sink.kind === 'stream') return { results: await streamFiles(data, jobs, enc, sink.write, opts), stats: emptyStats('stream') };
   const runner = new JobRunner(opts.threads, opts.onProgress, opts.chunkSize);
   try {
+    // Refused before any job starts (the runner would refuse them one by one).
+    if (runner.engine === 'js' && enc.some((e) => e.crypt || e.seal)) throw jsEncrypted(false);
     const results = await Promise.all(
       jobs.map((j, k) =>
         runner
-          .run({ id: k, src: data[k]!, dst: sink.kind === 'file' && j.dst !== undefined ? { path: sink.path, offset: j.dst } : undefined, prefix: j.prefix ? [...j.prefix] : undefined, ...wants(j) })
+          .run({
+            id: k,
+            src: data[k]!,
+            dst: sink.kind === 'file' && j.dst !== undefined ? { path: sink.path, offset: j.dst } : undefined,
+            prefix: j.prefix ? [...j.prefix] : undefined,
+            ...wants(j),
+            ...enc[k],
+          })
           .catch((e: unknown) => {
             throw j.name === undefined ? e : inTensor(e, j.name);
           }),
@@ -261,8 +289,12 @@ async function fromFiles(data: SourceData[], jobs: readonly TransferJob[], sink:
   }
 }
 
-/** Each job's bytes in order into `write`, read on this thread (byte-swapped where asked). */
-async function streamFiles(data: SourceData[], jobs: readonly TransferJob[], write: (b: Buffer) => Promise<void>, opts: TransferOptions): Promise<JobResult[]> {
+/**
+ * Each job's bytes in order into `write`, read on this thread (byte-swapped where asked),
+ * encrypted jobs decrypted and sealed ones encrypted piece by piece (pieces of whole crypt
+ * chunks), their MACs in the results.
+ */
+async function streamFiles(data: SourceData[], jobs: readonly TransferJob[], enc: readonly Pick<StreamJob, 'crypt' | 'seal'>[], write: (b: Buffer) => Promise<void>, opts: TransferOptions): Promise<JobResult[]> {
   const files = new Map<string, Awaited<ReturnType<typeof open>>>();
   const chunk = Buffer.allocUnsafeSlow(opts.chunkSize ?? 8 << 20);
   const results: JobResult[] = [];
@@ -271,24 +303,36 @@ async function streamFiles(data: SourceData[], jobs: readonly TransferJob[], wri
       if (d.view || wants(jobs[k]!).crc32 || wants(jobs[k]!).sha256) throw new TensorizeError('E_NATIVE', 'a stream sink takes ranges without hashes');
       let fh = files.get(d.path);
       if (!fh) files.set(d.path, (fh = await open(d.path, 'r')));
+      const { crypt, seal } = enc[k]!;
+      const c = crypt ?? seal;
+      // Pieces of whole crypt chunks: as many as fit the buffer, at least one.
+      const step = c ? Math.max(c.chunk, chunk.length - (chunk.length % c.chunk)) : chunk.length;
+      const buf = step > chunk.length ? Buffer.allocUnsafeSlow(step) : chunk;
+      const macs: Buffer[] = [];
       let bytes = 0;
       for (const r of d.ranges) {
         for (let pos = 0; pos < r.length; ) {
-          const n = Math.min(chunk.length, r.length - pos);
-          const { bytesRead } = await fh.read(chunk, 0, n, r.offset + pos);
+          const n = Math.min(step, r.length - pos);
+          const { bytesRead } = await fh.read(buf, 0, n, r.offset + pos);
           if (bytesRead !== n) {
             const what = jobs[k]!.name === undefined ? '' : ` (tensor ${JSON.stringify(jobs[k]!.name)})`;
             throw new TensorizeError('E_IO', `${d.path}: short read at byte ${r.offset + pos}; the file changed while being read${what}`);
           }
-          const piece = chunk.subarray(0, n);
+          const piece = buf.subarray(0, n);
           swapBytes(piece, d.swap);
+          try {
+            if (crypt) native().open(crypt.key, crypt.nonce, crypt.chunk, crypt.macs, r.length, pos, piece);
+            if (seal) macs.push(native().seal(seal.key, seal.nonce, seal.chunk, r.length, pos, piece));
+          } catch (e) {
+            throw jobs[k]!.name === undefined ? e : inTensor(e, jobs[k]!.name!);
+          }
           await write(piece);
           opts.onProgress?.(n);
           pos += n;
           bytes += n;
         }
       }
-      results.push({ id: k, bytes });
+      results.push({ id: k, bytes, ...(seal ? { macs: Buffer.concat(macs) } : {}) });
     }
   } finally {
     for (const fh of files.values()) await fh.close();
@@ -316,6 +360,7 @@ async function loadLocal(jobs: PackedJobs, sink: Extract<Sink, { kind: 'memory' 
     items: jobs.items,
     expect: jobs.checks,
     groups: nativeGroups(jobs.groups),
+    crypt: opts.crypt,
   });
   const stop = pollProgress(() => bin.progress(handle), opts.onProgress);
   try {
@@ -353,7 +398,7 @@ async function fromNetwork(src: ByteSource, jobs: readonly TransferJob[], sink: 
   const net = sink.kind === 'stream' ? undefined : await networkTargetOf(src);
   if (net) {
     const memory = sink.kind === 'memory' ? { device: sink.device, total: sink.total, hugePages: sink.hugePages } : undefined;
-    const common = { output: sink.kind === 'file' ? sink.path : undefined, concurrency, chunkSize: opts.chunkSize, onProgress: opts.onProgress };
+    const common = { output: sink.kind === 'file' ? sink.path : undefined, concurrency, chunkSize: opts.chunkSize, onProgress: opts.onProgress, crypt: opts.crypt };
     let r: { handle?: NativeHandle; stats: NativeFetchStats };
     try {
       r = memory ? await fetchNative(src, net, ranged, { ...common, ...memory }) : await fetchNative(src, net, ranged, common);
@@ -365,7 +410,19 @@ async function fromNetwork(src: ByteSource, jobs: readonly TransferJob[], sink: 
     const results = ranged.map((j, k) => ({ id: k, bytes: j.length, ...(hashing ? pick(j, fetchedHashes(st, k)) : {}) }));
     return { results, stats: fetcherStats(st, ranged, memory), handle: r.handle };
   }
+  noJsDecryption(opts.crypt);
   return readNetworkJs(src, ranged, sink, { ...opts, concurrency });
+}
+
+/**
+ * The JavaScript network path (TENSORIZE_NET=js, no addon, a stream sink) hashes and writes
+ * the pieces as they come and does not decrypt: encrypted jobs there are E_UNSUPPORTED.
+ */
+function noJsDecryption(crypt: NativeCrypt | undefined): void {
+  if (!crypt?.items.some((c) => c !== null)) return;
+  throw new TensorizeError('E_UNSUPPORTED', 'encrypted tensors over the network need the native fetcher (not TENSORIZE_NET=js)', {
+    hints: ['unset TENSORIZE_NET=js (the native addon must be built: npm run build:native), or copy the file to a local disk first'],
+  });
 }
 
 /**
@@ -384,7 +441,7 @@ async function fromNetworkMany(srcs: readonly ByteSource[], packed: PackedJobs, 
     let r: { handle: NativeHandle; stats: NativeFetchStats };
     try {
       const groups = nativeGroups(packed.groups);
-      r = await fetchNativeMany(srcs.map((src, k) => ({ src, net: nets[k]! })), ranged, { concurrency, chunkSize: opts.chunkSize, onProgress: opts.onProgress, groups, ...memory });
+      r = await fetchNativeMany(srcs.map((src, k) => ({ src, net: nets[k]! })), ranged, { concurrency, chunkSize: opts.chunkSize, onProgress: opts.onProgress, groups, crypt: opts.crypt, ...memory });
     } catch (e) {
       throw groupError(
         nativeError(e, (k) => (jobs[k] ? { name: jobs[k].name!, index: jobs[k].index ?? k } : undefined), srcs[0]!.name),
@@ -397,6 +454,7 @@ async function fromNetworkMany(srcs: readonly ByteSource[], packed: PackedJobs, 
     throw new TensorizeError('E_UNSUPPORTED', 'whole-file SHA-256 checks (hash groups) of network sources need the native fetcher (not TENSORIZE_NET=js or a proxy it cannot use)', {
       hints: ['unset TENSORIZE_NET=js, or load without the whole-file hashes'],
     });
+  noJsDecryption(opts.crypt);
   const stats = emptyStats('js');
   stats.network = { engine: 'js', connections: concurrency, requests: -1, retries: -1, wireBytes: -1 };
   const bin = native();

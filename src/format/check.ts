@@ -12,7 +12,7 @@
  * the same message.
  */
 import { createHash } from 'node:crypto';
-import { decodeCrypt } from './crypt.js';
+import { decodeCrypt, encryptedTensors, type TensorCrypt } from './crypt.js';
 import { crc32 } from 'node:zlib';
 import { TensorizeError } from '../errors.js';
 import { HashType } from './constants.js';
@@ -40,6 +40,8 @@ export interface CheckedTensor {
   sha256?: Buffer;
   /** Elements but no data in the file (loads as zeros). */
   meta: boolean;
+  /** Its crypt info, decoded and checked (empty when the file has none, or for a tensor without data). */
+  crypt?: TensorCrypt;
 }
 
 export interface CheckedFile {
@@ -51,6 +53,8 @@ export interface CheckedFile {
   failures: HashFailure[];
   /** Hashes compared so far (those of the tensors without data). */
   hashesChecked: number;
+  /** Encrypted tensors (all those with data, or none): their data is checked once decrypted. */
+  encrypted: number;
 }
 
 /** The recomputed hashes of one tensor (prefix, then data). */
@@ -62,7 +66,8 @@ export interface Computed {
 /**
  * Read and check every tensor header; then the end of the file and, with `hashes` (the
  * default), that every tensor stores a hash and that tensors without data match theirs.
- * Structural errors throw (E_FORMAT); encrypted files throw E_UNSUPPORTED; what remains is
+ * Structural errors throw (E_FORMAT: a malformed crypt-info block, a file mixing encrypted
+ * and plain tensors too); what remains is
  * returned as problems and failures for the caller to report (verify) or throw (assertSound).
  */
 export async function checkStructure(tf: TensorizerFile, opts: { hashes?: boolean } = {}): Promise<CheckedFile> {
@@ -81,15 +86,13 @@ export async function checkStructure(tf: TensorizerFile, opts: { hashes?: boolea
       meta: TensorizerFile.isMeta(entry, header),
     });
   }
-  // Every crypt-info block decoded and checked (as info checks them), before anything else is said about it.
-  for (const t of tensors) if (t.header.crypt) decodeCrypt(t.header.crypt.chunks, t.header.dataLength, `${tf.name}: tensor ${JSON.stringify(t.entry.name)} (#${t.entry.index})`);
-  const encrypted = tensors.filter((h) => h.header.crypt && h.header.crypt.chunks.length > 0);
-  if (encrypted.length > 0) {
-    throw new TensorizeError(
-      'E_UNSUPPORTED',
-      `${tf.name}: encrypted: not supported yet (${encrypted.length} of ${tensors.length} tensors are encrypted; their hashes cover the decrypted data). The structure of all ${tensors.length} tensor headers is valid.`,
-    );
-  }
+  // Every crypt-info block decoded and checked (as info checks them), and the file's tensors
+  // all encrypted or all not (E_FORMAT otherwise), before anything else is said about it.
+  for (const t of tensors) t.crypt = decodeCrypt(t.header.crypt?.chunks ?? [], t.header.dataLength, `${tf.name}: tensor ${JSON.stringify(t.entry.name)} (#${t.entry.index})`);
+  const encrypted = encryptedTensors(
+    tf.name,
+    tensors.map((t) => ({ name: t.entry.name, index: t.entry.index, dataLength: t.header.dataLength, crypt: t.crypt! })),
+  ).length;
   const problems: string[] = [];
   const end = await tf.endProblem();
   if (end) problems.push(end);
@@ -105,7 +108,7 @@ export async function checkStructure(tf: TensorizerFile, opts: { hashes?: boolea
       }
     }
   }
-  return { tf, tensors, problems, failures, hashesChecked };
+  return { tf, tensors, problems, failures, hashesChecked, encrypted };
 }
 
 /** CRC32 and SHA-256 of some bytes held in memory (a header alone). */

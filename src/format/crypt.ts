@@ -137,3 +137,128 @@ export function describeEncryption(c: TensorCrypt, encryptedTensors: number): En
     encryptedTensors,
   };
 }
+
+/**
+ * The encrypted tensors of a file (those with a cipher), after the one rule across tensors:
+ * either every tensor with data is encrypted or none is (tensorizer writes no other kind,
+ * and reads no other: E_FORMAT naming the first tensor that breaks it). Tensors without
+ * data carry an empty crypt-info block either way.
+ */
+export function encryptedTensors<T extends { name: string; index: number; dataLength: number; crypt: TensorCrypt }>(file: string, tensors: readonly T[]): T[] {
+  const withData = tensors.filter((t) => t.dataLength > 0);
+  const enc = withData.filter((t) => t.crypt.cipher);
+  if (enc.length > 0 && enc.length < withData.length) {
+    const plain = withData.find((t) => !t.crypt.cipher)!;
+    throw new TensorizeError(
+      'E_FORMAT',
+      `${file}: tensor ${JSON.stringify(plain.name)} (#${plain.index}) is not encrypted but ${enc.length} other tensor(s) are, e.g. ${JSON.stringify(enc[0]!.name)}; tensorizer writes and reads only files whose tensors are all encrypted or all not`,
+    );
+  }
+  return enc;
+}
+
+// ---------------------------------------------------------------------------------------
+// The writer's side (serialize --encrypt): crypt-info blocks as tensorizer writes them.
+
+/** The chunk size tensorizer encrypts in (and the only one it writes): 2 MiB. */
+export const CRYPT_CHUNK_SIZE = 2 * 1024 * 1024;
+/** A key-derivation chunk's bytes: u64 length, u16 type, u16 method, u64 ops, u64 mem, i32 alg, u16 salt length, salt. */
+const KDF_CHUNK_BYTES = 8 + 2 + 2 + 8 + 8 + 4 + 2 + SALT_BYTES;
+/** An XSalsa20 "parallel" chunk's bytes before its MACs: u64 length, u16 type, u64 chunk size, nonce, u64 MAC count. */
+const CIPHER_CHUNK_BYTES = 8 + 2 + 8 + NONCE_BYTES + 8;
+
+/** How a file is encrypted, as far as the sizes of its headers go (the nonces come later). */
+export interface CryptLayout {
+  chunkSize: number;
+  /** Present when the key comes from a passphrase: written into every encrypted tensor's header. */
+  kdf?: KeyDerivation;
+}
+
+/** Chunks (and MACs) of `dataLength` bytes of data. */
+export const chunkCount = (dataLength: number, chunkSize: number): number => Math.ceil(dataLength / chunkSize);
+
+/**
+ * The size of a crypt-info segment (u64 body length + body): an empty block (a tensor without
+ * data in an encrypted file: 10 bytes), or one for a tensor of `macs` chunks.
+ */
+export function cryptInfoSize(layout: CryptLayout, macs: number | undefined): number {
+  if (macs === undefined) return 8 + 2;
+  return 8 + 2 + (layout.kdf ? KDF_CHUNK_BYTES : 0) + CIPHER_CHUNK_BYTES + MAC_BYTES * macs;
+}
+
+/**
+ * A crypt-info segment (reference §6.4) with its MACs zeroed: the key-derivation chunk (when
+ * the key comes from a passphrase) then the cipher chunk, or (`cipher` absent) an empty
+ * block. `macsOffset`: where the MACs start inside the segment (fill them in with setMacs).
+ */
+export function encodeCryptInfo(layout: CryptLayout, cipher: { nonce: Buffer; macs: number } | undefined): { buf: Buffer; macsOffset: number } {
+  const b = Buffer.alloc(cryptInfoSize(layout, cipher?.macs));
+  let o = 0;
+  b.writeBigUInt64LE(BigInt(b.length - 8), o); o += 8;
+  if (!cipher) {
+    b.writeUInt16LE(0, o);
+    return { buf: b, macsOffset: b.length };
+  }
+  if (cipher.nonce.length !== NONCE_BYTES) throw new Error(`internal: a nonce of ${cipher.nonce.length} bytes`);
+  const kdf = layout.kdf;
+  b.writeUInt16LE(kdf ? 2 : 1, o); o += 2;
+  if (kdf) {
+    if (kdf.salt.length !== SALT_BYTES) throw new Error(`internal: a salt of ${kdf.salt.length} bytes`);
+    b.writeBigUInt64LE(BigInt(KDF_CHUNK_BYTES - 8), o); o += 8;
+    b.writeUInt16LE(CryptChunkType.KDF, o); o += 2;
+    b.writeUInt16LE(1, o); o += 2; // method 1: libsodium pwhash
+    b.writeBigUInt64LE(BigInt(kdf.opslimit), o); o += 8;
+    b.writeBigUInt64LE(BigInt(kdf.memlimit), o); o += 8;
+    b.writeInt32LE(ARGON2ID13, o); o += 4;
+    b.writeUInt16LE(SALT_BYTES, o); o += 2;
+    kdf.salt.copy(b, o); o += SALT_BYTES;
+  }
+  b.writeBigUInt64LE(BigInt(CIPHER_CHUNK_BYTES - 8 + MAC_BYTES * cipher.macs), o); o += 8;
+  b.writeUInt16LE(CryptChunkType.XSALSA20_PARALLEL, o); o += 2;
+  b.writeBigUInt64LE(BigInt(layout.chunkSize), o); o += 8;
+  cipher.nonce.copy(b, o); o += NONCE_BYTES;
+  b.writeBigUInt64LE(BigInt(cipher.macs), o); o += 8;
+  if (o + MAC_BYTES * cipher.macs !== b.length) throw new Error('internal: crypt-info size');
+  return { buf: b, macsOffset: o };
+}
+
+const NONCE_SPACE = 1n << BigInt(8 * NONCE_BYTES);
+
+/** A nonce as the little-endian number sodium_increment treats it as. */
+export function nonceValue(n: Uint8Array): bigint {
+  let v = 0n;
+  for (let i = n.length - 1; i >= 0; i--) v = (v << 8n) | BigInt(n[i]!);
+  return v;
+}
+
+/**
+ * One random initial nonce per encrypted tensor (`chunks[i]`: its chunk count) such that no
+ * two tensors of the file share any chunk nonce: tensor i uses nonce_i, nonce_i + 1, ...,
+ * nonce_i + chunks[i] - 1 (little-endian, as libsodium increments them), and these ranges
+ * must not meet (nor wrap around 2^192). With 24 random bytes a clash is astronomically
+ * unlikely; a nonce that clashes is drawn again all the same (as tensorizer checks its own).
+ */
+export function assignNonces(chunks: readonly number[], random: (n: number) => Buffer): Buffer[] {
+  const taken: { lo: bigint; hi: bigint }[] = []; // [lo, hi), kept sorted by lo
+  return chunks.map((count) => {
+    for (let attempt = 0; attempt < 64; attempt++) {
+      const nonce = random(NONCE_BYTES);
+      if (nonce.length !== NONCE_BYTES) throw new Error('internal: short random nonce');
+      const lo = nonceValue(nonce);
+      const hi = lo + BigInt(Math.max(1, count));
+      if (hi > NONCE_SPACE) continue;
+      let at = 0; // the first range starting at or after lo
+      for (let end = taken.length; at < end; ) {
+        const mid = (at + end) >> 1;
+        if (taken[mid]!.lo < lo) at = mid + 1;
+        else end = mid;
+      }
+      const before = taken[at - 1];
+      const after = taken[at];
+      if ((before && before.hi > lo) || (after && after.lo < hi)) continue;
+      taken.splice(at, 0, { lo, hi });
+      return nonce;
+    }
+    throw new TensorizeError('E_NATIVE', 'the random number generator keeps returning nonces already in use');
+  });
+}

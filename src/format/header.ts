@@ -64,12 +64,17 @@ export function checkShape(shape: readonly number[], what: string): void {
 
 export interface EncodedHeader {
   buf: Buffer;
-  /** Offsets of each hash value inside `buf`, in the order of `hashTypes`. */
+  /** The hashes the header holds, in order. */
+  types: readonly HashType[];
+  /** Offsets of each hash value inside `buf`, in the order of `types`. */
   valueOffsets: number[];
+  /** The crypt-info segment (u64 length + body) inside `buf`, when the header has one. */
+  crypt?: { start: number; end: number };
 }
 
 /**
- * Build a header with zeroed hash values (the form the hashes are computed over).
+ * Build a header with zeroed hash values (the form the hashes are computed over; with a
+ * crypt-info segment, the hashes cover the header without it: see hashedParts).
  * `padding` zero bytes go between the hash block and data_length: readers take data_length
  * from the header's last 8 bytes and hash the padding with the rest, so it moves the data
  * to an aligned offset without changing what the header says.
@@ -83,13 +88,15 @@ export function encodeHeader(f: {
   hashTypes: readonly HashType[];
   dataLength: number;
   padding?: number;
+  /** A crypt-info segment (u64 length + body) to put after the hash block (files with crypt info). */
+  crypt?: Buffer;
 }): EncodedHeader {
   if (f.nameBytes.length > 0xffff) throw new TensorizeError('E_INEXPRESSIBLE', `tensor name is ${f.nameBytes.length} bytes; the format allows 65535`);
   if (f.dtypeBytes.length > 0xff) throw new TensorizeError('E_INEXPRESSIBLE', 'dtype string longer than 255 bytes');
   checkShape(f.shape, 'tensor');
   // A shape with a dimension of 2^32 or more is written with 64-bit fields (data version 5, §4.1).
   const dimBytes = dimWidth(f.shape);
-  const size = headerSize(f.nameBytes.length, f.dtypeBytes.length, f.shape.length, f.hashTypes, dimBytes) + (f.padding ?? 0);
+  const size = headerSize(f.nameBytes.length, f.dtypeBytes.length, f.shape.length, f.hashTypes, dimBytes) + (f.crypt?.length ?? 0) + (f.padding ?? 0);
   const b = Buffer.alloc(size);
   let o = 0;
   b.writeBigUInt64LE(BigInt(size), o); o += 8;
@@ -115,10 +122,15 @@ export function encodeHeader(f: {
     valueOffsets.push(o);
     o += HASH_LENGTHS[t];
   }
+  let crypt: EncodedHeader['crypt'];
+  if (f.crypt) {
+    crypt = { start: o, end: o + f.crypt.length };
+    f.crypt.copy(b, o); o += f.crypt.length;
+  }
   o += f.padding ?? 0;
   b.writeBigInt64LE(BigInt(f.dataLength), o); o += 8;
   if (o !== size) throw new Error(`internal: header size ${o} != ${size}`);
-  return { buf: b, valueOffsets };
+  return { buf: b, types: f.hashTypes, valueOffsets, ...(crypt ? { crypt } : {}) };
 }
 
 class Cursor {

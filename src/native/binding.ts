@@ -57,6 +57,38 @@ export interface NativeHashGroup {
   items: Uint32Array;
 }
 
+/**
+ * How one item's bytes are encrypted (native/src/crypt.h): XSalsa20-Poly1305 per `chunk`
+ * bytes under `keys[key]`, chunk i with `nonce` + i (little-endian), one 16-byte MAC per
+ * chunk in `macs`. The engines decrypt each piece in place before hashing or copying it;
+ * a MAC that does not match is E_DECRYPT with `item` set.
+ */
+export interface NativeItemCrypt {
+  key: number;
+  chunk: number;
+  nonce: Buffer;
+  macs: Buffer;
+}
+
+/** A run's encryption: its keys (32 bytes each; wipe them after the call) and one entry per item (null: not encrypted). */
+export interface NativeCrypt {
+  keys: readonly Buffer[];
+  items: readonly (NativeItemCrypt | null)[];
+}
+
+/** Encryption on the way (serialize --encrypt): each job's data sealed in `chunk`-byte chunks after hashing; its MACs in the result. */
+export interface NativeSeal {
+  keys: readonly Buffer[];
+  items: readonly (NativeSealItem | null)[];
+}
+
+/** A job to encrypt: under `keys[key]`, in `chunk`-byte chunks (a positive multiple of 64), chunk i with `nonce` + i. */
+export interface NativeSealItem {
+  key: number;
+  chunk: number;
+  nonce: Buffer;
+}
+
 export interface NativeSpec {
   /** One input file; or `files`. */
   path?: string;
@@ -90,6 +122,8 @@ export interface NativeSpec {
   expect?: readonly NativeExpect[];
   /** Whole-file SHA-256s instead of `verify` + `expect`. */
   groups?: readonly NativeHashGroup[];
+  /** Encrypted items: decrypted as they arrive (before hashing). */
+  crypt?: NativeCrypt;
 }
 
 export interface NativeStats {
@@ -127,6 +161,10 @@ export interface NativeCopySpec {
   /** Per-lane chunk, a multiple of 4 KiB (default 1 MiB: measured fastest on the 2-vCPU reference machine). */
   chunkSize?: number;
   jobs: NativeCopyJob[];
+  /** Encrypted jobs (one entry per job; each such job a single range): decrypted before hashing and writing. */
+  crypt?: NativeCrypt;
+  /** Or jobs to encrypt after hashing (file outputs): their MACs come back in NativeCopyResult.macs. */
+  seal?: NativeSeal;
 }
 
 export interface NativeCopyResult {
@@ -134,6 +172,8 @@ export interface NativeCopyResult {
   /** 32 bytes per job. */
   sha256: Buffer;
   bytes: Float64Array;
+  /** With `seal`: per job, its chunks' MACs (16 bytes each; null for a job not sealed). */
+  macs?: (Buffer | null)[];
 }
 
 /** Where the native fetcher sends its requests, and what it sends (see native/src/fetch.h). */
@@ -190,6 +230,8 @@ export interface NativeFetchRun {
   hashes?: { crc32: boolean; sha256: boolean; prefix?: Buffer }[];
   /** Or hash groups, checked natively (NativeHashGroup); not with `hashes`. */
   groups?: readonly NativeHashGroup[];
+  /** Encrypted items: decrypted as their pieces arrive (before hashing, copying or writing). */
+  crypt?: NativeCrypt;
   chunkSize: number;
   maxGap: number;
   connections: number;
@@ -275,6 +317,18 @@ export interface NativeBinding {
   residency(path: string): NativeResidency;
   /** Read the whole file with `threads` threads in `block`-byte preads, dropping the bytes. */
   readProbe(path: string, threads: number, block: number): Promise<{ bytes: number; seconds: number }>;
+  /** Argon2id v1.3 (libsodium crypto_pwhash) of a passphrase into a 32-byte key, on a libuv thread. */
+  deriveKey(passphrase: Uint8Array, salt: Uint8Array, opslimit: number, memlimit: number): Promise<Buffer>;
+  /** Encrypt in place whole chunks of an item from byte `off` (XSalsa20-Poly1305 per chunk); their MACs. */
+  seal(key: Uint8Array, nonce: Uint8Array, chunk: number, itemLen: number, off: number, data: Uint8Array): Buffer;
+  /** Decrypt in place whole chunks of an item from byte `off`; E_DECRYPT when a MAC does not match. */
+  open(key: Uint8Array, nonce: Uint8Array, chunk: number, macs: Uint8Array, itemLen: number, off: number, data: Uint8Array): void;
+  /** Bytes from the system's CSPRNG (at most 1 MiB). */
+  randomBytes(n: number): Buffer;
+  /** Zero memory (sodium_memzero). */
+  wipe(b: Uint8Array): void;
+  /** The vendored libsodium's version. */
+  sodiumVersion: string;
 }
 
 export interface NativeResidency {

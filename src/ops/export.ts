@@ -13,8 +13,9 @@ import type { ByteSource } from '../sources/source.js';
 import { transfer } from '../engine/transfer.js';
 import { isPlain } from '../format/paths.js';
 import { TensorizerFile } from '../format/reader.js';
-import { assertSound, checkStructure, verifyError, type CheckedTensor } from '../format/check.js';
+import { assertSound, checkStructure, verifyError, type CheckedFile, type CheckedTensor } from '../format/check.js';
 import { TempOutput } from '../util/tempfile.js';
+import { planFor, withPlan, type DecryptionOptions, type DecryptionPlan } from './decrypt.js';
 
 export type MetaPolicy = 'skip' | 'zeros' | 'error';
 
@@ -28,6 +29,8 @@ export interface ExportOptions {
    * error. False copies the bytes as they are (the structure is checked all the same).
    */
   verify?: boolean;
+  /** An encrypted file's key or passphrase (decrypt.ts: required for one, refused for any other). */
+  decryption?: DecryptionOptions;
   threads?: number;
   /** Remote sources: range requests in flight (default 8). */
   concurrency?: number;
@@ -46,10 +49,15 @@ export interface ExportSummary {
 
 export async function exportSafetensors(source: ByteSource, out: string, opts: ExportOptions = {}): Promise<ExportSummary> {
   const tf = await TensorizerFile.open(source);
+  const checked = await checkStructure(tf, { hashes: opts.verify ?? true });
+  assertSound(checked);
+  return withPlan(await planFor(checked, opts.decryption), (plan) => exportChecked(source, out, checked, plan, opts));
+}
+
+async function exportChecked(source: ByteSource, out: string, checked: CheckedFile, plan: DecryptionPlan | undefined, opts: ExportOptions): Promise<ExportSummary> {
+  const { tf } = checked;
   const policy = opts.meta ?? 'skip';
   const verify = opts.verify ?? true;
-  const checked = await checkStructure(tf, { hashes: verify });
-  assertSound(checked);
   const warnings: string[] = [];
   const skipped: string[] = [];
   const problems: string[] = [];
@@ -133,7 +141,8 @@ export async function exportSafetensors(source: ByteSource, out: string, opts: E
       const expect = verify ? { crc32: h.crc32, sha256: h.sha256 } : undefined;
       return [{ src: { offset: h.entry.dataOffset, length: h.header.dataLength }, dst: dataStart + begin, prefix: h.prefix, expect, name: h.entry.name, index: h.entry.index }];
     });
-    const { failures } = await transfer(jobs, { kind: 'file', path: tmp.path }, { source, threads: opts.threads, concurrency: opts.concurrency, onProgress: opts.onProgress });
+    const crypt = plan?.forJobs(jobs.map((j) => j.index));
+    const { failures } = await transfer(jobs, { kind: 'file', path: tmp.path }, { source, threads: opts.threads, concurrency: opts.concurrency, onProgress: opts.onProgress, crypt });
     if (failures.length) {
       // The first tensor that does not match, as load reports it.
       const first = failures.filter((f) => f.tensor === failures[0]!.tensor);

@@ -16,6 +16,7 @@ import { dtypeBySafetensors, type DTypeInfo } from '../format/dtypes.js';
 import type { TensorPath } from '../format/paths.js';
 import { TensorizerFile } from '../format/reader.js';
 import { decodeCrypt } from '../format/crypt.js';
+import { DecryptionPlan, planFor, type CryptTensor, type DecryptionOptions } from './decrypt.js';
 import { assertSound, checkStructure, verifyError, type CheckedTensor } from '../format/check.js';
 import { closeCheckpoint, openCheckpointOrFile, type SafetensorsCheckpoint } from '../inputs/safetensors-checkpoint.js';
 import { knownHashes, SUMS_FILE, type KnownHash } from '../inputs/checksums.js';
@@ -67,6 +68,12 @@ export interface LoadOptions {
    * (see util/memory.ts); TENSORIZE_HUGEPAGES=1|0 overrides the default.
    */
   hugePages?: boolean;
+  /**
+   * An encrypted file's key or passphrase (ops/decrypt.ts): required for one, refused for any
+   * other. Each piece is authenticated and decrypted in place as it streams, before it is
+   * hashed or copied to the device; a piece that fails fails the load, freeing everything.
+   */
+  decryption?: DecryptionOptions;
   /** http(s):// and s3:// sources: how to reach them (headers, endpoint, retries, ...). */
   source?: SourceOptions;
   /** Remote sources: range requests in flight (default 8). */
@@ -145,6 +152,8 @@ export interface LoadStats {
   skipped: number;
   /** HTTP(S) and S3 sources: how the bytes came. */
   network?: NetworkStats;
+  /** An encrypted file: the tensors decrypted (and authenticated) on the way, and where their keys came from. */
+  encryption?: { tensors: number; keyFrom: 'key' | 'passphrase' };
 }
 
 export function parseDevice(d: string | undefined, info: () => NativeInfo): number {
@@ -241,8 +250,9 @@ export async function load(path: string, opts: LoadOptions = {}): Promise<Loaded
   const match = compileFilter(opts.filter);
 
   if (mmap && sourceKind(path) !== 'file') throw usageError(`--mmap maps a local file; ${path} is not one (load it without --mmap, or download it first)`);
-  const input = await openLoadInput(path, opts.source, verify, match, opts.sha256 ?? []);
+  const input = await openLoadInput(path, opts.source, verify, match, opts.sha256 ?? [], opts.decryption);
   const { sources, planned } = input;
+  const crypt = planned.decryption;
   // A server without range support was downloaded to a temporary file: load that locally.
   const remote = sources[0]!.localPath === undefined;
   const chunkSize = opts.chunkSize ?? (remote ? DEFAULT_REMOTE_CHUNK : DEFAULT_CHUNK);
@@ -321,7 +331,7 @@ export async function load(path: string, opts: LoadOptions = {}): Promise<Loaded
       ...(groups ? { groups } : {}),
       ...(sources.length > 1 ? { files: Uint32Array.from(itemFiles) } : {}),
     };
-    const { handle, failures, stats: st } = await transfer(jobs, sink, { sources, chunkSize, concurrency, onProgress });
+    const { handle, failures, stats: st } = await transfer(jobs, sink, { sources, chunkSize, concurrency, onProgress, crypt: crypt?.forJobs(indexes) });
     if (failures.length) {
       native().free(handle!);
       throw verifyError(sources[0]!.name, failures, []);
@@ -357,8 +367,10 @@ export async function load(path: string, opts: LoadOptions = {}): Promise<Loaded
       tensors: tensors.length,
       skipped: planned.skipped,
       ...(st.network ? { network: st.network } : {}),
+      ...(crypt ? { encryption: { tensors: crypt.encrypted, keyFrom: crypt.keyFrom } } : {}),
     }, handle!);
   } finally {
+    crypt?.wipe();
     await Promise.all(sources.map((x) => x.close()));
   }
 }
@@ -382,9 +394,18 @@ interface LoadInput {
  * with its shards, a directory), and plan it. The format is sniffed from the first bytes a
  * .tensors opening reads anyway, so that a remote single file costs no request of its own.
  */
-async function openLoadInput(path: string, source: SourceOptions | undefined, verify: boolean, match: ((name: string) => boolean) | undefined, sha256: readonly string[]): Promise<LoadInput> {
+async function openLoadInput(
+  path: string,
+  source: SourceOptions | undefined,
+  verify: boolean,
+  match: ((name: string) => boolean) | undefined,
+  sha256: readonly string[],
+  decryption: DecryptionOptions | undefined,
+): Promise<LoadInput> {
   const checkpoint = async (c: SafetensorsCheckpoint): Promise<LoadInput> => {
     try {
+      // safetensors has no encryption: a key for it is refused as for any plain file.
+      await DecryptionPlan.create(path, [], decryption);
       const known = verify ? await knownHashes(c, path, sha256, source) : undefined;
       return { format: 'safetensors', sources: c.shards.map((x) => x.source), planned: planSafetensors(c, path, match, known), warnings: c.warnings };
     } catch (e) {
@@ -398,7 +419,7 @@ async function openLoadInput(path: string, source: SourceOptions | undefined, ve
   const { other: src, head } = opened;
   try {
     if (sha256.length) throw usageError(`--sha256 is for safetensors checkpoints; ${path} is a .tensors file, which holds its own hashes (--verify checks them)`);
-    return { format: 'tensorizer', sources: [src], planned: await planTensorizer(withHead(src, head), path, verify, match), warnings: [] };
+    return { format: 'tensorizer', sources: [src], planned: await planTensorizer(withHead(src, head), verify, match, decryption), warnings: [] };
   } catch (e) {
     await src.close();
     throw e;
@@ -433,6 +454,8 @@ interface Planned {
   groups?: { sha256: Buffer; prefix: Buffer; items: number[]; name: string }[];
   checksums?: { file: string; sha256: string; from: string }[];
   unchecked?: string[];
+  /** An encrypted file's keys and each tensor's encryption (wiped once the load is over). */
+  decryption?: DecryptionPlan;
   /** Tensors in the file, and those --filter left out. */
   count: number;
   skipped: number;
@@ -444,26 +467,28 @@ interface Planned {
  * index is trusted, but the end of the file is still checked (a lowered tensor count, a file
  * cut short).
  */
-async function planTensorizer(src: ByteSource, path: string, verify: boolean, match: ((name: string) => boolean) | undefined): Promise<Planned> {
+async function planTensorizer(src: ByteSource, verify: boolean, match: ((name: string) => boolean) | undefined, decryption: DecryptionOptions | undefined): Promise<Planned> {
   const tf = await TensorizerFile.open(src);
   let checked: CheckedTensor[] | undefined;
+  let plan: DecryptionPlan | undefined;
   if (verify) {
     const c = await checkStructure(tf);
     assertSound(c);
     checked = c.tensors;
+    plan = await planFor(c, decryption);
   } else {
     const end = await tf.endProblem();
     if (end) throw verifyError(tf.name, [], [end]);
+    // Every crypt-info block checked as verify checks them (a malformed one, or a file mixing
+    // encrypted and plain tensors, is E_FORMAT there too).
+    const crypts: CryptTensor[] = [];
     if (tf.info.hasCryptInfo) {
-      // Every crypt-info block checked as verify checks them (a malformed one is E_FORMAT
-      // there too), before saying that the file is encrypted.
-      let encrypted: string | undefined;
       for (const { entry, header } of await tf.readHeaders()) {
         const crypt = decodeCrypt(header.crypt?.chunks ?? [], header.dataLength, `${tf.name}: tensor ${JSON.stringify(entry.name)} (#${entry.index})`);
-        if (crypt.cipher) encrypted ??= entry.name;
+        crypts.push({ name: entry.name, index: entry.index, dataLength: header.dataLength, crypt });
       }
-      if (encrypted !== undefined) throw new TensorizeError('E_UNSUPPORTED', `${path}: encrypted: not supported yet (tensor ${JSON.stringify(encrypted)} is encrypted)`);
     }
+    plan = await DecryptionPlan.create(tf.name, crypts, decryption);
   }
   const entries: PlanEntry[] = [];
   let skipped = 0;
@@ -490,7 +515,7 @@ async function planTensorizer(src: ByteSource, path: string, verify: boolean, ma
       ...(c ? { check: { crc32: c.crc32, sha256: c.sha256, prefix: Buffer.concat(c.prefix) } } : {}),
     });
   }
-  return { entries, count: tf.entries.length, skipped };
+  return { entries, count: tf.entries.length, skipped, ...(plan ? { decryption: plan } : {}) };
 }
 
 /**

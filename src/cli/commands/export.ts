@@ -3,10 +3,11 @@ import { exportSafetensors, type MetaPolicy } from '../../ops/export.js';
 import { basename } from 'node:path';
 import { openSource, sourceKind } from '../../sources/open.js';
 import { refuseOverwrite, resolveOutput } from '../../util/outpath.js';
-import { addSourceOptions, parsePositiveInt, sourceOptions, type SourceCliOptions } from '../options.js';
+import { readKeySource, type KeySourceOptions } from '../../ops/decrypt.js';
+import { addKeyOptions, addSourceOptions, parsePositiveInt, sourceOptions, type SourceCliOptions } from '../options.js';
 import { formatBytes, gbps, peakRssBytes, printJson, Progress, report, warn, type CommonOptions } from '../output.js';
 
-interface Opts extends CommonOptions, SourceCliOptions {
+interface Opts extends CommonOptions, SourceCliOptions, KeySourceOptions {
   output: string;
   meta: MetaPolicy;
   joinPaths?: boolean;
@@ -15,10 +16,12 @@ interface Opts extends CommonOptions, SourceCliOptions {
 }
 
 export function exportCommand(): Command {
-  return addSourceOptions(
-    new Command('export')
-      .description('convert a .tensors file back to safetensors')
-      .argument('<file>', 'a .tensors file: a path, an http(s):// URL or s3://bucket/key'),
+  return addKeyOptions(
+    addSourceOptions(
+      new Command('export')
+        .description('convert a .tensors file back to safetensors')
+        .argument('<file>', 'a .tensors file: a path, an http(s):// URL or s3://bucket/key'),
+    ),
   )
     .requiredOption('-o, --output <file>', 'output .safetensors file, or a directory to write <name>.safetensors into')
     .addOption(new Option('--meta <policy>', 'meta tensors (no data): skip them, write zeros, or fail').choices(['skip', 'zeros', 'error']).default('skip'))
@@ -39,13 +42,16 @@ cannot express (dtypes such as complex128 or float8_e4m3fnuz, structured paths w
 behind. Tensors are written largest element size first (file order within a size), as
 the safetensors writer orders them, so every tensor starts at a multiple of its element
 size. -o naming a directory writes <name>.safetensors into it; -o naming the input is
-refused.`,
+refused. An encrypted file needs its key (--key-file, TENSORIZE_KEY) or passphrase
+(--passphrase-file, TENSORIZE_PASSPHRASE): every chunk is authenticated as it is
+decrypted, and a chunk that fails leaves no output file.`,
     )
     .action(async (file: string, opts: Opts, cmd: Command) => {
       const t0 = performance.now();
       const base = basename(sourceKind(file) === 'file' ? file : new URL(file).pathname).replace(/\.tensors$/, '');
       opts.output = await resolveOutput(opts.output, `${base || 'model'}.safetensors`);
       if (sourceKind(file) === 'file') await refuseOverwrite(opts.output, [file]);
+      const decryption = await readKeySource(opts);
       const src = await openSource(file, sourceOptions({ ...opts, verbose: cmd.optsWithGlobals().verbose }, (l) => warn(opts, l)));
       const progress = new Progress(opts, 'export');
       try {
@@ -53,6 +59,7 @@ refused.`,
           meta: opts.meta,
           joinPaths: opts.joinPaths,
           verify: opts.verify,
+          decryption,
           threads: opts.threads,
           concurrency: opts.concurrency,
           onStart: progress.start,

@@ -1,21 +1,25 @@
 import { Command } from 'commander';
 import { TENSOR_TYPE_NAMES } from '../../format/constants.js';
 import { TensorizerFile } from '../../format/reader.js';
-import { decodeCrypt, describeEncryption, type EncryptionSummary, type TensorCrypt } from '../../format/crypt.js';
+import { decodeCrypt, describeEncryption, encryptedTensors, type EncryptionSummary } from '../../format/crypt.js';
 import { verifyError } from '../../format/check.js';
+import { TensorizeError } from '../../errors.js';
 import { dtypeBySafetensors } from '../../format/dtypes.js';
 import { METADATA_OFFSET } from '../../format/constants.js';
 import { closeCheckpoint, openCheckpointOrFile, type SafetensorsCheckpoint } from '../../inputs/safetensors-checkpoint.js';
 import { withHead } from '../../sources/source.js';
-import { addSourceOptions, sourceOptions, type SourceCliOptions } from '../options.js';
+import { DecryptionPlan, readKeySource, type CryptTensor, type DecryptionOptions, type KeySourceOptions } from '../../ops/decrypt.js';
+import { native } from '../../native/binding.js';
+import type { ByteSource } from '../../sources/source.js';
+import { addKeyOptions, addSourceOptions, sourceOptions, type SourceCliOptions } from '../options.js';
 import { formatBytes, printJson, result, table, warn, type CommonOptions } from '../output.js';
 
 export function infoCommand(): Command {
-  return addSourceOptions(
+  return addKeyOptions(addSourceOptions(
     new Command('info')
       .description('show the data version, flags and tensor table of a .tensors file (reads only the index and the end of the file), or the tensor table and metadata of a safetensors checkpoint')
       .argument('<file>', 'a .tensors or .safetensors file, a *.safetensors.index.json or a model directory: a path, an http(s):// URL or s3://bucket/key (a URL ending in / is a directory)'),
-  )
+  ))
     .option('--json', 'print one JSON document on stdout')
     .option('-q, --quiet', 'print nothing; the exit status says whether the index is sound')
     .addHelpText(
@@ -27,23 +31,40 @@ unexpected bytes after its last record is still shown, followed by the problem, 
 exit status is 1. An encrypted file's tensor headers are read too: info says how it is
 encrypted (XSalsa20-Poly1305 per chunk; a 32-byte key, or a passphrase with its Argon2id
 parameters and salt), with no key needed, and a malformed crypt-info block is a problem.
+Given a key or passphrase (--key-file, --passphrase-file, TENSORIZE_KEY,
+TENSORIZE_PASSPHRASE), info checks it against the first chunk of the first encrypted
+tensor (reading at most that chunk): a wrong one is an error (E_DECRYPT, exit 1), and so
+is one given for a file that is not encrypted (E_KEY).
 
 A safetensors checkpoint (one file, a sharded index with its shards, a directory) shows the
 same table and JSON, with its __metadata__ and, for several shards, which shard holds each
 tensor; every shard's header is checked as serialize and load check it (a bad one is an
 error, exit 1).`,
     )
-    .action(async (file: string, opts: CommonOptions & SourceCliOptions, cmd: Command) => {
+    .action(async (file: string, opts: CommonOptions & SourceCliOptions & KeySourceOptions, cmd: Command) => {
+      const decryption = await readKeySource(opts);
       const so = sourceOptions({ ...opts, verbose: cmd.optsWithGlobals().verbose }, (l) => warn(opts, l));
       const opened = await openCheckpointOrFile(file, METADATA_OFFSET, so);
-      if ('checkpoint' in opened) return showSafetensors(file, opened.checkpoint, opts);
+      if ('checkpoint' in opened) {
+        // safetensors has no encryption: a key for it is refused (E_KEY) as for any plain file.
+        await DecryptionPlan.create(file, [], decryption).catch(async (e: unknown) => {
+          await closeCheckpoint(opened.checkpoint);
+          throw e;
+        });
+        return showSafetensors(file, opened.checkpoint, opts);
+      }
       const { other: src, head } = opened;
       try {
         const tf = await TensorizerFile.open(withHead(src, head), { allowTruncated: true });
         const end = await tf.endProblem();
         const problems = end ? [end] : [];
         const i = tf.info;
-        const encryption = i.hasCryptInfo && !end ? await encryptionOf(tf).catch((e: unknown) => void problems.push((e as Error).message)) : undefined;
+        const encryption = i.hasCryptInfo && !end ? await encryptionOf(tf, src, decryption).catch((e: unknown) => {
+                if (!(e instanceof TensorizeError) || e.code !== 'E_FORMAT') throw e;
+                problems.push(e.message);
+              })
+            : undefined;
+        if (!encryption && decryption && problems.length === 0) await DecryptionPlan.create(file, [], decryption);
         const tensors = tf.entries.map((e) => ({
           name: e.path.length === 1 && typeof e.path[0] === 'string' ? e.path[0] : e.path,
           type: TENSOR_TYPE_NAMES[e.type],
@@ -163,22 +184,39 @@ async function showSafetensors(file: string, c: SafetensorsCheckpoint, opts: Com
 /**
  * How an encrypted file is encrypted, from its tensor headers (cleartext; no key needed):
  * the cipher, and whether the key is given or derived from a passphrase (with the Argon2id
- * parameters). Every header's crypt info is decoded and checked on the way.
+ * parameters). Every header's crypt info is decoded and checked on the way, and the file's
+ * tensors must be all encrypted or all not. Given a key or passphrase, it is checked on the
+ * first chunk of the first encrypted tensor (E_KEY or E_DECRYPT, thrown, not a problem).
  */
-async function encryptionOf(tf: TensorizerFile): Promise<EncryptionSummary | undefined> {
-  let first: TensorCrypt | undefined;
-  let encrypted = 0;
+async function encryptionOf(tf: TensorizerFile, src: ByteSource, given: DecryptionOptions | undefined): Promise<(EncryptionSummary & { keyChecked?: boolean }) | undefined> {
+  const all: CryptTensor[] = [];
   for (const { entry, header } of await tf.readHeaders()) {
-    const c = decodeCrypt(header.crypt?.chunks ?? [], entry.dataLength, `${tf.name}: tensor ${JSON.stringify(entry.name)}`);
-    if (!c.cipher) continue;
-    encrypted++;
-    first ??= c;
+    all.push({ name: entry.name, index: entry.index, dataLength: entry.dataLength, crypt: decodeCrypt(header.crypt?.chunks ?? [], entry.dataLength, `${tf.name}: tensor ${JSON.stringify(entry.name)}`) });
   }
-  return first ? describeEncryption(first, encrypted) : undefined;
+  const enc = encryptedTensors(tf.name, all);
+  if (enc.length === 0) return undefined;
+  const summary = describeEncryption(enc[0]!.crypt, enc.length);
+  if (!given) return summary;
+  const plan = (await DecryptionPlan.create(tf.name, all, given))!;
+  try {
+    const t = enc[0]!;
+    const item = plan.item(t.index)!;
+    const bytes = await src.read(tf.entries[t.index]!.dataOffset, Math.min(item.chunk, t.dataLength));
+    try {
+      native().open(plan.keys[item.key]!, item.nonce, item.chunk, item.macs, t.dataLength, 0, bytes);
+    } catch (e) {
+      throw Object.assign(e as Error, { message: `${tf.name}: tensor ${JSON.stringify(t.name)} (#${t.index}): ${(e as Error).message}` });
+    } finally {
+      bytes.fill(0);
+    }
+  } finally {
+    plan.wipe();
+  }
+  return { ...summary, keyChecked: true };
 }
 
-function encryptionLine(e: EncryptionSummary): string {
+function encryptionLine(e: EncryptionSummary & { keyChecked?: boolean }): string {
   const mib = (n: number) => (n % 2 ** 20 === 0 ? `${n / 2 ** 20} MiB` : `${n} B`);
   const how = e.kdf ? `a passphrase (Argon2id v1.3, opslimit ${e.kdf.opslimit}, memlimit ${mib(e.kdf.memlimit)}, salt ${e.kdf.salt})` : 'a 32-byte key';
-  return `${e.cipher}${e.chunkSize ? ` in ${mib(e.chunkSize)} chunks` : ''}, ${e.encryptedTensors} tensors; the key comes from ${how}`;
+  return `${e.cipher}${e.chunkSize ? ` in ${mib(e.chunkSize)} chunks` : ''}, ${e.encryptedTensors} tensors; the key comes from ${how}${e.keyChecked ? '; the key given is right (checked on the first chunk)' : ''}`;
 }

@@ -1,9 +1,10 @@
 import { Command } from 'commander';
 import { load, type LoadOptions, type LoadStats } from '../../ops/load.js';
-import { addSourceOptions, parsePositiveInt, parseSize, sourceOptions, type SourceCliOptions } from '../options.js';
+import { readKeySource, type KeySourceOptions } from '../../ops/decrypt.js';
+import { addKeyOptions, addSourceOptions, parsePositiveInt, parseSize, sourceOptions, type SourceCliOptions } from '../options.js';
 import { formatBytes, peakRssBytes, printJson, Progress, report, table, warn, type CommonOptions } from '../output.js';
 
-interface Opts extends CommonOptions, SourceCliOptions, Pick<LoadOptions, 'device' | 'plaid' | 'mmap' | 'readers' | 'chunkSize' | 'filter' | 'verify'> {
+interface Opts extends CommonOptions, SourceCliOptions, KeySourceOptions, Pick<LoadOptions, 'device' | 'plaid' | 'mmap' | 'readers' | 'chunkSize' | 'filter' | 'verify'> {
   tensors?: boolean;
   sha256?: string[];
 }
@@ -28,16 +29,17 @@ function integrityOf(s: LoadStats): string {
     const files = n === 1 ? 'the file\'s SHA-256' : `SHA-256 of ${s.checksums.length} of ${n} files`;
     return `${head}; ${files} verified while streaming (from ${from})${s.unchecked?.length ? `; NOT verified, no SHA-256 known: ${s.unchecked.join(', ')}` : ''}`;
   }
-  if (s.verified) return `index and tensor headers checked; CRC32 and SHA-256 of ${s.skipped ? `the ${s.tensors} loaded tensors` : 'every tensor'} verified`;
-  return 'index checked; tensor hashes not verified (--verify checks them)';
+  const enc = s.encryption ? `; ${s.encryption.tensors} encrypted tensors authenticated (every chunk's MAC) and decrypted with the ${s.encryption.keyFrom} given` : '';
+  if (s.verified) return `index and tensor headers checked; ${s.encryption ? 'SHA-256' : 'CRC32 and SHA-256'} of ${s.skipped ? `the ${s.tensors} loaded tensors` : 'every tensor'} verified${enc}`;
+  return `index checked; tensor hashes not verified (--verify checks them)${enc}`;
 }
 
 export function loadCommand(): Command {
-  return addSourceOptions(
+  return addKeyOptions(addSourceOptions(
     new Command('load')
       .description('stream a .tensors file, or a stock safetensors checkpoint as it is (one file, a sharded index, a directory), into GPU memory (or host memory) through the native loader and report timings')
       .argument('<file>', 'a .tensors or .safetensors file, a *.safetensors.index.json or a model directory: a path, an http(s):// URL or s3://bucket/key (a URL ending in / is a directory)'),
-  )
+  ))
     .option('--device <device>', 'cuda, cuda:N or cpu (default: cuda:0 when a GPU is usable, else cpu)')
     .option('--plaid', 'the fast path: parallel readers into a pinned ring, copies overlapped on CUDA streams')
     .option('--mmap', 'host memory from a local file without copying: map the file copy-on-write and its tensors\' pages in from the page cache (implies --device cpu)')
@@ -87,6 +89,15 @@ server (Hugging Face resolve URLs state it: X-Linked-Etag). A file with none is 
 unverified and the report says so; with none known at all --verify is a usage error. A
 whole-file hash covers every tensor, so --verify cannot be combined with --filter there.
 
+An encrypted .tensors file (tensorizer's XSalsa20-Poly1305 per chunk) needs its key
+(--key-file, TENSORIZE_KEY=<hex>) or passphrase (--passphrase-file, TENSORIZE_PASSPHRASE;
+the key is then derived with Argon2id as the file says). Every mode decrypts: each piece is
+authenticated and decrypted in place as it streams (on the reader threads, or the
+connections' threads), before it is hashed or copied to the device; with --mmap the
+decrypted pages become private memory. A wrong key or a changed chunk fails the load,
+naming the tensor, and frees everything. A key given for a file that is not encrypted is
+an error too (tensor data is all that encryption authenticates).
+
 The report gives the time to open the file and read its index, the time until the first
 tensor was complete on the device, the transfer time, the total, GB/s, peak RSS, pinned
 bytes and device bytes. The memory is freed when the command ends.
@@ -119,8 +130,10 @@ Examples:
   tensorize load https://huggingface.co/org/model/resolve/main/model.safetensors.index.json`,
     )
     .action(async (file: string, opts: Opts, cmd: Command) => {
+      const decryption = await readKeySource(opts);
       const progress = new Progress(opts, 'load');
       const model = await load(file, {
+        decryption,
         source: sourceOptions({ ...opts, verbose: cmd.optsWithGlobals().verbose }, (l) => warn(opts, l)),
         concurrency: opts.concurrency,
         device: opts.device,

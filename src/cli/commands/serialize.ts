@@ -7,6 +7,8 @@ import { numel } from '../../format/header.js';
 import { pathToString } from '../../format/paths.js';
 import { checkAlign, DEFAULT_ALIGN } from '../../format/encode.js';
 import { writeTensorizer } from '../../ops/serialize.js';
+import { readKeySource } from '../../ops/decrypt.js';
+import { checkKdfParams, KDF_DEFAULT, type EncryptionOptions } from '../../ops/encrypt.js';
 import type { InputModel } from '../../inputs/index.js';
 import { fsError } from '../../sources/file.js';
 import { sourceKind } from '../../sources/open.js';
@@ -34,6 +36,48 @@ interface Opts extends CommonOptions, SourceCliOptions {
   /** A number from --align, false from --no-align, undefined: DEFAULT_ALIGN. */
   align?: number | false;
   buffers?: string[];
+  encrypt?: boolean;
+  keyFile?: string;
+  passphraseFile?: string;
+  kdfOps?: number;
+  kdfMem?: number;
+}
+
+function parseKdfOps(v: string): number {
+  const n = /^[0-9]+$/.test(v) ? Number(v) : NaN;
+  if (!Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError('--kdf-ops must be a positive integer (Argon2id passes; default 3)');
+  return n;
+}
+
+const MAKE_KEY = 'make a key with `head -c 32 /dev/urandom > model.key` (or `openssl rand -hex 32 > model.key`), keep it safe, and give --key-file model.key; or give a passphrase with --passphrase-file';
+
+/**
+ * --encrypt and its key options, checked before any input is read: --encrypt needs a key
+ * or a passphrase (--key-file, --passphrase-file, TENSORIZE_KEY, TENSORIZE_PASSPHRASE); the
+ * options need --encrypt; --kdf-ops and --kdf-mem go with a passphrase, within what
+ * tensorize can read back. Undefined without --encrypt (TENSORIZE_KEY/PASSPHRASE alone,
+ * which other commands read to decrypt, do not make serialize encrypt).
+ */
+async function encryptionOf(opts: Opts): Promise<EncryptionOptions | undefined> {
+  const given = (['keyFile', 'passphraseFile', 'kdfOps', 'kdfMem'] as const).filter((k) => opts[k] !== undefined);
+  const flag = (k: (typeof given)[number]) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+  if (!opts.encrypt) {
+    if (given.length) throw usageError(`${flag(given[0]!)} is for encrypted output: add --encrypt`);
+    return undefined;
+  }
+  const source = await readKeySource(opts);
+  if (!source) throw usageError('--encrypt needs a key or a passphrase: --key-file PATH, --passphrase-file PATH, or TENSORIZE_KEY / TENSORIZE_PASSPHRASE', [MAKE_KEY]);
+  if (source.key !== undefined) {
+    const kdf = given.find((k) => k === 'kdfOps' || k === 'kdfMem');
+    if (kdf) throw usageError(`${flag(kdf)} sets how a key is derived from a passphrase; a key (--key-file, TENSORIZE_KEY) is used as it is`);
+    return { key: source.key };
+  }
+  const pass = source.passphrase as Buffer;
+  if (pass.length === 0) throw usageError('the passphrase is empty', [MAKE_KEY]);
+  const opslimit = opts.kdfOps ?? KDF_DEFAULT.opslimit;
+  const memlimit = opts.kdfMem ?? KDF_DEFAULT.memlimit;
+  checkKdfParams(opslimit, memlimit, { ops: '--kdf-ops', mem: '--kdf-mem' });
+  return { passphrase: pass, opslimit, memlimit };
 }
 
 const TYPES = { param: TensorType.PARAM, buffer: TensorType.BUFFER, state_dict: TensorType.STATE_DICT };
@@ -109,6 +153,11 @@ export function serializeCommand(): Command {
     .option('--align <bytes>', `start every tensor's data at a multiple of this many bytes (a power of two, e.g. 64 or 4096), padding the tensor headers (default: ${DEFAULT_ALIGN})`, parseAlign)
     .option('--no-align', 'no padding: tensorizer\'s own layout, where tensors start at any offset (same as --align 1)')
     .option('--threads <n>', 'worker threads that copy and hash (default: CPU count)', parsePositiveInt('--threads', 256))
+    .option('--encrypt', 'encrypt the tensor data as tensorizer does (XSalsa20-Poly1305), with --key-file or --passphrase-file (or TENSORIZE_KEY / TENSORIZE_PASSPHRASE)')
+    .option('--key-file <path>', 'with --encrypt: the key, 32 bytes or 64 hex characters (make one: head -c 32 /dev/urandom > model.key)')
+    .option('--passphrase-file <path>', 'with --encrypt: a passphrase (its last line break ignored) to derive the key from with Argon2id')
+    .option('--kdf-ops <n>', `with --passphrase-file: Argon2id passes (default ${KDF_DEFAULT.opslimit}, libsodium's MODERATE, tensorizer's default)`, parseKdfOps)
+    .option('--kdf-mem <size>', `with --passphrase-file: Argon2id memory (default 256MiB, MODERATE; at least 8KiB)`, parseSize)
     .option('--json', 'print one JSON document on stdout instead of the summary')
     .option('-q, --quiet', 'no progress and no summary')
     .addHelpText(
@@ -159,7 +208,27 @@ downloaded to a temporary file first.
 
 With -o s3://bucket/key the file is produced in order into a multipart upload (each
 tensor is hashed first, then read again and uploaded), so memory stays bounded and no
-local copy is made; on any failure or Ctrl-C the upload is aborted and no object appears.`,
+local copy is made; on any failure or Ctrl-C the upload is aborted and no object appears.
+
+--encrypt encrypts every tensor's data as tensorizer's EncryptionParams does, so that
+tensorizer (TensorDeserializer with DecryptionParams.from_key or .from_string), vLLM and
+tensorize (--key-file / --passphrase-file) read it: XSalsa20-Poly1305 over each 2 MiB
+chunk, a random nonce per tensor, one MAC per chunk in the tensor's header. The index,
+names, dtypes, shapes and hashes stay readable and are not authenticated; only tensor data
+is encrypted. The key is 32 bytes from --key-file (raw, or 64 hex characters) or
+TENSORIZE_KEY, used as it is (tensorizer's EncryptionParams(key=...)); or it is derived from
+the passphrase in --passphrase-file or TENSORIZE_PASSPHRASE with Argon2id and a random salt
+(stored in the file, with --kdf-ops and --kdf-mem: tensorizer's from_string, default
+MODERATE, 3 passes over 256 MiB). Keys are never taken as arguments (ps and shell history
+show those). Without --encrypt, TENSORIZE_KEY and TENSORIZE_PASSPHRASE are ignored here.
+  head -c 32 /dev/urandom > model.key      (or: openssl rand -hex 32 > model.key)
+  tensorize serialize model.safetensors -o model.tensors --encrypt --key-file model.key
+  tensorize load model.tensors --key-file model.key
+An encrypted file has data version 3 (4 and flag bit 0 when it has meta tensors), as
+tensorizer writes it (tested with tensorizer 2.10 to 2.12). Tensors without data (no
+elements, or meta) are not encrypted. Network inputs are downloaded to a temporary file
+first (the network reader does not encrypt), and PyTorch tensors stored strided or
+big-endian are gathered into one (the copy engine encrypts plain ranges only).`,
     )
     .action(async (input: string, opts: Opts, cmd: Command) => {
       const t0 = performance.now();
@@ -167,6 +236,7 @@ local copy is made; on any failure or Ctrl-C the upload is aborted and no object
         throw usageError(`--buffers records the matching tensors as buffers and the others as parameters; it cannot be combined with --tensor-type ${opts.tensorType}`);
       }
       if (opts.buffers) await buffersMatcher(opts.buffers); // a bad pattern: a usage error before any input is read
+      const encryption = await encryptionOf(opts);
       const src = sourceOptions({ ...opts, concurrency: opts.readConcurrency, verbose: cmd.optsWithGlobals().verbose }, (l) => warn(opts, l));
       // Where the output goes, checked before the input is read; and once the input's files
       // are known (shards), against them too.
@@ -179,18 +249,25 @@ local copy is made; on any failure or Ctrl-C the upload is aborted and no object
       try {
         if (local) await refuseOverwrite(out, model.files);
         opts.output = out;
-        await serializeModel(input, model, opts, src, t0);
+        await serializeModel(input, model, opts, src, t0, encryption);
       } finally {
+        wipe(encryption);
         await closeInput(model);
       }
     });
 }
 
-async function serializeModel(input: string, model: InputModel, opts: Opts, src: ReturnType<typeof sourceOptions>, t0: number): Promise<void> {
+/** The key or passphrase read from a file or the environment, zeroed. */
+function wipe(e: EncryptionOptions | undefined): void {
+  const b = e && ('key' in e ? e.key : e.passphrase);
+  if (b && typeof b !== 'string') b.fill(0);
+}
+
+async function serializeModel(input: string, model: InputModel, opts: Opts, src: ReturnType<typeof sourceOptions>, t0: number, encryption: EncryptionOptions | undefined): Promise<void> {
   for (const w of model.warnings) warn(opts, w);
   const out = opts.output!;
   const bytes = model.tensors.reduce((n, t) => n + Number(numel(t.shape)) * t.dtype.itemsize, 0);
-  log(opts, `serializing ${model.tensors.length} tensors (${formatBytes(bytes)}) from ${model.files.length} ${model.format} file(s) to ${out}`);
+  log(opts, `serializing ${model.tensors.length} tensors (${formatBytes(bytes)}) from ${model.files.length} ${model.format} file(s) to ${out}${encryption ? ', encrypted' : ''}`);
   const isBuffer = opts.buffers ? await buffersMatcher(opts.buffers) : undefined;
   const typeOf = (t: InputModel['tensors'][number]): TensorType => {
     if (!isBuffer) return TYPES[opts.tensorType];
@@ -211,6 +288,7 @@ async function serializeModel(input: string, model: InputModel, opts: Opts, src:
       readConcurrency: opts.readConcurrency,
       onWarning: (m) => warn(opts, m),
       align: opts.align === false ? 1 : (opts.align ?? DEFAULT_ALIGN),
+      encryption,
     },
   ).finally(() => progress.stop());
   const seconds = (performance.now() - t0) / 1000;
@@ -227,13 +305,19 @@ async function serializeModel(input: string, model: InputModel, opts: Opts, src:
     seconds: Number(seconds.toFixed(3)),
     gbPerSecond: Number(gbps(summary.dataBytes, seconds).toFixed(3)),
     peakRssBytes: peakRssBytes(),
+    ...(summary.encryption ? { encryption: summary.encryption } : {}),
     warnings: [...model.warnings, ...summary.warnings],
   };
+  const e = summary.encryption;
+  const how = !e
+    ? ''
+    : `; encrypted (${e.cipher}, ${formatBytes(e.chunkSize ?? 0)} chunks, ${e.encryptedTensors} tensor(s)) with ` +
+      (e.kdf ? `a key derived from the passphrase (Argon2id, opslimit ${e.kdf.opslimit}, memlimit ${formatBytes(e.kdf.memlimit)}): read it with --passphrase-file` : 'the key: read it with --key-file');
   if (opts.json) printJson(result);
   else
     report(
       opts,
       `wrote ${out}: ${result.tensors} tensors, ${formatBytes(result.dataBytes)} in ${seconds.toFixed(2)} s ` +
-        `(${result.gbPerSecond.toFixed(2)} GB/s), peak RSS ${formatBytes(result.peakRssBytes)}, data version ${result.dataVersion}`,
+        `(${result.gbPerSecond.toFixed(2)} GB/s), peak RSS ${formatBytes(result.peakRssBytes)}, data version ${result.dataVersion}${how}`,
     );
 }
