@@ -202,13 +202,25 @@ export class DecryptionPlan {
   }
 }
 
-/** Argon2id's cost bounded: memory within half of this machine's, and opslimit x memlimit within MAX_KDF_WORK. */
+/**
+ * Whether Argon2id with these parameters is over tensorize's bound, and how: `memory` (more
+ * than half of this machine's) or `work` (opslimit x memlimit over MAX_KDF_WORK). The one
+ * bound of the reader (E_KEY, before deriving) and of the writer (serialize refuses to
+ * write a file it could not read back).
+ */
+export function kdfOverBound(ops: number, mem: number): 'memory' | 'work' | undefined {
+  if (mem > totalmem() / 2) return 'memory';
+  if (ops * mem > MAX_KDF_WORK) return 'work';
+  return undefined;
+}
+
 function checkKdfCost(file: string, t: CryptTensor, ops: number, mem: number): void {
   const where = `${file}: tensor ${JSON.stringify(t.name)} (#${t.index})`;
-  if (mem > totalmem() / 2) {
+  const over = kdfOverBound(ops, mem);
+  if (over === 'memory') {
     throw new TensorizeError('E_KEY', `${where}: its key derivation asks for ${mem} bytes of memory, more than half of this machine's ${totalmem()}`);
   }
-  if (ops * mem > MAX_KDF_WORK) {
+  if (over === 'work') {
     throw new TensorizeError('E_KEY', `${where}: its key derivation asks for opslimit ${ops} x memlimit ${mem} bytes, over tensorize's limit of ${MAX_KDF_WORK} (tensorizer's strongest preset, SENSITIVE, is 4 x 1 GiB)`);
   }
 }

@@ -10,7 +10,7 @@ import { totalmem } from 'node:os';
 import { TensorizeError } from '../errors.js';
 import { assignNonces, CRYPT_CHUNK_SIZE, MAC_BYTES, MAX_MEMLIMIT, MAX_OPSLIMIT, SALT_BYTES, type CryptLayout, type EncryptionSummary } from '../format/crypt.js';
 import { native } from '../native/binding.js';
-import { MAX_KDF_WORK, parseKey } from './decrypt.js';
+import { kdfOverBound, MAX_KDF_WORK, parseKey } from './decrypt.js';
 
 /** How to encrypt a file: with a key, or with a key derived from a passphrase. */
 export type EncryptionOptions =
@@ -41,10 +41,11 @@ export function checkKdfParams(opslimit: number, memlimit: number, names = { ops
   if (!Number.isSafeInteger(memlimit) || memlimit < KDF_MIN.memlimit || memlimit > MAX_MEMLIMIT) {
     throw new TensorizeError('E_USAGE', `${names.mem} must be from ${KDF_MIN.memlimit} bytes (8 KiB) to ${MAX_MEMLIMIT} bytes, not ${memlimit}`);
   }
-  if (opslimit * memlimit > MAX_KDF_WORK) {
+  const over = kdfOverBound(opslimit, memlimit);
+  if (over === 'work') {
     throw new TensorizeError('E_USAGE', `${names.ops} ${opslimit} x ${names.mem} ${memlimit} bytes is over tensorize's limit of ${MAX_KDF_WORK} (its reader refuses such files; tensorizer's strongest preset, SENSITIVE, is 4 x 1 GiB)`);
   }
-  if (memlimit > totalmem() / 2) {
+  if (over === 'memory') {
     throw new TensorizeError('E_USAGE', `${names.mem} ${memlimit} bytes is more than half of this machine's memory (${totalmem()} bytes); tensorize would refuse to read the file here`);
   }
 }
